@@ -1,0 +1,171 @@
+"""The `hub` command: dev, serve, worker, migrate, token, watch, embedded."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from hub.embedded import EmbeddedError, port_is_free
+from hub.settings import Settings, SettingsError, load_settings
+
+
+class CommandError(Exception):
+    """A command cannot go on; the message is one line for the operator."""
+
+
+def _check_port(settings: Settings) -> None:
+    if not port_is_free(settings.port, settings.host):
+        raise CommandError(
+            f"port {settings.port} on {settings.host} is already in use "
+            "(stop what holds it, or set HUB_PORT)"
+        )
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from hub.app import create_app
+    from hub.runtime import resolve
+    from ledger.migrate import upgrade
+
+    _check_port(settings)
+    runtime = resolve(settings)
+    if settings.database_url is None:
+        upgrade(runtime.database_url)  # the embedded database is ours to keep current
+    uvicorn.run(
+        create_app(runtime),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_level=settings.log_level,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.runtime import resolve
+    from jobs.worker import build_worker
+
+    _logging(settings)
+    runtime = resolve(settings)
+    worker = build_worker(
+        database_url=runtime.database_url, redis_url=runtime.redis_url, burst=args.burst
+    )
+    worker.run()
+    return 0
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.runtime import resolve
+    from ledger.migrate import upgrade
+
+    runtime = resolve(settings)
+    upgrade(runtime.database_url, args.revision)
+    print(f"database at revision {args.revision}", file=sys.stderr)
+    return 0
+
+
+def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.auth import issue_token
+    from hub.runtime import resolve_secret
+    from ledger.accounts import Role
+
+    token = issue_token(
+        resolve_secret(settings),
+        args.sub,
+        Role(args.role),
+        args.ttl,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
+    print(token)
+    return 0
+
+
+def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.watch import watch
+
+    url = args.url or f"http://{settings.host}:{settings.port}"
+    return asyncio.run(watch(url, args.token, args.label))
+
+
+def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.dev import run_dev
+
+    return run_dev(settings)
+
+
+def cmd_embedded(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.runtime import embedded_for
+
+    embedded = embedded_for(settings)
+    if args.action == "stop":
+        embedded.stop(only_started=False)
+        print("embedded PostgreSQL and Redis stopped", file=sys.stderr)
+        return 0
+    pg, redis = embedded.postgres.running_port(), embedded.redis.running_port()
+    print(f"postgresql: {f'running on port {pg}' if pg else 'stopped'} ({embedded.postgres.data})")
+    print(f"redis: {f'running on port {redis}' if redis else 'stopped'} ({embedded.redis.root})")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hub",
+        description="Hub: real-time payments and notifications for creator platforms. "
+        "Settings come from HUB_* environment variables (see README).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Callable[..., int], help_: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help_, description=help_)
+        command.set_defaults(handler=handler)
+        return command
+
+    add("dev", cmd_dev, "run everything on embedded PostgreSQL and Redis, with demo data")
+    add("serve", cmd_serve, "run the HTTP + Socket.IO server (uvicorn)")
+    worker = add("worker", cmd_worker, "run the arq worker for follow-up jobs")
+    worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    migrate = add("migrate", cmd_migrate, "apply database migrations (Alembic)")
+    migrate.add_argument("--revision", default="head")
+    token = add("token", cmd_token, "print a development token, alone on stdout")
+    token.add_argument("--sub", required=True, help="the user id")
+    token.add_argument("--role", required=True, choices=["fan", "creator", "admin"])
+    token.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
+    watch = add("watch", cmd_watch, "connect as a user and print the events they receive")
+    watch.add_argument("--token", required=True)
+    watch.add_argument("--url", help="default http://HUB_HOST:HUB_PORT")
+    watch.add_argument("--label", default="")
+    embedded = add("embedded", cmd_embedded, "status or stop of the embedded services")
+    embedded.add_argument("action", choices=["status", "stop"])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if getattr(args, "ttl", 1) <= 0:
+        print("hub: --ttl must be a positive number of seconds", file=sys.stderr)
+        return 2
+    try:
+        settings = load_settings()
+        return int(args.handler(settings, args))
+    except SettingsError as exc:
+        print(f"hub: {exc}", file=sys.stderr)
+        return 2
+    except (CommandError, EmbeddedError) as exc:
+        print(f"hub: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

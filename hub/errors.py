@@ -1,0 +1,97 @@
+"""The one table from error to HTTP status and error type, and the JSON error shape."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from hub.auth import AuthError
+from ledger import errors as ledger
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """A request the hub refuses before any business logic runs (bad input, wrong role)."""
+
+    def __init__(self, status: int, type_: str, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.type = type_
+        self.message = message
+        self.param = param
+
+
+LEDGER_ERRORS: dict[type[ledger.LedgerError], tuple[int, str]] = {
+    ledger.InsufficientFunds: (402, "insufficient_funds"),
+    ledger.UnknownCreator: (404, "creator_not_found"),
+    ledger.UnknownAccount: (404, "account_not_found"),
+    ledger.UnsupportedCurrency: (422, "invalid_request"),
+    ledger.InvalidTransfer: (422, "invalid_request"),
+    ledger.DuplicateTransfer: (409, "duplicate_transfer"),
+    ledger.IdempotencyKeyReused: (422, "idempotency_key_reused"),
+    ledger.IdempotencyInFlight: (409, "idempotency_in_flight"),
+}
+
+
+def error_body(type_: str, message: str, param: str | None = None) -> dict[str, object]:
+    return {"error": {"type": type_, "message": message, "param": param}}
+
+
+def ledger_error_response(exc: ledger.LedgerError) -> tuple[int, dict[str, object]]:
+    for cls in type(exc).__mro__:
+        if cls in LEDGER_ERRORS:
+            status, type_ = LEDGER_ERRORS[cls]
+            return status, error_body(type_, exc.message, exc.param)
+    return 400, error_body("invalid_request", exc.message, exc.param)
+
+
+async def _ledger_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ledger.LedgerError)
+    status, body = ledger_error_response(exc)
+    headers = {"Retry-After": "1"} if isinstance(exc, ledger.IdempotencyInFlight) else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return JSONResponse(error_body(exc.type, exc.message, exc.param), status_code=exc.status)
+
+
+async def _auth_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AuthError)
+    return JSONResponse(
+        error_body(exc.type, exc.message),
+        status_code=401,
+        headers={"WWW-Authenticate": 'Bearer realm="hub"'},
+    )
+
+
+_HTTP_TYPES = {404: "not_found", 405: "method_not_allowed"}
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    type_ = _HTTP_TYPES.get(exc.status_code, "http_error")
+    return JSONResponse(
+        error_body(type_, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(
+        error_body("internal_error", "something went wrong on our side"), status_code=500
+    )
+
+
+EXCEPTION_HANDLERS = {
+    ledger.LedgerError: _ledger_error,
+    ApiError: _api_error,
+    AuthError: _auth_error,
+    HTTPException: _http_error,
+    Exception: _unexpected,
+}

@@ -1,0 +1,56 @@
+"""Resolving settings into a runnable configuration: the embedded services fill what is unset."""
+
+from __future__ import annotations
+
+import secrets
+import warnings
+from dataclasses import dataclass
+
+from hub.embedded import Embedded
+from hub.settings import Settings, SettingsError
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    database_url: str
+    redis_url: str
+    jwt_secret: str
+    embedded: Embedded | None
+
+
+def embedded_for(settings: Settings) -> Embedded:
+    return Embedded(settings.home.resolve())
+
+
+def _dev_secret(settings: Settings) -> str:
+    path = settings.home / "jwt-secret"
+    if not path.exists():
+        settings.home.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def resolve_secret(settings: Settings) -> str:
+    if settings.jwt_secret is not None:
+        return settings.jwt_secret.get_secret_value()
+    if settings.database_url is None and settings.redis_url is None:
+        return _dev_secret(settings)
+    raise SettingsError(
+        "missing setting HUB_JWT_SECRET: required when HUB_DATABASE_URL or HUB_REDIS_URL is set"
+    )
+
+
+def resolve(settings: Settings) -> Runtime:
+    """Fill unset URLs with the embedded services (started if not running) and, on the fully
+    embedded default only, an unset JWT secret with a random development secret under `home`."""
+    embedded = embedded_for(settings) if settings.embedded else None
+    secret = resolve_secret(settings)
+    with warnings.catch_warnings():
+        warnings.simplefilter(
+            "ignore"
+        )  # platformdirs warns on import where XDG_RUNTIME_DIR is unset
+        database_url = settings.database_url or embedded.database_url()  # type: ignore[union-attr]
+        redis_url = settings.redis_url or embedded.redis_url()  # type: ignore[union-attr]
+    return Runtime(settings, database_url, redis_url, secret, embedded)

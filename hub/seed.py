@@ -1,0 +1,44 @@
+"""Demo data for `hub dev`: one creator and two fans, funded through the ledger."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hub.runtime import Runtime
+from ledger.accounts import Role, ensure_user
+from ledger.db import make_engine, make_sessions, unit_of_work
+from ledger.funding import fund_wallet_for_development
+from ledger.money import Money
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    user_id: str
+    role: Role
+
+
+CREATOR = DemoUser("demo-creator", Role.CREATOR)
+FANS = (DemoUser("demo-fan-1", Role.FAN), DemoUser("demo-fan-2", Role.FAN))
+FUNDING = {"NGN": 5_000_000, "USD": 10_000}  # ₦50,000.00 and $100.00 per fan
+
+
+async def seed(runtime: Runtime) -> list[DemoUser]:
+    """Create the demo users; fund each fan once (a second run changes nothing)."""
+    currencies = runtime.settings.currencies
+    engine = make_engine(runtime.database_url, pool_size=1)
+    try:
+        async with unit_of_work(make_sessions(engine)) as uow:
+            for user in (CREATOR, *FANS):
+                await ensure_user(uow.session, user.user_id, user.role, currencies)
+            for fan in FANS:
+                for currency, amount in FUNDING.items():
+                    if currency in currencies:
+                        await fund_wallet_for_development(
+                            uow.session,
+                            fan.user_id,
+                            Money(amount, currency),
+                            reference=f"dev-funding:{fan.user_id}:{currency}",
+                        )
+    finally:
+        await engine.dispose()
+    return [CREATOR, *FANS]

@@ -1,0 +1,105 @@
+"""The one place that reads the environment: every setting, validated, with a one-line error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ISO_CURRENCY = r"^[A-Z]{3}$"
+
+
+class SettingsError(Exception):
+    """A missing or invalid setting; its message is one line that names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="HUB_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    # Unset → the embedded PostgreSQL / Redis under `home` are used (and started if needed).
+    database_url: str | None = None
+    redis_url: str | None = None
+    # Unset on the embedded default → a random development secret kept under `home`.
+    jwt_secret: SecretStr | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    # Basis points of each tip kept by the platform (250 = 2.5 %).
+    platform_fee_bps: int = Field(default=1000, ge=0, le=10_000)
+    currencies: Annotated[tuple[str, ...], NoDecode] = ("NGN", "USD")
+    home: Path = Path(".hub")
+    log_level: str = "info"
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ("*",)
+
+    @field_validator("database_url")
+    @classmethod
+    def _asyncpg_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        for prefix in ("postgresql://", "postgres://"):
+            if value.startswith(prefix):
+                return "postgresql+asyncpg://" + value[len(prefix) :]
+        if not value.startswith("postgresql+asyncpg://"):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis:// URL")
+        return value
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 32:
+            raise ValueError("must be at least 32 bytes for HS256")
+        return value
+
+    @field_validator("currencies", mode="before")
+    @classmethod
+    def _split_currencies(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("currencies")
+    @classmethod
+    def _iso_currencies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("must name at least one currency")
+        for code in value:
+            if len(code) != 3 or not code.isalpha() or not code.isupper():
+                raise ValueError(f"{code!r} is not an ISO 4217 code such as NGN")
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def embedded(self) -> bool:
+        """True when some service runs on the embedded default."""
+        return self.database_url is None or self.redis_url is None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings from the environment, or raise SettingsError naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = "HUB_" + str(error["loc"][0]).upper() if error["loc"] else "settings"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"invalid setting {name}: {message}") from None

@@ -1,0 +1,65 @@
+"""The running hub's shared clients, built once per process in the app's lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import socketio
+from arq.connections import ArqRedis
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from hub.auth import AuthError, Principal, TokenVerifier, bearer
+from hub.runtime import Runtime
+from ledger.accounts import ensure_user
+from ledger.db import unit_of_work
+from realtime.publisher import Publisher
+from realtime.server import Identity, Refused
+
+_KNOWN_USERS_MAX = 100_000
+
+
+@dataclass
+class Hub:
+    runtime: Runtime
+    verifier: TokenVerifier
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    redis: Redis
+    queue: ArqRedis
+    sio: socketio.AsyncServer
+    publisher: Publisher
+    _known: set[Principal] = field(default_factory=set)
+
+    @property
+    def settings(self) -> Any:
+        return self.runtime.settings
+
+    async def identify(self, principal: Principal) -> None:
+        """Create the principal's user and accounts the first time this process sees them."""
+        if principal in self._known:
+            return
+        async with unit_of_work(self.sessions) as uow:
+            await ensure_user(
+                uow.session, principal.user_id, principal.role, self.settings.currencies
+            )
+        if len(self._known) >= _KNOWN_USERS_MAX:
+            self._known.clear()
+        self._known.add(principal)
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        principal = self.verifier.verify(bearer(authorization))
+        await self.identify(principal)
+        return principal
+
+    async def authenticate_socket(self, auth: Any) -> Identity:
+        token = auth.get("token") if isinstance(auth, dict) else None
+        if not isinstance(token, str) or not token:
+            raise Refused("missing_token", "send auth: {token: '<jwt>'} when connecting")
+        try:
+            principal = self.verifier.verify(token)
+        except AuthError as exc:
+            raise Refused(exc.type, exc.message) from None
+        await self.identify(principal)
+        return Identity(principal.user_id, principal.role.value)

@@ -1,0 +1,1 @@
+"""Follow-up work after a commit, run by arq workers; every job is idempotent."""

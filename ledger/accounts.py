@@ -1,0 +1,143 @@
+"""Accounts: per owner, kind and currency; users are learnt from their tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ledger.errors import UnknownAccount
+from ledger.schema import accounts, users
+
+
+class Role(StrEnum):
+    FAN = "fan"
+    CREATOR = "creator"
+    ADMIN = "admin"
+
+
+class Kind(StrEnum):
+    WALLET = "wallet"  # a user's spendable money; never negative
+    EARNINGS = "earnings"  # a creator's income from tips; never negative
+    PLATFORM_FEE = "platform_fee"  # the platform's revenue (no owner)
+    DEV_FUNDING = "dev_funding"  # development-only source of demo money; may go negative
+
+
+MAY_GO_NEGATIVE = {Kind.DEV_FUNDING}
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: int
+    owner_id: str | None
+    kind: str
+    currency: str
+    balance: int
+    version: int
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "currency": self.currency,
+            "balance": self.balance,
+            # Holds arrive with payouts; until then nothing is pending.
+            "available": self.balance,
+            "version": self.version,
+        }
+
+
+def _kinds_for(role: Role) -> list[Kind]:
+    return [Kind.WALLET, Kind.EARNINGS] if role is Role.CREATOR else [Kind.WALLET]
+
+
+async def ensure_user(
+    session: AsyncSession, user_id: str, role: Role, currencies: tuple[str, ...]
+) -> None:
+    """Create the user and their accounts on first sight; later calls change nothing.
+
+    A creator gets earnings accounts; anyone may hold a wallet. A user first seen as a fan who
+    later presents a creator token gains earnings accounts then.
+    """
+    await session.execute(
+        insert(users).values(id=user_id, role=role.value).on_conflict_do_nothing()
+    )
+    if role is Role.CREATOR:
+        await session.execute(
+            users.update()
+            .where(users.c.id == user_id, users.c.role == Role.FAN.value)
+            .values(role=Role.CREATOR.value)
+        )
+    rows = [
+        {"owner_id": user_id, "kind": kind.value, "currency": currency}
+        for kind in _kinds_for(role)
+        for currency in currencies
+    ]
+    await session.execute(insert(accounts).values(rows).on_conflict_do_nothing())
+
+
+async def ensure_system_account(session: AsyncSession, kind: Kind, currency: str) -> int:
+    """The id of the owner-less account of `kind` in `currency`, created if missing."""
+    await session.execute(
+        insert(accounts)
+        .values(
+            owner_id=None,
+            kind=kind.value,
+            currency=currency,
+            may_go_negative=kind in MAY_GO_NEGATIVE,
+        )
+        .on_conflict_do_nothing()
+    )
+    account_id = await session.scalar(
+        select(accounts.c.id).where(
+            accounts.c.owner_id.is_(None),
+            accounts.c.kind == kind.value,
+            accounts.c.currency == currency,
+        )
+    )
+    assert account_id is not None
+    return int(account_id)
+
+
+async def find_account(session: AsyncSession, owner_id: str, kind: Kind, currency: str) -> Account:
+    row = (
+        await session.execute(
+            select(accounts).where(
+                accounts.c.owner_id == owner_id,
+                accounts.c.kind == kind.value,
+                accounts.c.currency == currency,
+            )
+        )
+    ).one_or_none()
+    if row is None:
+        raise UnknownAccount(f"no {kind.value} account in {currency} for {owner_id}")
+    return _account(row)
+
+
+async def balances(session: AsyncSession, owner_id: str) -> list[Account]:
+    rows = await session.execute(
+        select(accounts)
+        .where(accounts.c.owner_id == owner_id)
+        .order_by(accounts.c.kind, accounts.c.currency)
+    )
+    return [_account(row) for row in rows]
+
+
+async def user_role(session: AsyncSession, user_id: str) -> Role | None:
+    role = await session.scalar(text("SELECT role FROM users WHERE id = :id"), {"id": user_id})
+    return Role(role) if role is not None else None
+
+
+def _account(row: object) -> Account:
+    mapping = row._mapping  # type: ignore[attr-defined]
+    return Account(
+        id=mapping["id"],
+        owner_id=mapping["owner_id"],
+        kind=mapping["kind"],
+        currency=mapping["currency"],
+        balance=mapping["balance"],
+        version=mapping["version"],
+    )

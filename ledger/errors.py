@@ -1,0 +1,44 @@
+"""Domain errors of the ledger, free of HTTP: hub/errors.py maps them to responses."""
+
+from __future__ import annotations
+
+
+class LedgerError(Exception):
+    """An expected failure of a money command; `param` names the input at fault, if any."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class InsufficientFunds(LedgerError):
+    pass
+
+
+class UnknownCreator(LedgerError):
+    pass
+
+
+class UnknownAccount(LedgerError):
+    pass
+
+
+class UnsupportedCurrency(LedgerError):
+    pass
+
+
+class InvalidTransfer(LedgerError):
+    """A transfer that would break double entry: unbalanced, empty or mixed currencies."""
+
+
+class DuplicateTransfer(LedgerError):
+    pass
+
+
+class IdempotencyKeyReused(LedgerError):
+    """The key was used before with a different request."""
+
+
+class IdempotencyInFlight(LedgerError):
+    """A request with the same key is still being processed."""

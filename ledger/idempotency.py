@@ -1,0 +1,84 @@
+"""Idempotency keys for money-moving commands, enforced in PostgreSQL.
+
+A key is scoped to its caller. Within the command's own transaction the key is claimed under a
+transaction-scoped advisory lock, so a second request with the same key either finds the saved
+response (after the first committed) or finds the lock taken (still in flight). The saved
+response commits with the money movement, so a key is never "used" without its outcome.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ledger.errors import IdempotencyInFlight, IdempotencyKeyReused
+from ledger.schema import idempotency_keys
+
+MAX_KEY_LENGTH = 255
+
+
+@dataclass(frozen=True, slots=True)
+class SavedResponse:
+    status_code: int
+    body: dict[str, Any]
+
+
+def request_fingerprint(method: str, path: str, body: Any) -> str:
+    canonical = json.dumps([method, path, body], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def claim(
+    session: AsyncSession, caller_id: str, key: str, fingerprint: str
+) -> SavedResponse | None:
+    """Claim `key` for this transaction, or return the response saved under it.
+
+    Raises IdempotencyInFlight when another transaction holds the key, and IdempotencyKeyReused
+    when the key was used with a different request.
+    """
+    locked = await session.scalar(
+        text("SELECT pg_try_advisory_xact_lock(hashtextextended(:scope, 0))"),
+        {"scope": f"idempotency:{caller_id}:{key}"},
+    )
+    if not locked:
+        raise IdempotencyInFlight("a request with this Idempotency-Key is still in progress")
+    inserted = await session.scalar(
+        insert(idempotency_keys)
+        .values(caller_id=caller_id, key=key, request_hash=fingerprint)
+        .on_conflict_do_nothing()
+        .returning(idempotency_keys.c.key)
+    )
+    if inserted is not None:
+        return None
+    row = (
+        await session.execute(
+            select(idempotency_keys).where(
+                idempotency_keys.c.caller_id == caller_id, idempotency_keys.c.key == key
+            )
+        )
+    ).one()
+    if row.request_hash != fingerprint:
+        raise IdempotencyKeyReused(
+            "this Idempotency-Key was used with a different request", param="Idempotency-Key"
+        )
+    if row.status_code is None:
+        # Claimed by a transaction that committed without saving: cannot happen through
+        # `save`, so treat it as in flight rather than run the command twice.
+        raise IdempotencyInFlight("a request with this Idempotency-Key is still in progress")
+    return SavedResponse(status_code=row.status_code, body=row.response)
+
+
+async def save(
+    session: AsyncSession, caller_id: str, key: str, status_code: int, body: dict[str, Any]
+) -> None:
+    await session.execute(
+        update(idempotency_keys)
+        .where(idempotency_keys.c.caller_id == caller_id, idempotency_keys.c.key == key)
+        .values(status_code=status_code, response=body, completed_at=func.now())
+    )

@@ -1,0 +1,1 @@
+"""Realtime delivery: the Socket.IO server, its rooms, and emitting committed events."""
