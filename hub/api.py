@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 from sqlalchemy import text
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from hub.errors import ApiError
@@ -63,7 +63,7 @@ def _json(body: dict[str, Any], status: int = 200, **headers: str) -> JSONRespon
     return JSONResponse(body, status_code=status, headers=headers or None)
 
 
-async def create_tip(request: Request) -> JSONResponse:
+async def create_tip(request: Request) -> Response:
     hub = _hub(request)
     principal = await hub.authenticate(request.headers.get("authorization"))
     key = idempotency_key(request.headers.get("idempotency-key"))
@@ -98,8 +98,10 @@ async def create_tip(request: Request) -> JSONResponse:
         fingerprint=request_fingerprint("POST", request.url.path, payload),
         command=command,
     )
-    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
-    return _json(outcome.body, outcome.status_code, **headers)
+    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
+    return Response(
+        outcome.body, outcome.status_code, headers=headers, media_type="application/json"
+    )
 
 
 async def wallet(request: Request) -> JSONResponse:

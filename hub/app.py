@@ -6,8 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import socketio
-from arq import create_pool
-from arq.connections import RedisSettings
+from arq.connections import ArqRedis
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -45,7 +44,9 @@ def create_app(runtime: Runtime) -> ASGIApp:
         engine = make_engine(runtime.database_url)
         sessions = make_sessions(engine)
         redis = Redis.from_url(runtime.redis_url)
-        queue = await create_pool(RedisSettings.from_dsn(runtime.redis_url))
+        # Not arq's create_pool: it insists on reaching Redis, and a node must start (and say
+        # "not ready") while Redis is down.
+        queue = ArqRedis.from_url(runtime.redis_url)
         hub = Hub(
             runtime=runtime,
             verifier=verifier,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,7 @@ Command = Callable[[UnitOfWork], Awaitable[tuple[int, dict[str, Any]]]]
 @dataclass(frozen=True, slots=True)
 class Outcome:
     status_code: int
-    body: dict[str, Any]
+    body: str  # JSON text
     replayed: bool
 
 
@@ -64,5 +65,11 @@ async def run_once(
                 status, body = await command(uow)
         except LedgerError as exc:
             status, body = ledger_error_response(exc)
-        await idempotency.save(uow.session, caller_id, key, status, body)
-    return Outcome(status, body, replayed=False)
+        text = dump_json(body)
+        await idempotency.save(uow.session, caller_id, key, status, text)
+    return Outcome(status, text, replayed=False)
+
+
+def dump_json(body: dict[str, Any]) -> str:
+    """The same serialisation as Starlette's JSONResponse."""
+    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))

@@ -26,7 +26,7 @@ MAX_KEY_LENGTH = 255
 @dataclass(frozen=True, slots=True)
 class SavedResponse:
     status_code: int
-    body: dict[str, Any]
+    body: str  # JSON text, exactly as first sent
 
 
 def request_fingerprint(method: str, path: str, body: Any) -> str:
@@ -75,7 +75,7 @@ async def claim(
 
 
 async def save(
-    session: AsyncSession, caller_id: str, key: str, status_code: int, body: dict[str, Any]
+    session: AsyncSession, caller_id: str, key: str, status_code: int, body: str
 ) -> None:
     await session.execute(
         update(idempotency_keys)

@@ -96,7 +96,7 @@ idempotency_keys = Table(
     Column("key", Text, primary_key=True),
     Column("request_hash", Text, nullable=False),
     Column("status_code", Integer),
-    Column("response", JSONB),
+    Column("response", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("completed_at", DateTime(timezone=True)),
 )

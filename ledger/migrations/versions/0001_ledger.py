@@ -98,7 +98,7 @@ CREATE TABLE idempotency_keys (
     key           text NOT NULL CHECK (length(key) BETWEEN 1 AND 255),
     request_hash  text NOT NULL,
     status_code   integer,
-    response      jsonb,
+    response      text,  -- the JSON body exactly as first sent, so replays are byte-identical
     created_at    timestamptz NOT NULL DEFAULT now(),
     completed_at  timestamptz,
     PRIMARY KEY (caller_id, key)

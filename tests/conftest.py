@@ -1,0 +1,244 @@
+"""Real PostgreSQL and Redis for the whole run (embedded, or HUB_TEST_* URLs), a live hub server
+on a free port, and helpers for tokens, users and Socket.IO clients.
+
+Isolation: every test makes its own users (unique ids), so tests share the database without
+seeing each other's money; assertions on shared accounts (the platform fee) use deltas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import uuid
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import socketio
+import uvicorn
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from hub.app import create_app
+from hub.auth import issue_token
+from hub.embedded import Embedded, free_port
+from hub.runtime import Runtime
+from hub.settings import Settings
+from ledger.accounts import Role, ensure_user
+from ledger.db import make_engine, make_sessions, unit_of_work
+from ledger.funding import fund_wallet_for_development
+from ledger.migrate import upgrade
+from ledger.money import Money
+
+JWT_SECRET = "test-secret-" + "x" * 40
+FEE_BPS = 1000
+FAST_POSTGRES = ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+
+
+@dataclass(frozen=True)
+class Services:
+    database_url: str
+    redis_url: str
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    database_url = os.environ.get("HUB_TEST_DATABASE_URL")
+    redis_url = os.environ.get("HUB_TEST_REDIS_URL")
+    embedded = None
+    home = Path(tempfile.mkdtemp(prefix="hub-test-"))
+    if not database_url or not redis_url:
+        embedded = Embedded(home, postgres_options=FAST_POSTGRES, redis_persistent=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            database_url = database_url or embedded.database_url()
+            redis_url = redis_url or embedded.redis_url()
+    settings = Settings(database_url=database_url, redis_url=redis_url)
+    assert settings.database_url and settings.redis_url
+    upgrade(settings.database_url)
+    try:
+        yield Services(settings.database_url, settings.redis_url)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def make_settings(services: Services, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": services.database_url,
+        "redis_url": services.redis_url,
+        "jwt_secret": JWT_SECRET,
+        "platform_fee_bps": FEE_BPS,
+        "currencies": "NGN,USD",
+        "host": "127.0.0.1",
+        "log_level": "warning",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def make_runtime(settings: Settings) -> Runtime:
+    assert settings.database_url and settings.redis_url and settings.jwt_secret
+    return Runtime(
+        settings,
+        settings.database_url,
+        settings.redis_url,
+        settings.jwt_secret.get_secret_value(),
+        None,
+    )
+
+
+@pytest.fixture(scope="session")
+async def engine(services: Services) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(services.database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return make_sessions(engine)
+
+
+class LiveServer:
+    def __init__(self, settings: Settings) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            create_app(make_runtime(settings)),
+            host="127.0.0.1",
+            port=self.port,
+            lifespan="on",
+            log_level="warning",
+        )
+        self.server = uvicorn.Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self.server.serve())
+        for _ in range(200):
+            if self.server.started:
+                return
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.025)
+        raise RuntimeError("live server did not start")
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        if self._task is not None:
+            await self._task
+
+
+@pytest.fixture(scope="session")
+async def live(services: Services) -> AsyncIterator[LiveServer]:
+    server = LiveServer(make_settings(services))
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def http(live: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=live.url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def uid() -> Callable[[str], str]:
+    def make(prefix: str) -> str:
+        return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+    return make
+
+
+def token(sub: str, role: str, ttl: int = 600, secret: str = JWT_SECRET) -> str:
+    return issue_token(secret, sub, Role(role), ttl)
+
+
+def auth(sub: str, role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(sub, role)}"}
+
+
+@dataclass
+class People:
+    fan: str
+    creator: str
+
+
+@pytest.fixture
+async def people(sessions: async_sessionmaker[AsyncSession], uid: Callable[[str], str]) -> People:
+    """A fan with ₦1,000.00 (100,000 kobo) funded through the ledger, and a creator."""
+    fan, creator = uid("fan"), uid("creator")
+    await create_user(sessions, creator, Role.CREATOR)
+    await create_user(sessions, fan, Role.FAN, fund=Money(100_000, "NGN"))
+    return People(fan=fan, creator=creator)
+
+
+async def create_user(
+    sessions: async_sessionmaker[AsyncSession],
+    user_id: str,
+    role: Role,
+    fund: Money | None = None,
+) -> None:
+    async with unit_of_work(sessions) as uow:
+        await ensure_user(uow.session, user_id, role, ("NGN", "USD"))
+        if fund is not None:
+            await fund_wallet_for_development(
+                uow.session, user_id, fund, reference=f"test-funding:{user_id}:{fund.currency}"
+            )
+
+
+class SocketProbe:
+    """A real python-socketio client that records every event it receives."""
+
+    def __init__(self) -> None:
+        self.client = socketio.AsyncClient(reconnection=False)
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self._arrived = asyncio.Event()
+        self.client.on("*", self._record)
+
+    async def _record(self, event: str, data: dict[str, Any]) -> None:
+        self.events.append((event, data))
+        self._arrived.set()
+
+    async def connect(self, url: str, auth: Any) -> None:
+        await self.client.connect(url, auth=auth, transports=["websocket"], wait_timeout=5)
+
+    def of_type(self, type_: str) -> list[dict[str, Any]]:
+        return [data for event, data in self.events if event == type_]
+
+    async def wait_for(
+        self, type_: str, count: int = 1, timeout: float = 5
+    ) -> list[dict[str, Any]]:
+        async def arrived() -> list[dict[str, Any]]:
+            while len(self.of_type(type_)) < count:
+                self._arrived.clear()
+                await self._arrived.wait()
+            return self.of_type(type_)
+
+        return await asyncio.wait_for(arrived(), timeout)
+
+    async def close(self) -> None:
+        if self.client.connected:
+            await self.client.disconnect()
+
+
+@pytest.fixture
+async def sockets() -> AsyncIterator[Callable[[], SocketProbe]]:
+    made: list[SocketProbe] = []
+
+    def make() -> SocketProbe:
+        probe = SocketProbe()
+        made.append(probe)
+        return probe
+
+    yield make
+    for probe in made:
+        await probe.close()

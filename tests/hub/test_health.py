@@ -1,0 +1,45 @@
+"""Liveness and readiness, including readiness with PostgreSQL and Redis unreachable."""
+
+from __future__ import annotations
+
+import httpx
+
+from hub.embedded import free_port
+from tests.conftest import LiveServer, Services, make_settings
+
+
+async def test_healthz_and_readyz(http: httpx.AsyncClient) -> None:
+    assert (await http.get("/healthz")).json() == {"status": "ok"}
+    ready = await http.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"postgresql": "ok", "redis": "ok"}
+    assert ready.headers["x-request-id"]
+
+
+async def test_readyz_names_what_is_down(services: Services) -> None:
+    dead = free_port()
+    settings = make_settings(
+        services,
+        database_url=f"postgresql://postgres@127.0.0.1:{dead}/hub",
+        redis_url=f"redis://127.0.0.1:{dead}/0",
+    )
+    server = LiveServer(settings)
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            response = await client.get("/readyz")
+            assert (await client.get("/healthz")).status_code == 200
+    finally:
+        await server.stop()
+    assert response.status_code == 503
+    body = response.json()
+    assert body["checks"]["postgresql"].startswith("down")
+    assert body["checks"]["redis"].startswith("down")
+    assert "postgresql" in body["error"]["message"] and "redis" in body["error"]["message"]
+
+
+async def test_unknown_route_is_json_404(http: httpx.AsyncClient) -> None:
+    response = await http.get("/nope")
+    assert response.status_code == 404
+    assert response.json()["error"]["type"] == "not_found"
+    assert (await http.get("/api/v1/tips")).status_code == 405
