@@ -1,0 +1,124 @@
+"""The `hub` command as an operator meets it: clear one-line errors, exit codes, tokens."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import jwt
+import pytest
+
+from tests.conftest import JWT_SECRET, Services
+
+
+def hub(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    return subprocess.run(
+        [sys.executable, "-m", "hub", *args],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("HUB_PORT", "eighty"),
+        ("HUB_PORT", "70000"),
+        ("HUB_DATABASE_URL", "mysql://localhost/hub"),
+        ("HUB_REDIS_URL", "http://localhost"),
+        ("HUB_PLATFORM_FEE_BPS", "-1"),
+        ("HUB_JWT_SECRET", "short"),
+        ("HUB_CURRENCIES", "naira"),
+    ],
+)
+@pytest.mark.parametrize("command", ["serve", "worker", "migrate"])
+def test_an_invalid_setting_is_one_line_and_exit_2(
+    tmp_path: Path, variable: str, value: str, command: str
+) -> None:
+    result = hub(command, env={"HUB_HOME": str(tmp_path), variable: value})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert variable in lines[0]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "postgres").exists(), "nothing may start on a bad setting"
+
+
+def test_a_missing_secret_outside_the_embedded_default_is_exit_2(
+    services: Services, tmp_path: Path
+) -> None:
+    result = hub(
+        "token",
+        "--sub",
+        "u",
+        "--role",
+        "fan",
+        env={
+            "HUB_HOME": str(tmp_path),
+            "HUB_DATABASE_URL": services.database_url,
+            "HUB_REDIS_URL": services.redis_url,
+        },
+    )
+    assert result.returncode == 2
+    assert "HUB_JWT_SECRET" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_token_prints_only_the_token(tmp_path: Path) -> None:
+    result = hub(
+        "token",
+        "--sub",
+        "ada",
+        "--role",
+        "creator",
+        "--ttl",
+        "120",
+        env={"HUB_HOME": str(tmp_path), "HUB_JWT_SECRET": JWT_SECRET},
+    )
+    assert result.returncode == 0, result.stderr
+    [line] = result.stdout.splitlines()
+    claims = jwt.decode(line, JWT_SECRET, algorithms=["HS256"])
+    assert claims["sub"] == "ada" and claims["role"] == "creator"
+    assert claims["exp"] - claims["iat"] == 120
+
+
+def test_token_refuses_an_unknown_role(tmp_path: Path) -> None:
+    result = hub("token", "--sub", "a", "--role", "root", env={"HUB_JWT_SECRET": JWT_SECRET})
+    assert result.returncode == 2
+
+
+def test_a_busy_port_is_named(services: Services, tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = hub(
+            "serve",
+            env={
+                "HUB_HOME": str(tmp_path),
+                "HUB_PORT": str(port),
+                "HUB_DATABASE_URL": services.database_url,
+                "HUB_REDIS_URL": services.redis_url,
+                "HUB_JWT_SECRET": JWT_SECRET,
+            },
+        )
+    assert result.returncode == 1
+    assert f"port {port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_migrate_is_repeatable(services: Services) -> None:
+    env = {
+        "HUB_DATABASE_URL": services.database_url,
+        "HUB_REDIS_URL": services.redis_url,
+        "HUB_JWT_SECRET": JWT_SECRET,
+    }
+    for _ in range(2):
+        result = hub("migrate", env=env)
+        assert result.returncode == 0, result.stderr
