@@ -1,0 +1,92 @@
+"""Architecture checks: the one direction of imports, settings read in one place, and a
+docker-compose file with the production topology."""
+
+from __future__ import annotations
+
+import ast
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hub.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+FORBIDDEN = {
+    "ledger": {"hub", "realtime", "jobs"},
+    "realtime": {"hub", "jobs"},
+    "jobs": {"hub"},
+}
+
+
+def imported_packages(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_imports_go_one_way(package: str) -> None:
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(imported_packages(path) & FORBIDDEN[package])
+        for path in (ROOT / package).rglob("*.py")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_only_the_settings_read_the_environment() -> None:
+    # hub/dev.py hands its environment down to the processes it starts; it reads no setting.
+    allowed = {"hub/settings.py", "hub/dev.py"}
+    pattern = re.compile(r"os\.environ|os\.getenv|getenv\(")
+    readers = {
+        str(path.relative_to(ROOT))
+        for package in ("hub", "realtime", "ledger", "jobs")
+        for path in (ROOT / package).rglob("*.py")
+        if pattern.search(path.read_text())
+    }
+    assert readers <= allowed, readers - allowed
+
+
+def test_compose_has_the_production_topology() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"postgres", "redis", "hub1", "hub2", "worker", "lb", "migrate"} <= services.keys()
+    for name in ("hub1", "hub2"):
+        assert services[name]["command"] == ["hub", "serve"]
+    assert services["worker"]["command"] == ["hub", "worker"]
+    known = {f"HUB_{field.upper()}" for field in Settings.model_fields}
+    for name in ("hub1", "hub2", "worker", "migrate"):
+        assert set(services[name]["environment"]) <= known
+    nginx = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert "server hub1:8000" in nginx and "server hub2:8000" in nginx
+    assert "Upgrade $http_upgrade" in nginx
+    assert (ROOT / services["hub1"]["build"] / "Dockerfile").exists()
+
+
+def test_compose_config_parses_where_docker_compose_exists() -> None:
+    docker = shutil.which("docker")
+    if (
+        docker is None
+        or subprocess.run(
+            [docker, "compose", "version"], capture_output=True, check=False
+        ).returncode
+        != 0
+    ):
+        pytest.skip("no docker compose plugin on this machine (the YAML is checked above)")
+    result = subprocess.run(
+        [docker, "compose", "config", "--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"HUB_JWT_SECRET": "x" * 32, "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
