@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from hub.auth import AuthError, Principal, TokenVerifier, bearer
 from hub.runtime import Runtime
+from hub.settings import Settings
 from ledger.accounts import ensure_user
 from ledger.db import unit_of_work
 from realtime.publisher import Publisher
@@ -33,7 +34,7 @@ class Hub:
     _known: set[Principal] = field(default_factory=set)
 
     @property
-    def settings(self) -> Any:
+    def settings(self) -> Settings:
         return self.runtime.settings
 
     async def identify(self, principal: Principal) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -127,7 +127,7 @@ async def balances(session: AsyncSession, owner_id: str) -> list[Account]:
 
 
 async def user_role(session: AsyncSession, user_id: str) -> Role | None:
-    role = await session.scalar(text("SELECT role FROM users WHERE id = :id"), {"id": user_id})
+    role = await session.scalar(select(users.c.role).where(users.c.id == user_id))
     return Role(role) if role is not None else None
 
 

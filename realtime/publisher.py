@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ledger.db import unit_of_work
 from ledger.events import Event, mark_published
-from realtime.server import CHANNEL, user_room
+from realtime.server import CHANNEL, RedisManager, user_room
 
 log = logging.getLogger(__name__)
 
@@ -21,17 +21,15 @@ class Emitter(Protocol):
 
 def write_only_emitter(redis_url: str) -> Emitter:
     """An emitter for processes without a Socket.IO server (workers, scripts)."""
-    import socketio
-
-    manager: Emitter = socketio.AsyncRedisManager(redis_url, channel=CHANNEL, write_only=True)
+    manager: Emitter = RedisManager(redis_url, channel=CHANNEL, write_only=True)
     return manager
 
 
 class Publisher:
     """Emits event rows to `user:<id>` rooms, then marks them published.
 
-    Only ever called after the events' transaction committed. If Redis is unreachable the rows
-    stay unpublished; the sweeper republishes them.
+    Only ever called after the events' transaction committed. If Redis does not take an event
+    (PublishFailed), that event and the ones after it stay unpublished for the sweeper.
     """
 
     def __init__(self, emitter: Emitter, sessions: async_sessionmaker[AsyncSession]) -> None:

@@ -32,6 +32,32 @@ class Refused(Exception):
 Authenticate = Callable[[Any], Awaitable[Identity]]
 
 
+class PublishFailed(Exception):
+    """Redis did not take the message: the event must stay unpublished for the sweeper."""
+
+
+class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
+    """python-socketio's Redis manager, except that a publish that fails twice raises.
+
+    The stock manager logs the failure and returns as if the message had gone out, which would
+    let us mark an event published that nobody received.
+    """
+
+    connected: bool
+
+    async def _publish(self, data: Any) -> Any:
+        for attempt in (1, 2):
+            try:
+                if not self.connected:
+                    self._redis_connect()
+                return await self.redis.publish(self.channel, self.json.dumps(data))
+            except Exception as exc:
+                self.connected = False
+                if attempt == 2:
+                    raise PublishFailed(f"cannot publish to Redis: {exc}") from exc
+        return None
+
+
 def user_room(user_id: str) -> str:
     return f"user:{user_id}"
 
@@ -48,7 +74,7 @@ def create_server(
     `authenticate` receives the `auth` payload of the connect packet and returns the Identity,
     or raises Refused. Only the server puts sockets in rooms; clients send no joins.
     """
-    manager = socketio.AsyncRedisManager(redis_url, channel=CHANNEL)
+    manager = RedisManager(redis_url, channel=CHANNEL)
     sio = socketio.AsyncServer(
         async_mode="asgi",
         client_manager=manager,
