@@ -22,9 +22,8 @@ def _run(connection: Connection) -> None:
 async def _online() -> None:
     engine = create_async_engine(config.attributes["url"])
     try:
-        async with engine.connect() as connection:
+        async with engine.begin() as connection:
             await connection.run_sync(_run)
-            await connection.commit()
     finally:
         await engine.dispose()
 
