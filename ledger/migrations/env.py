@@ -28,8 +28,4 @@ async def _online() -> None:
         await engine.dispose()
 
 
-connection = config.attributes.get("connection")
-if connection is not None:
-    _run(connection)
-else:
-    asyncio.run(_online())
+asyncio.run(_online())

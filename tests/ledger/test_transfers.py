@@ -29,6 +29,14 @@ async def fee_id(sessions: async_sessionmaker[AsyncSession]) -> int:
         return await ensure_system_account(uow.session, Kind.PLATFORM_FEE, "NGN")
 
 
+async def move(sessions, wallet: int, fee: int, amount: int) -> None:
+    """Post `amount` from the wallet to the fee account (negative: back) in its own unit of work."""
+    async with unit_of_work(sessions) as uow:
+        await post_transfer(
+            uow.session, kind="test", currency="NGN", legs=[Leg(wallet, -amount), Leg(fee, amount)]
+        )
+
+
 async def test_unbalanced_and_empty_transfers_are_refused(sessions, uid) -> None:
     user = uid("fan")
     await create_user(sessions, user, Role.FAN, fund=Money(1_000, "NGN"))
@@ -51,13 +59,7 @@ async def test_overdraft_raises_and_the_rollback_leaves_nothing(sessions, uid) -
     async with sessions() as session:
         transfers_before = await session.scalar(select(func.count()).select_from(transfers))
     with pytest.raises(InsufficientFunds):
-        async with unit_of_work(sessions) as uow:
-            await post_transfer(
-                uow.session,
-                kind="test",
-                currency="NGN",
-                legs=[Leg(wallet, -1_001), Leg(fee, 1_001)],
-            )
+        await move(sessions, wallet, fee, 1_001)
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(transfers)) == (
             transfers_before
@@ -90,18 +92,13 @@ async def test_balances_equal_their_entries_and_never_go_negative(
     await create_user(sessions, user, Role.FAN, fund=Money(2_000, "NGN"))
     wallet, fee = await wallet_id(sessions, user), await fee_id(sessions)
     expected = 2_000
-    for move in moves:
+    for change in moves:
         try:
-            async with unit_of_work(sessions) as uow:
-                await post_transfer(
-                    uow.session,
-                    kind="test",
-                    currency="NGN",
-                    legs=[Leg(wallet, move), Leg(fee, -move)],
-                )
-            expected += move
+            await move(sessions, wallet, fee, -change)
+            expected += change
         except InsufficientFunds:
-            assert expected + move < 0 or move > 0
+            # Refused: the wallet would go negative, or (a credit) the shared fee account would.
+            assert expected + change < 0 or change > 0
     async with sessions() as session:
         balance = await session.scalar(select(accounts.c.balance).where(accounts.c.id == wallet))
         total = await session.scalar(
@@ -123,13 +120,7 @@ async def test_concurrent_debits_serialise_without_overdraft(sessions, uid) -> N
 
     async def debit() -> bool:
         try:
-            async with unit_of_work(sessions) as uow:
-                await post_transfer(
-                    uow.session,
-                    kind="test",
-                    currency="NGN",
-                    legs=[Leg(wallet, -300), Leg(fee, 300)],
-                )
+            await move(sessions, wallet, fee, 300)
             return True
         except InsufficientFunds:
             return False
