@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-
-ISO_CURRENCY = r"^[A-Z]{3}$"
-
 
 class SettingsError(Exception):
     """A missing or invalid setting; its message is one line that names the variable."""
@@ -32,6 +30,24 @@ class Settings(BaseSettings):
     # Basis points of each tip kept by the platform (250 = 2.5 %).
     platform_fee_bps: int = Field(default=1000, ge=0, le=10_000)
     currencies: Annotated[tuple[str, ...], NoDecode] = ("NGN", "USD")
+    # Payment providers. Base URLs are settings so that the sandbox can stand in for either.
+    paystack_secret_key: SecretStr | None = None
+    paystack_base_url: str = "https://api.paystack.co"
+    stripe_secret_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    stripe_base_url: str = "https://api.stripe.com"
+    # Standard Webhooks senders: "sender=whsec_...,other=whsec_..." (or a JSON object).
+    standard_webhook_secrets: Annotated[dict[str, SecretStr], NoDecode] = Field(
+        default_factory=dict
+    )
+    # The sandbox provider's API (hub dev starts one); unset → provider "sandbox" is off.
+    sandbox_url: str | None = None
+    # Where browsers reach this hub, for providers' return links; default http://HOST:PORT.
+    public_url: str | None = None
+    # Rate limits in the `limits` library's notation ("10/minute", "5/second;100/hour").
+    rate_limit_payments: str = "10/minute"
+    rate_limit_transfers: str = "60/minute"
+    rate_limit_webhooks: str = "100/minute"
     home: Path = Path(".hub")
     log_level: str = "info"
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ("*",)
@@ -79,6 +95,44 @@ class Settings(BaseSettings):
         for code in value:
             if len(code) != 3 or not code.isalpha() or not code.isupper():
                 raise ValueError(f"{code!r} is not an ISO 4217 code such as NGN")
+        return value
+
+    @field_validator("standard_webhook_secrets", mode="before")
+    @classmethod
+    def _parse_senders(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("{"):
+                return json.loads(text)
+            pairs = [part.strip() for part in text.split(",") if part.strip()]
+            parsed: dict[str, str] = {}
+            for pair in pairs:
+                sender, sep, secret = pair.partition("=")
+                if not sep or not sender.strip() or not secret.strip():
+                    raise ValueError("expected sender=whsec_... pairs separated by commas")
+                parsed[sender.strip()] = secret.strip()
+            return parsed
+        return value
+
+    @field_validator("standard_webhook_secrets")
+    @classmethod
+    def _whsec(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for sender, secret in value.items():
+            if not sender.replace("-", "").replace("_", "").isalnum():
+                raise ValueError(f"sender name {sender!r} must be letters, digits, - or _")
+            if not secret.get_secret_value().startswith("whsec_"):
+                raise ValueError(f"the secret for {sender!r} must start with whsec_")
+        return value
+
+    @field_validator("rate_limit_payments", "rate_limit_transfers", "rate_limit_webhooks")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a rate limit such as 10/minute") from None
         return value
 
     @field_validator("cors_origins", mode="before")
