@@ -88,7 +88,7 @@ async def create_tip(request: Request) -> Response:
             reference=f"tip:{principal.user_id}:{key}",
         )
         uow.after_commit(lambda: hub.publisher.publish(sent.events))
-        uow.after_commit(lambda: receipts.enqueue(hub.queue, sent.transfer.id))
+        uow.after_commit(lambda: receipts.enqueue(hub.queue, sent.transfer_id))
         return 201, sent.as_json()
 
     outcome = await run_once(

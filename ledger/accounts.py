@@ -23,10 +23,12 @@ class Kind(StrEnum):
     WALLET = "wallet"  # a user's spendable money; never negative
     EARNINGS = "earnings"  # a creator's income from tips; never negative
     PLATFORM_FEE = "platform_fee"  # the platform's revenue (no owner)
+    # What a provider collected for us (negative: it owes us) or paid out; one per provider.
+    PROVIDER_CLEARING = "provider_clearing"
     DEV_FUNDING = "dev_funding"  # development-only source of demo money; may go negative
 
 
-MAY_GO_NEGATIVE = {Kind.DEV_FUNDING}
+MAY_GO_NEGATIVE = {Kind.DEV_FUNDING, Kind.PROVIDER_CLEARING}
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +37,13 @@ class Account:
     owner_id: str | None
     kind: str
     currency: str
-    balance: int
+    balance: int  # posted
     version: int
+    held: int = 0  # pending holds
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.held
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -44,8 +51,8 @@ class Account:
             "kind": self.kind,
             "currency": self.currency,
             "balance": self.balance,
-            # Holds arrive with payouts; until then nothing is pending.
-            "available": self.balance,
+            "held": self.held,
+            "available": self.available,
             "version": self.version,
         }
 
@@ -79,25 +86,32 @@ async def ensure_user(
     await session.execute(insert(accounts).values(rows).on_conflict_do_nothing())
 
 
-async def ensure_system_account(session: AsyncSession, kind: Kind, currency: str) -> int:
-    """The id of the owner-less account of `kind` in `currency`, created if missing."""
+async def ensure_system_account(
+    session: AsyncSession, kind: Kind, currency: str, provider: str | None = None
+) -> int:
+    """The id of the owner-less account of `kind` in `currency` (and `provider`, for clearing
+    accounts), created if missing."""
+    where = (
+        accounts.c.owner_id.is_(None),
+        accounts.c.kind == kind.value,
+        accounts.c.currency == currency,
+        accounts.c.provider.is_(None) if provider is None else accounts.c.provider == provider,
+    )
+    account_id = await session.scalar(select(accounts.c.id).where(*where))
+    if account_id is not None:
+        return int(account_id)
     await session.execute(
         insert(accounts)
         .values(
             owner_id=None,
             kind=kind.value,
             currency=currency,
+            provider=provider,
             may_go_negative=kind in MAY_GO_NEGATIVE,
         )
         .on_conflict_do_nothing()
     )
-    account_id = await session.scalar(
-        select(accounts.c.id).where(
-            accounts.c.owner_id.is_(None),
-            accounts.c.kind == kind.value,
-            accounts.c.currency == currency,
-        )
-    )
+    account_id = await session.scalar(select(accounts.c.id).where(*where))
     assert account_id is not None
     return int(account_id)
 
@@ -140,4 +154,5 @@ def _account(row: object) -> Account:
         currency=mapping["currency"],
         balance=mapping["balance"],
         version=mapping["version"],
+        held=mapping["held"],
     )

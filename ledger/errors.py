@@ -42,3 +42,31 @@ class IdempotencyKeyReused(LedgerError):
 
 class IdempotencyInFlight(LedgerError):
     """A request with the same key is still being processed."""
+
+
+class UnknownContent(LedgerError):
+    pass
+
+
+class AlreadyPurchased(LedgerError):
+    pass
+
+
+class UnknownPayment(LedgerError):
+    pass
+
+
+class UnknownPayout(LedgerError):
+    pass
+
+
+class RefundNotAllowed(LedgerError):
+    """The payment cannot be refunded (not succeeded, or nothing left to refund)."""
+
+
+class RefundExceedsPayment(LedgerError):
+    pass
+
+
+class Forbidden(LedgerError):
+    """The caller may not do this (wrong role, or not theirs)."""

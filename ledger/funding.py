@@ -32,20 +32,6 @@ async def fund_wallet_for_development(
         return False
     entry = transfer.entry(wallet.id)
     await record_events(
-        session,
-        [
-            (
-                user_id,
-                "balance.updated",
-                {
-                    "account_id": wallet.id,
-                    "kind": entry.kind,
-                    "currency": amount.currency,
-                    "balance": entry.balance_after,
-                    "available": entry.balance_after,
-                    "version": entry.version,
-                },
-            )
-        ],
+        session, [(user_id, "balance.updated", entry.balance_event(amount.currency))]
     )
     return True

@@ -37,6 +37,8 @@ accounts = Table(
     Column("balance", BigInteger, nullable=False),
     Column("version", BigInteger, nullable=False),
     Column("may_go_negative", Boolean, nullable=False),
+    Column("held", BigInteger, nullable=False),
+    Column("provider", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -48,6 +50,7 @@ transfers = Table(
     Column("currency", String(3), nullable=False),
     Column("reference", Text, unique=True),
     Column("reverses_id", BigInteger, ForeignKey("transfers.id")),
+    Column("fee_bps", Integer),
     Column("metadata", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
@@ -74,6 +77,7 @@ tips = Table(
     Column("fee", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("message", Text),
+    Column("payment_id", BigInteger, ForeignKey("payments.id")),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -113,4 +117,120 @@ receipts = Table(
     Column("fee", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+holds = Table(
+    "holds",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("account_id", BigInteger, ForeignKey("accounts.id"), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", Text, nullable=False),
+    Column("reference", Text, nullable=False, unique=True),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("transfer_id", BigInteger, ForeignKey("transfers.id")),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True)),
+)
+
+platform_fee_changes = Table(
+    "platform_fee_changes",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("bps", Integer, nullable=False),
+    Column("changed_by", Text, nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+)
+
+content = Table(
+    "content",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("creator_id", Text, ForeignKey("users.id"), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("price", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+payments = Table(
+    "payments",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("reference", Text, nullable=False, unique=True),
+    Column("user_id", Text, ForeignKey("users.id"), nullable=False),
+    Column("provider", Text, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("purpose", Text, nullable=False),
+    Column("details", JSONB, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("provider_ref", Text),
+    Column("checkout_url", Text),
+    Column("refunded_amount", BigInteger, nullable=False),
+    Column("failure_reason", Text),
+    Column("transfer_id", BigInteger, ForeignKey("transfers.id")),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+entitlements = Table(
+    "entitlements",
+    metadata,
+    Column("buyer_id", Text, ForeignKey("users.id"), primary_key=True),
+    Column("content_id", BigInteger, ForeignKey("content.id"), primary_key=True),
+    Column("transfer_id", BigInteger, ForeignKey("transfers.id"), nullable=False),
+    Column("payment_id", BigInteger, ForeignKey("payments.id")),
+    Column("amount", BigInteger, nullable=False),
+    Column("fee", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("provider", Text, nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("event_type", Text),
+    Column("outcome", Text, nullable=False),
+    Column("detail", Text),
+    Column("payload", Text, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+)
+
+payouts = Table(
+    "payouts",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("reference", Text, nullable=False, unique=True),
+    Column("creator_id", Text, ForeignKey("users.id"), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("provider", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("hold_id", BigInteger, ForeignKey("holds.id"), nullable=False),
+    Column("provider_ref", Text),
+    Column("transfer_id", BigInteger, ForeignKey("transfers.id")),
+    Column("failure_reason", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+refunds = Table(
+    "refunds",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("reference", Text, nullable=False, unique=True),
+    Column("payment_id", BigInteger, ForeignKey("payments.id"), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", Text, nullable=False),
+    Column("provider_ref", Text, unique=True),
+    Column("transfer_id", BigInteger, ForeignKey("transfers.id"), nullable=False),
+    Column("requested_by", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )

@@ -29,6 +29,22 @@ class PostedEntry:
     amount: int
     balance_after: int
     version: int
+    held: int = 0
+
+    @property
+    def available(self) -> int:
+        return self.balance_after - self.held
+
+    def balance_event(self, currency: str) -> dict[str, Any]:
+        """The data of the balance.updated event this entry causes for its owner."""
+        return {
+            "account_id": self.account_id,
+            "kind": self.kind,
+            "currency": currency,
+            "balance": self.balance_after,
+            "available": self.available,
+            "version": self.version,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +59,15 @@ class PostedTransfer:
         return next(e for e in self.entries if e.account_id == account_id)
 
 
+# A debit may not take an account below its holds (available = balance - held < 0), unless the
+# account may go negative, or the transfer is a reversal allowed to push earnings below zero.
 _APPLY = text(
     """
     UPDATE accounts SET balance = balance + :amount, version = version + 1
-    WHERE id = :id AND currency = :currency AND (may_go_negative OR balance + :amount >= 0)
-    RETURNING owner_id, kind, balance, version
+    WHERE id = :id AND currency = :currency
+      AND (:amount >= 0 OR may_go_negative OR balance + :amount >= held
+           OR (:negative_earnings AND kind = 'earnings'))
+    RETURNING owner_id, kind, balance, version, held
     """
 )
 
@@ -60,11 +80,16 @@ async def post_transfer(
     legs: Sequence[Leg],
     reference: str | None = None,
     metadata: Mapping[str, Any] | None = None,
+    fee_bps: int | None = None,
+    reverses_id: int | None = None,
+    negative_earnings: bool = False,
 ) -> PostedTransfer:
     """Post one transfer atomically within the caller's transaction.
 
     Invariants: the legs sum to zero; every account exists and is in `currency`; no account that
-    may not go negative ends below zero (else InsufficientFunds and the caller must roll back);
+    may not go negative ends below its pending holds (else InsufficientFunds and the caller must
+    roll back) — only a reversal (refund, chargeback) may pass `negative_earnings` to let a
+    creator's earnings go below zero;
     `reference`, when given, is unique across all transfers. Accounts are locked in ascending id
     order so that concurrent transfers never deadlock. Each entry records the balance after it.
     """
@@ -85,6 +110,8 @@ async def post_transfer(
                         currency=currency,
                         reference=reference,
                         metadata=dict(metadata or {}),
+                        fee_bps=fee_bps,
+                        reverses_id=reverses_id,
                     )
                     .returning(transfers.c.id, transfers.c.created_at)
                 )
@@ -97,7 +124,13 @@ async def post_transfer(
     for leg in sorted(legs, key=lambda leg: leg.account_id):
         applied = (
             await session.execute(
-                _APPLY, {"id": leg.account_id, "amount": leg.amount, "currency": currency}
+                _APPLY,
+                {
+                    "id": leg.account_id,
+                    "amount": leg.amount,
+                    "currency": currency,
+                    "negative_earnings": negative_earnings,
+                },
             )
         ).one_or_none()
         if applied is None:
@@ -111,6 +144,7 @@ async def post_transfer(
                 amount=leg.amount,
                 balance_after=applied.balance,
                 version=applied.version,
+                held=applied.held,
             )
         )
     await session.execute(

@@ -1,0 +1,81 @@
+"""Paying a creator from a wallet: the split between earnings and the platform fee."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ledger.accounts import Account, Kind, Role, ensure_system_account, find_account, user_role
+from ledger.errors import InvalidTransfer, UnknownAccount, UnknownCreator
+from ledger.money import Money, platform_fee
+from ledger.transfers import Leg, PostedEntry, PostedTransfer, post_transfer
+
+
+@dataclass(frozen=True, slots=True)
+class Sale:
+    transfer: PostedTransfer
+    fee: int
+    wallet: PostedEntry
+    earnings: PostedEntry
+
+    @property
+    def net(self) -> int:
+        return self.transfer.entry(self.earnings.account_id).amount
+
+
+async def creator_earnings(session: AsyncSession, creator_id: str, currency: str) -> Account:
+    """The creator's earnings account in `currency`; UnknownCreator if there is no such creator."""
+    if await user_role(session, creator_id) is not Role.CREATOR:
+        raise UnknownCreator(f"no creator {creator_id!r}", param="creator_id")
+    try:
+        return await find_account(session, creator_id, Kind.EARNINGS, currency)
+    except UnknownAccount:
+        raise UnknownCreator(
+            f"creator {creator_id!r} has no earnings account in {currency}", param="currency"
+        ) from None
+
+
+async def pay_creator(
+    session: AsyncSession,
+    *,
+    payer_id: str,
+    creator_id: str,
+    amount: Money,
+    fee_bps: int,
+    kind: str,
+    reference: str,
+    metadata: Mapping[str, Any],
+) -> Sale:
+    """Debit the payer's wallet by `amount`; credit the creator `amount - fee` and the platform
+    `fee`, where fee = platform_fee(amount, fee_bps) is computed here, on the server, and the
+    rate is recorded on the transfer. Raises UnknownCreator, InsufficientFunds, InvalidTransfer.
+    """
+    if amount.amount <= 0:
+        raise InvalidTransfer("amount must be a positive integer", param="amount")
+    if payer_id == creator_id:
+        raise InvalidTransfer("you cannot pay yourself", param="creator_id")
+    earnings = await creator_earnings(session, creator_id, amount.currency)
+    wallet = await find_account(session, payer_id, Kind.WALLET, amount.currency)
+    fee_account = await ensure_system_account(session, Kind.PLATFORM_FEE, amount.currency)
+    fee = platform_fee(amount.amount, fee_bps)
+    legs = [Leg(wallet.id, -amount.amount), Leg(earnings.id, amount.amount - fee)]
+    if fee:
+        legs.append(Leg(fee_account, fee))
+    transfer = await post_transfer(
+        session,
+        kind=kind,
+        currency=amount.currency,
+        legs=legs,
+        reference=reference,
+        metadata=metadata,
+        fee_bps=fee_bps,
+    )
+    return Sale(
+        transfer=transfer,
+        fee=fee,
+        wallet=transfer.entry(wallet.id),
+        earnings=transfer.entry(earnings.id),
+    )
