@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+
 class SettingsError(Exception):
     """A missing or invalid setting; its message is one line that names the variable."""
 
