@@ -15,8 +15,10 @@ from starlette.types import ASGIApp
 from hub.api import ROUTES
 from hub.auth import HS256Verifier
 from hub.errors import EXCEPTION_HANDLERS
+from hub.fees import FeeCache
 from hub.middleware import RequestId
-from hub.runtime import Runtime
+from hub.ratelimit import RateLimiter
+from hub.runtime import Runtime, build_provider_clients
 from hub.state import Hub
 from ledger.db import make_engine, make_sessions
 from realtime.publisher import Publisher
@@ -47,6 +49,10 @@ def create_app(runtime: Runtime) -> ASGIApp:
         # Not arq's create_pool: it insists on reaching Redis, and a node must start (and say
         # "not ready") while Redis is down.
         queue = ArqRedis.from_url(runtime.redis_url)
+        providers, http_client = build_provider_clients(settings)
+        limiter = RateLimiter(runtime.redis_url)
+        fees = FeeCache(redis, sessions, settings.platform_fee_bps)
+        fees.start()
         hub = Hub(
             runtime=runtime,
             verifier=verifier,
@@ -56,12 +62,18 @@ def create_app(runtime: Runtime) -> ASGIApp:
             queue=queue,
             sio=sio,
             publisher=Publisher(sio, sessions),
+            limiter=limiter,
+            fees=fees,
+            providers=providers,
         )
         holder["hub"] = hub
         app.state.hub = hub
         try:
             yield
         finally:
+            await fees.stop()
+            await limiter.close()
+            await http_client.aclose()
             await queue.aclose()
             await redis.aclose()
             await engine.dispose()

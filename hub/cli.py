@@ -55,13 +55,17 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    from hub.runtime import resolve
+    from hub.runtime import build_provider_clients, resolve
     from jobs.worker import build_worker
 
     _logging(settings)
     runtime = resolve(settings)
+    providers, _http = build_provider_clients(settings)
     worker = build_worker(
-        database_url=runtime.database_url, redis_url=runtime.redis_url, burst=args.burst
+        database_url=runtime.database_url,
+        redis_url=runtime.redis_url,
+        providers=providers,
+        burst=args.burst,
     )
     worker.run()
     return 0

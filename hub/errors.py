@@ -9,6 +9,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from hub.auth import AuthError
+from hub.providers.base import ProviderError
+from hub.ratelimit import RateLimited
 from ledger import errors as ledger
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,14 @@ LEDGER_ERRORS: dict[type[ledger.LedgerError], tuple[int, str]] = {
     ledger.DuplicateTransfer: (409, "duplicate_transfer"),
     ledger.IdempotencyKeyReused: (422, "idempotency_key_reused"),
     ledger.IdempotencyInFlight: (409, "idempotency_in_flight"),
+    ledger.UnknownContent: (404, "content_not_found"),
+    ledger.AlreadyPurchased: (409, "already_purchased"),
+    ledger.UnknownPayment: (404, "payment_not_found"),
+    ledger.UnknownPayout: (404, "payout_not_found"),
+    ledger.RefundNotAllowed: (409, "refund_not_allowed"),
+    ledger.RefundExceedsPayment: (422, "refund_exceeds_payment"),
+    ledger.Forbidden: (403, "forbidden"),
+    ledger.InvalidFee: (422, "invalid_request"),
 }
 
 
@@ -70,6 +80,20 @@ async def _auth_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _rate_limited(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RateLimited)
+    return JSONResponse(
+        error_body("rate_limited", exc.message), status_code=429, headers=exc.headers
+    )
+
+
+async def _provider_error(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("provider error on %s: %s", request.url.path, exc)
+    return JSONResponse(
+        error_body("provider_error", f"the payment provider failed: {exc}"), status_code=502
+    )
+
+
 _HTTP_TYPES = {404: "not_found", 405: "method_not_allowed"}
 
 
@@ -92,6 +116,8 @@ EXCEPTION_HANDLERS = {
     ledger.LedgerError: _ledger_error,
     ApiError: _api_error,
     AuthError: _auth_error,
+    RateLimited: _rate_limited,
+    ProviderError: _provider_error,
     HTTPException: _http_error,
     Exception: _unexpected,
 }

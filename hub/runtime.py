@@ -6,7 +6,12 @@ import secrets
 import warnings
 from dataclasses import dataclass
 
+import httpx
+from pydantic import SecretStr
+
 from hub.embedded import Embedded
+from hub.providers.base import Provider
+from hub.providers.registry import ProviderConfig, build_providers
 from hub.settings import Settings, SettingsError
 
 
@@ -54,3 +59,30 @@ def resolve(settings: Settings) -> Runtime:
         database_url = settings.database_url or embedded.database_url()  # type: ignore[union-attr]
         redis_url = settings.redis_url or embedded.redis_url()  # type: ignore[union-attr]
     return Runtime(settings, database_url, redis_url, secret, embedded)
+
+
+def provider_config(settings: Settings) -> ProviderConfig:
+    def secret(value: SecretStr | None) -> str | None:
+        return value.get_secret_value() if value is not None else None
+
+    return ProviderConfig(
+        paystack_secret_key=secret(settings.paystack_secret_key),
+        paystack_base_url=settings.paystack_base_url.rstrip("/"),
+        stripe_secret_key=secret(settings.stripe_secret_key),
+        stripe_webhook_secret=secret(settings.stripe_webhook_secret),
+        stripe_base_url=settings.stripe_base_url.rstrip("/"),
+        standard_webhook_secrets={
+            sender: value.get_secret_value()
+            for sender, value in settings.standard_webhook_secrets.items()
+        },
+        sandbox_url=settings.sandbox_url.rstrip("/") if settings.sandbox_url else None,
+    )
+
+
+def build_provider_clients(settings: Settings) -> tuple[dict[str, Provider], httpx.AsyncClient]:
+    """The configured providers and the HTTP client they share (the caller closes it)."""
+    http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
+    try:
+        return build_providers(provider_config(settings), http), http
+    except ValueError as exc:
+        raise SettingsError(f"invalid setting HUB_STANDARD_WEBHOOK_SECRETS: {exc}") from None

@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     # Basis points of each tip kept by the platform (250 = 2.5 %).
-    platform_fee_bps: int = Field(default=1000, ge=0, le=10_000)
+    platform_fee_bps: int = Field(default=1000, ge=0, le=5_000)
     currencies: Annotated[tuple[str, ...], NoDecode] = ("NGN", "USD")
     # Payment providers. Base URLs are settings so that the sandbox can stand in for either.
     paystack_secret_key: SecretStr | None = None
@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     )
     # The sandbox provider's API (hub dev starts one); unset → provider "sandbox" is off.
     sandbox_url: str | None = None
+    # The provider that sends creators' payouts unless a payout names another.
+    payout_provider: str = "paystack"
     # Where browsers reach this hub, for providers' return links; default http://HOST:PORT.
     public_url: str | None = None
     # Rate limits in the `limits` library's notation ("10/minute", "5/second;100/hour").

@@ -11,6 +11,9 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from hub.auth import AuthError, Principal, TokenVerifier, bearer
+from hub.fees import FeeCache
+from hub.providers.base import Provider
+from hub.ratelimit import RateLimiter
 from hub.runtime import Runtime
 from hub.settings import Settings
 from ledger.accounts import ensure_user
@@ -31,11 +34,19 @@ class Hub:
     queue: ArqRedis
     sio: socketio.AsyncServer
     publisher: Publisher
+    limiter: RateLimiter
+    fees: FeeCache
+    providers: dict[str, Provider]
     _known: set[Principal] = field(default_factory=set)
 
     @property
     def settings(self) -> Settings:
         return self.runtime.settings
+
+    @property
+    def public_url(self) -> str:
+        settings = self.settings
+        return (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
 
     async def identify(self, principal: Principal) -> None:
         """Create the principal's user and accounts the first time this process sees them."""

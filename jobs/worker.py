@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from arq import Worker
 from arq.connections import RedisSettings
 from arq.worker import func
 
-from jobs import receipts
+from jobs import payouts, receipts, refunds
 from ledger.db import make_engine, make_sessions
+from ledger.provider_events import Provider
 
-FUNCTIONS = [func(receipts.issue, name=receipts.NAME, max_tries=10)]
+FUNCTIONS = [
+    func(receipts.issue, name=receipts.NAME, max_tries=10),
+    func(payouts.execute, name=payouts.NAME, max_tries=20),
+    func(refunds.execute, name=refunds.NAME, max_tries=20),
+]
 
 
 def build_worker(
-    *, database_url: str, redis_url: str, burst: bool = False, handle_signals: bool = True
+    *,
+    database_url: str,
+    redis_url: str,
+    providers: Mapping[str, Provider] | None = None,
+    burst: bool = False,
+    handle_signals: bool = True,
 ) -> Worker:
+    """`providers` are the payment provider adapters, built by the caller (the hub's CLI)."""
+
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["engine"] = make_engine(database_url, pool_size=5, max_overflow=5)
         ctx["sessions"] = make_sessions(ctx["engine"])
+        ctx["providers"] = dict(providers or {})
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         await ctx["engine"].dispose()

@@ -70,3 +70,7 @@ class RefundExceedsPayment(LedgerError):
 
 class Forbidden(LedgerError):
     """The caller may not do this (wrong role, or not theirs)."""
+
+
+class InvalidFee(LedgerError):
+    pass

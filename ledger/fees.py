@@ -5,14 +5,10 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger.errors import LedgerError
+from ledger.errors import InvalidFee
 from ledger.schema import platform_fee_changes
 
 MAX_FEE_BPS = 5_000
-
-
-class InvalidFee(LedgerError):
-    pass
 
 
 async def current_fee_bps(session: AsyncSession, default: int) -> int:

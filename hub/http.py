@@ -1,0 +1,108 @@
+"""Helpers shared by the routes: JSON bodies, validation into 4xx, roles, rate limits."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from hub.auth import Principal
+from hub.errors import ApiError
+from hub.idempotency import Outcome
+from hub.state import Hub
+from ledger.accounts import Role
+
+M = TypeVar("M", bound=BaseModel)
+MAX_SAFE_INTEGER = 2**53 - 1  # the largest amount a JavaScript client reads exactly
+
+
+def hub_of(request: Request) -> Hub:
+    hub: Hub = request.app.state.hub
+    return hub
+
+
+async def json_object(request: Request, *, optional: bool = False) -> dict[str, Any]:
+    raw = await request.body()
+    if optional and not raw.strip():
+        return {}
+    try:
+        payload = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_json", "the body must be a JSON object") from None
+    if not isinstance(payload, dict):
+        raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    return payload
+
+
+def parse(model: type[M], payload: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        param = ".".join(str(part) for part in error["loc"]) or None
+        raise ApiError(422, "invalid_request", f"{param}: {error['msg']}", param) from None
+
+
+def check_currency(hub: Hub, currency: str) -> None:
+    if currency not in hub.settings.currencies:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"currency: must be one of {', '.join(hub.settings.currencies)}",
+            "currency",
+        )
+
+
+def require_role(principal: Principal, *roles: Role) -> None:
+    if principal.role not in roles:
+        names = " or ".join(role.value for role in roles)
+        raise ApiError(403, "forbidden", f"this needs the {names} role")
+
+
+def query_int(request: Request, name: str, default: int | None = None) -> int | None:
+    value = request.query_params.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ApiError(422, "invalid_request", f"{name}: must be an integer", name) from None
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def rate_limit(
+    hub: Hub, request: Request, scope: str, principal: Principal | None
+) -> dict[str, str]:
+    """Spend one unit of `scope`'s limits for the caller (and their IP where the scope says so);
+    raises RateLimited (429). Returns the RateLimit-* headers for the response."""
+    settings = hub.settings
+    limits = {
+        "payments": settings.rate_limit_payments,
+        "transfers": settings.rate_limit_transfers,
+        "webhooks": settings.rate_limit_webhooks,
+    }[scope]
+    headers: dict[str, str] = {}
+    if principal is not None:
+        headers = await hub.limiter.hit(scope, f"user:{principal.user_id}", limits)
+    if principal is None or scope == "payments":
+        headers = await hub.limiter.hit(scope, f"ip:{client_ip(request)}", limits) or headers
+    return headers
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse(body, status_code=status, headers=headers or None)
+
+
+def outcome_response(outcome: Outcome, headers: dict[str, str] | None = None) -> Response:
+    all_headers = dict(headers or {})
+    if outcome.replayed:
+        all_headers["Idempotent-Replayed"] = "true"
+    return Response(
+        outcome.body, outcome.status_code, headers=all_headers, media_type="application/json"
+    )

@@ -1,0 +1,255 @@
+"""The OpenAPI 3.1 document of the HTTP API, served at /openapi.json.
+
+Request bodies come from the same pydantic models the routes validate with, so the document
+cannot drift from what the server accepts.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel
+
+ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["type", "message"],
+            "properties": {
+                "type": {"type": "string", "examples": ["insufficient_funds"]},
+                "message": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
+MONEY = {
+    "type": "object",
+    "properties": {"amount": {"type": "integer"}, "currency": {"type": "string"}},
+}
+IDEMPOTENCY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": True,
+    "schema": {"type": "string", "maxLength": 255},
+    "description": "Scoped to the caller; the same key and request replays the saved response "
+    "(Idempotent-Replayed: true); another request with it is 422; still in flight is 409.",
+}
+COMMON = {
+    "400": "Bad JSON, or a missing Idempotency-Key",
+    "401": "Missing, malformed, wrongly signed or expired token",
+    "422": "Invalid input; `param` names the field",
+    "429": "Rate limited (Retry-After and RateLimit-* headers)",
+}
+
+
+def _op(
+    summary: str,
+    responses: dict[str, str],
+    *,
+    body: type[BaseModel] | None = None,
+    idempotent: bool = False,
+    auth: bool = True,
+    params: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": {}}
+    for code, text in {**responses, **(COMMON if auth else {})}.items():
+        response: dict[str, Any] = {"description": text}
+        if code.startswith(("4", "5")):
+            response["content"] = {
+                "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+            }
+        op["responses"][code] = response
+    parameters = list(params or [])
+    if idempotent:
+        parameters.append(IDEMPOTENCY)
+    if parameters:
+        op["parameters"] = parameters
+    if body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": body.model_json_schema()}},
+        }
+    if not auth:
+        op["security"] = []
+    return op
+
+
+def _path(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
+
+
+def _query(name: str, schema: dict[str, Any], text: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": text}
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    from hub.routes.admin import FeeRequest, RefundRequest
+    from hub.routes.content import ContentRequest, PurchaseRequest
+    from hub.routes.money import TipRequest
+    from hub.routes.payments import PaymentRequest
+    from hub.routes.payouts import PayoutRequest
+
+    paths: dict[str, Any] = {
+        "/api/v1/tips": {
+            "post": _op(
+                "Tip a creator from the wallet (201) or by card through a provider (202)",
+                {
+                    "201": "The tip's transfer",
+                    "202": "A pending card payment with its checkout_url",
+                    "402": "insufficient_funds: nothing was posted",
+                    "404": "creator_not_found",
+                    "409": "idempotency_in_flight",
+                },
+                body=TipRequest,
+                idempotent=True,
+            )
+        },
+        "/api/v1/wallet": {
+            "get": _op(
+                "The caller's balances: posted, held and available per account", {"200": "Balances"}
+            )
+        },
+        "/api/v1/transactions": {
+            "get": _op(
+                "The caller's entries, newest first (keyset pagination)",
+                {"200": "A page: data, next_cursor, has_more"},
+                params=[
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "Page size"),
+                    _query("before", {"type": "integer"}, "The next_cursor of the previous page"),
+                    _query("kind", {"type": "string"}, "Transfer kind: tip, topup, purchase, ..."),
+                    _query("account", {"enum": ["wallet", "earnings"]}, "Which account"),
+                    _query("currency", {"type": "string"}, "ISO 4217 code"),
+                ],
+            )
+        },
+        "/api/v1/payments": {
+            "post": _op(
+                "Top up the wallet through a provider: a pending payment and its checkout_url",
+                {"201": "The pending payment", "502": "provider_error"},
+                body=PaymentRequest,
+                idempotent=True,
+            )
+        },
+        "/api/v1/payments/{payment_id}": {
+            "get": _op(
+                "One of the caller's payments",
+                {"200": "The payment", "404": "payment_not_found"},
+                params=[_path("payment_id")],
+            )
+        },
+        "/api/v1/content": {
+            "post": _op(
+                "Register pay-per-view content with a price (creators)",
+                {"201": "The content", "403": "Not a creator"},
+                body=ContentRequest,
+            )
+        },
+        "/api/v1/content/{content_id}": {
+            "get": _op(
+                "Content and whether the caller has access",
+                {"200": "The content with has_access", "404": "content_not_found"},
+                params=[_path("content_id")],
+            )
+        },
+        "/api/v1/content/{content_id}/purchase": {
+            "post": _op(
+                "Buy access at the server's price, from the wallet (201) or by card (202)",
+                {
+                    "201": "The purchase's transfer",
+                    "202": "A pending card payment with its checkout_url",
+                    "402": "insufficient_funds",
+                    "404": "content_not_found",
+                    "409": "already_purchased: never a second charge",
+                },
+                body=PurchaseRequest,
+                idempotent=True,
+                params=[_path("content_id")],
+            )
+        },
+        "/api/v1/payouts": {
+            "post": _op(
+                "Pay out earnings (creators): held now, sent by a job, settled by webhook",
+                {"201": "The pending payout", "402": "More than the available earnings"},
+                body=PayoutRequest,
+                idempotent=True,
+            )
+        },
+        "/api/v1/payouts/{payout_id}": {
+            "get": _op(
+                "One of the caller's payouts",
+                {"200": "The payout", "404": "payout_not_found"},
+                params=[_path("payout_id")],
+            )
+        },
+        "/api/v1/refunds": {
+            "post": _op(
+                "Refund a payment, fully or in part (admins)",
+                {
+                    "201": "The refund",
+                    "403": "Not an admin",
+                    "409": "refund_not_allowed: not succeeded, or nothing left",
+                    "422": "refund_exceeds_payment",
+                },
+                body=RefundRequest,
+                idempotent=True,
+            )
+        },
+        "/api/v1/admin/platform-fee": {
+            "get": _op("The platform fee in force, in basis points (admins)", {"200": "{bps}"}),
+            "put": _op(
+                "Change the platform fee (admins); every node applies it at once",
+                {"200": "{bps}", "403": "Not an admin"},
+                body=FeeRequest,
+            ),
+        },
+        "/webhooks/{provider}": {
+            "post": _op(
+                "Provider webhooks: paystack, stripe, or a Standard Webhooks sender",
+                {
+                    "200": "Recorded (applied, duplicate, ignored, mismatch or unknown)",
+                    "400": "Signed, but not a valid event: stored as rejected",
+                    "401": "Bad signature: nothing stored",
+                    "429": "Rate limited per source IP",
+                },
+                auth=False,
+                params=[
+                    {
+                        "name": "provider",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+            )
+        },
+        "/healthz": {"get": _op("Alive", {"200": "ok"}, auth=False)},
+        "/readyz": {
+            "get": _op(
+                "Ready: PostgreSQL and Redis reachable",
+                {"200": "ready", "503": "names what is down"},
+                auth=False,
+            )
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Hub",
+            "version": "1",
+            "description": "Real-time payments and notifications for creator platforms. Amounts "
+            "are integers in minor units with an ISO 4217 currency.",
+        },
+        "components": {
+            "schemas": {"Error": ERROR, "Money": MONEY},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+        "security": [{"bearer": []}],
+        "paths": paths,
+    }

@@ -1,0 +1,75 @@
+"""Admin routes: refunds and the platform fee."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from starlette.requests import Request
+from starlette.responses import Response
+
+from hub.http import hub_of, json_object, json_response, outcome_response, parse, require_role
+from hub.idempotency import idempotency_key, run_once
+from jobs import refunds as refund_jobs
+from ledger.accounts import Role
+from ledger.db import UnitOfWork, unit_of_work
+from ledger.fees import MAX_FEE_BPS, current_fee_bps, set_fee_bps
+from ledger.idempotency import request_fingerprint
+from ledger.refunds import refund_payment
+
+
+class RefundRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    payment_id: StrictInt = Field(gt=0)
+    amount: StrictInt | None = Field(default=None, gt=0)  # default: all that is left
+
+
+class FeeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    bps: StrictInt = Field(ge=0, le=MAX_FEE_BPS)
+
+
+async def refund(request: Request) -> Response:
+    hub = hub_of(request)
+    principal = await hub.authenticate(request.headers.get("authorization"))
+    require_role(principal, Role.ADMIN)
+    key = idempotency_key(request.headers.get("idempotency-key"))
+    payload = await json_object(request)
+    body = parse(RefundRequest, payload)
+
+    async def command(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
+        result = await refund_payment(
+            uow.session,
+            payment_id=body.payment_id,
+            amount=body.amount,
+            requested_by=principal.user_id,
+        )
+        uow.after_commit(lambda: hub.publisher.publish(result.events))
+        uow.after_commit(lambda: refund_jobs.enqueue(hub.queue, result.refund.id))
+        return 201, {**result.refund.as_json(), "payment": result.payment.as_json()}
+
+    outcome = await run_once(
+        hub.sessions,
+        caller_id=principal.user_id,
+        key=key,
+        fingerprint=request_fingerprint("POST", request.url.path, payload),
+        command=command,
+    )
+    return outcome_response(outcome)
+
+
+async def platform_fee(request: Request) -> Response:
+    hub = hub_of(request)
+    principal = await hub.authenticate(request.headers.get("authorization"))
+    require_role(principal, Role.ADMIN)
+    if request.method == "PUT":
+        body = parse(FeeRequest, await json_object(request))
+        async with unit_of_work(hub.sessions) as uow:
+            await set_fee_bps(uow.session, body.bps, principal.user_id)
+            uow.after_commit(lambda: hub.fees.changed(body.bps))
+        return json_response({"bps": body.bps})
+    async with unit_of_work(hub.sessions) as uow:
+        bps = await current_fee_bps(uow.session, hub.settings.platform_fee_bps)
+    return json_response({"bps": bps})

@@ -1,0 +1,122 @@
+"""Pay-per-view: creators register priced content; fans buy access from a wallet or by card."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from starlette.requests import Request
+from starlette.responses import Response
+
+from hub.http import (
+    MAX_SAFE_INTEGER,
+    check_currency,
+    hub_of,
+    json_object,
+    json_response,
+    outcome_response,
+    parse,
+    rate_limit,
+    require_role,
+)
+from hub.idempotency import idempotency_key, run_once
+from hub.routes.payments import provider_named, start_payment
+from ledger.accounts import Role
+from ledger.content import create_content, ensure_purchasable, get_content, has_access, purchase
+from ledger.db import UnitOfWork, unit_of_work
+from ledger.errors import UnknownContent
+from ledger.idempotency import request_fingerprint
+from ledger.money import Money
+from ledger.payments import Purpose
+
+
+class ContentRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: StrictStr = Field(min_length=1, max_length=200)
+    price: StrictInt = Field(gt=0, le=MAX_SAFE_INTEGER)
+    currency: StrictStr
+
+
+class PurchaseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: Literal["wallet", "card"] = "wallet"
+    provider: StrictStr | None = None
+
+
+def _content_id(request: Request) -> int:
+    try:
+        return int(request.path_params["content_id"])
+    except ValueError:
+        raise UnknownContent("no such content", param="content_id") from None
+
+
+async def create(request: Request) -> Response:
+    hub = hub_of(request)
+    principal = await hub.authenticate(request.headers.get("authorization"))
+    require_role(principal, Role.CREATOR)
+    body = parse(ContentRequest, await json_object(request))
+    check_currency(hub, body.currency)
+    async with unit_of_work(hub.sessions) as uow:
+        item = await create_content(
+            uow.session, principal.user_id, body.title, Money(body.price, body.currency)
+        )
+    return json_response(item.as_json(), 201)
+
+
+async def show(request: Request) -> Response:
+    hub = hub_of(request)
+    principal = await hub.authenticate(request.headers.get("authorization"))
+    async with unit_of_work(hub.sessions) as uow:
+        item = await get_content(uow.session, _content_id(request))
+        access = await has_access(uow.session, principal.user_id, item)
+    return json_response({**item.as_json(), "has_access": access})
+
+
+async def buy(request: Request) -> Response:
+    hub = hub_of(request)
+    principal = await hub.authenticate(request.headers.get("authorization"))
+    key = idempotency_key(request.headers.get("idempotency-key"))
+    content_id = _content_id(request)
+    payload = await json_object(request, optional=True)
+    body = parse(PurchaseRequest, payload)
+    by_card = body.source == "card"
+    provider = provider_named(hub, body.provider) if by_card else None
+    headers = await rate_limit(hub, request, "payments" if by_card else "transfers", principal)
+    fee_bps = await hub.fees.get()
+
+    async def from_wallet(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
+        bought = await purchase(
+            uow.session,
+            buyer_id=principal.user_id,
+            content_id=content_id,
+            fee_bps=fee_bps,
+            reference=f"purchase:{principal.user_id}:{key}",
+        )
+        uow.after_commit(lambda: hub.publisher.publish(bought.events))
+        return 201, bought.as_json()
+
+    async def by_provider(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
+        assert provider is not None
+        item = await get_content(uow.session, content_id)
+        await ensure_purchasable(uow.session, principal.user_id, item)
+        payment = await start_payment(
+            hub,
+            uow,
+            user_id=principal.user_id,
+            provider=provider,
+            amount=item.price,  # the server's price, never the client's
+            purpose=Purpose.PURCHASE,
+            details={"content_id": item.id, "creator_id": item.creator_id, "fee_bps": fee_bps},
+        )
+        return 202, {"payment": payment, "checkout_url": payment["checkout_url"]}
+
+    outcome = await run_once(
+        hub.sessions,
+        caller_id=principal.user_id,
+        key=key,
+        fingerprint=request_fingerprint("POST", request.url.path, payload),
+        command=by_provider if by_card else from_wallet,
+    )
+    return outcome_response(outcome, headers)

@@ -1,0 +1,131 @@
+"""Tips, the caller's wallet and statement."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from starlette.requests import Request
+from starlette.responses import Response
+
+from hub.errors import ApiError
+from hub.http import (
+    MAX_SAFE_INTEGER,
+    check_currency,
+    hub_of,
+    json_object,
+    json_response,
+    outcome_response,
+    parse,
+    query_int,
+    rate_limit,
+)
+from hub.idempotency import idempotency_key, run_once
+from hub.routes.payments import provider_named, start_payment
+from jobs import receipts
+from ledger.accounts import balances
+from ledger.db import UnitOfWork, unit_of_work
+from ledger.idempotency import request_fingerprint
+from ledger.money import Money
+from ledger.payments import Purpose
+from ledger.sales import creator_earnings
+from ledger.statements import MAX_PAGE, list_entries
+from ledger.tips import send_tip
+
+
+class TipRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    creator_id: StrictStr = Field(min_length=1, max_length=255)
+    amount: StrictInt = Field(gt=0, le=MAX_SAFE_INTEGER)
+    currency: StrictStr
+    message: StrictStr | None = Field(default=None, max_length=280)
+    source: Literal["wallet", "card"] = "wallet"
+    provider: StrictStr | None = None  # with source "card"
+
+
+async def create_tip(request: Request) -> Response:
+    hub = hub_of(request)
+    principal = await hub.authenticate(request.headers.get("authorization"))
+    key = idempotency_key(request.headers.get("idempotency-key"))
+    payload = await json_object(request)
+    tip = parse(TipRequest, payload)
+    check_currency(hub, tip.currency)
+    amount = Money(tip.amount, tip.currency)
+    by_card = tip.source == "card"
+    provider = provider_named(hub, tip.provider) if by_card else None
+    headers = await rate_limit(hub, request, "payments" if by_card else "transfers", principal)
+    fee_bps = await hub.fees.get()
+
+    async def from_wallet(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
+        sent = await send_tip(
+            uow.session,
+            fan_id=principal.user_id,
+            creator_id=tip.creator_id,
+            amount=amount,
+            message=tip.message,
+            fee_bps=fee_bps,
+            reference=f"tip:{principal.user_id}:{key}",
+        )
+        uow.after_commit(lambda: hub.publisher.publish(sent.events))
+        uow.after_commit(lambda: receipts.enqueue(hub.queue, sent.transfer_id))
+        return 201, sent.as_json()
+
+    async def by_provider(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
+        assert provider is not None
+        if principal.user_id == tip.creator_id:
+            raise ApiError(422, "invalid_request", "you cannot tip yourself", "creator_id")
+        await creator_earnings(uow.session, tip.creator_id, tip.currency)  # 404 before paying
+        payment = await start_payment(
+            hub,
+            uow,
+            user_id=principal.user_id,
+            provider=provider,
+            amount=amount,
+            purpose=Purpose.TIP,
+            details={"creator_id": tip.creator_id, "message": tip.message, "fee_bps": fee_bps},
+        )
+        return 202, {"payment": payment, "checkout_url": payment["checkout_url"]}
+
+    outcome = await run_once(
+        hub.sessions,
+        caller_id=principal.user_id,
+        key=key,
+        fingerprint=request_fingerprint("POST", request.url.path, payload),
+        command=by_provider if by_card else from_wallet,
+    )
+    return outcome_response(outcome, headers)
+
+
+async def wallet(request: Request) -> Response:
+    hub = hub_of(request)
+    principal = await hub.authenticate(request.headers.get("authorization"))
+    async with unit_of_work(hub.sessions) as uow:
+        accounts = await balances(uow.session, principal.user_id)
+    return json_response(
+        {"user_id": principal.user_id, "balances": [account.as_json() for account in accounts]}
+    )
+
+
+async def transactions(request: Request) -> Response:
+    """The caller's entries, newest first; `?limit=&before=&kind=&account=&currency=`."""
+    hub = hub_of(request)
+    principal = await hub.authenticate(request.headers.get("authorization"))
+    limit = query_int(request, "limit", 20)
+    assert limit is not None
+    if not 1 <= limit <= MAX_PAGE:
+        raise ApiError(422, "invalid_request", f"limit: must be 1 to {MAX_PAGE}", "limit")
+    account = request.query_params.get("account")
+    if account not in (None, "wallet", "earnings"):
+        raise ApiError(422, "invalid_request", "account: must be wallet or earnings", "account")
+    async with unit_of_work(hub.sessions) as uow:
+        page, cursor = await list_entries(
+            uow.session,
+            principal.user_id,
+            limit=limit,
+            before=query_int(request, "before"),
+            kind=request.query_params.get("kind"),
+            account_kind=account,
+            currency=request.query_params.get("currency"),
+        )
+    return json_response({"data": page, "next_cursor": cursor, "has_more": cursor is not None})

@@ -1,0 +1,140 @@
+"""Provider payments: top-ups, and the card side of tips and purchases."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from hub.errors import ApiError
+from hub.http import (
+    MAX_SAFE_INTEGER,
+    check_currency,
+    hub_of,
+    json_object,
+    json_response,
+    outcome_response,
+    parse,
+    rate_limit,
+)
+from hub.idempotency import idempotency_key, run_once
+from hub.providers.base import CheckoutRequest
+from hub.state import Hub
+from ledger.db import UnitOfWork, unit_of_work
+from ledger.errors import UnknownPayment
+from ledger.idempotency import request_fingerprint
+from ledger.money import Money
+from ledger.payments import Purpose, attach_checkout, create_payment, get_payment
+
+
+class PaymentRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount: StrictInt = Field(gt=0, le=MAX_SAFE_INTEGER)
+    currency: StrictStr
+    provider: StrictStr
+
+
+def provider_named(hub: Hub, name: str | None) -> str:
+    if not name or name not in hub.providers:
+        available = ", ".join(sorted(hub.providers)) or "none configured"
+        raise ApiError(422, "invalid_request", f"provider: must be one of: {available}", "provider")
+    return name
+
+
+async def start_payment(
+    hub: Hub,
+    uow: UnitOfWork,
+    *,
+    user_id: str,
+    provider: str,
+    amount: Money,
+    purpose: Purpose,
+    details: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Create the pending payment and ask the provider for its checkout, in the caller's unit of
+    work. If the provider refuses, ProviderError rolls everything back (and the idempotency key
+    stays free, so the client may retry)."""
+    payment = await create_payment(
+        uow.session,
+        user_id=user_id,
+        provider=provider,
+        amount=amount,
+        purpose=purpose,
+        details=details,
+    )
+    checkout = await hub.providers[provider].initialize(
+        CheckoutRequest(
+            reference=payment.reference,
+            amount=amount.amount,
+            currency=amount.currency,
+            # Paystack insists on an email; Hub knows none, so it sends a stable stand-in.
+            email=f"{hashlib.sha256(user_id.encode()).hexdigest()[:16]}@customers.hub.invalid",
+            callback_url=f"{hub.public_url}/checkout/return?reference={payment.reference}",
+            metadata={"user_id": user_id, "purpose": purpose.value},
+        )
+    )
+    payment = await attach_checkout(
+        uow.session, payment.id, checkout.provider_ref, checkout.checkout_url
+    )
+    return payment.as_json()
+
+
+async def create(request: Request) -> Response:
+    hub = hub_of(request)
+    principal = await hub.authenticate(request.headers.get("authorization"))
+    key = idempotency_key(request.headers.get("idempotency-key"))
+    payload = await json_object(request)
+    body = parse(PaymentRequest, payload)
+    check_currency(hub, body.currency)
+    provider = provider_named(hub, body.provider)
+    headers = await rate_limit(hub, request, "payments", principal)
+
+    async def command(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
+        created = await start_payment(
+            hub,
+            uow,
+            user_id=principal.user_id,
+            provider=provider,
+            amount=Money(body.amount, body.currency),
+            purpose=Purpose.TOPUP,
+            details={},
+        )
+        return 201, created
+
+    outcome = await run_once(
+        hub.sessions,
+        caller_id=principal.user_id,
+        key=key,
+        fingerprint=request_fingerprint("POST", request.url.path, payload),
+        command=command,
+    )
+    return outcome_response(outcome, headers)
+
+
+async def show(request: Request) -> Response:
+    hub = hub_of(request)
+    principal = await hub.authenticate(request.headers.get("authorization"))
+    try:
+        payment_id = int(request.path_params["payment_id"])
+    except ValueError:
+        raise UnknownPayment("no such payment", param="payment_id") from None
+    async with unit_of_work(hub.sessions) as uow:
+        payment = await get_payment(uow.session, payment_id)
+    if payment.user_id != principal.user_id and principal.role.value != "admin":
+        raise UnknownPayment("no such payment", param="payment_id")  # not theirs: not found
+    return json_response(payment.as_json())
+
+
+async def checkout_return(request: Request) -> Response:
+    """Where a provider's checkout sends the payer back: the webhook, not this page, credits."""
+    reference = request.query_params.get("reference", "")[:64]
+    return HTMLResponse(
+        "<!doctype html><title>Hub</title><h1>Thank you</h1>"
+        "<p>Your payment is being confirmed; your balance updates as soon as the provider "
+        f"confirms it.</p><p><small>{reference.replace('<', '')}</small></p>"
+    )

@@ -1,0 +1,84 @@
+"""Payouts of a creator's earnings through a provider."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from starlette.requests import Request
+from starlette.responses import Response
+
+from hub.http import (
+    MAX_SAFE_INTEGER,
+    check_currency,
+    hub_of,
+    json_object,
+    json_response,
+    outcome_response,
+    parse,
+    rate_limit,
+    require_role,
+)
+from hub.idempotency import idempotency_key, run_once
+from hub.routes.payments import provider_named
+from jobs import payouts as payout_jobs
+from ledger.accounts import Role
+from ledger.db import UnitOfWork, unit_of_work
+from ledger.errors import UnknownPayout
+from ledger.idempotency import request_fingerprint
+from ledger.money import Money
+from ledger.payouts import get_payout, request_payout
+
+
+class PayoutRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount: StrictInt = Field(gt=0, le=MAX_SAFE_INTEGER)
+    currency: StrictStr
+    provider: StrictStr | None = None  # default: HUB_PAYOUT_PROVIDER
+
+
+async def create(request: Request) -> Response:
+    hub = hub_of(request)
+    principal = await hub.authenticate(request.headers.get("authorization"))
+    require_role(principal, Role.CREATOR)
+    key = idempotency_key(request.headers.get("idempotency-key"))
+    payload = await json_object(request)
+    body = parse(PayoutRequest, payload)
+    check_currency(hub, body.currency)
+    provider = provider_named(hub, body.provider or hub.settings.payout_provider)
+    headers = await rate_limit(hub, request, "transfers", principal)
+
+    async def command(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
+        change = await request_payout(
+            uow.session,
+            creator_id=principal.user_id,
+            amount=Money(body.amount, body.currency),
+            provider=provider,
+        )
+        uow.after_commit(lambda: hub.publisher.publish(change.events))
+        uow.after_commit(lambda: payout_jobs.enqueue(hub.queue, change.payout.id))
+        return 201, change.payout.as_json()
+
+    outcome = await run_once(
+        hub.sessions,
+        caller_id=principal.user_id,
+        key=key,
+        fingerprint=request_fingerprint("POST", request.url.path, payload),
+        command=command,
+    )
+    return outcome_response(outcome, headers)
+
+
+async def show(request: Request) -> Response:
+    hub = hub_of(request)
+    principal = await hub.authenticate(request.headers.get("authorization"))
+    try:
+        payout_id = int(request.path_params["payout_id"])
+    except ValueError:
+        raise UnknownPayout("no such payout", param="payout_id") from None
+    async with unit_of_work(hub.sessions) as uow:
+        payout = await get_payout(uow.session, payout_id=payout_id)
+    if payout.creator_id != principal.user_id and principal.role is not Role.ADMIN:
+        raise UnknownPayout("no such payout", param="payout_id")
+    return json_response(payout.as_json())

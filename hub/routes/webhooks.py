@@ -1,0 +1,52 @@
+"""Provider webhooks: verify the raw bytes, record once, apply in the same transaction."""
+
+from __future__ import annotations
+
+import time
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from hub.errors import ApiError
+from hub.http import hub_of, json_response, rate_limit
+from hub.providers.base import BadSignature, MalformedPayload
+from ledger.db import unit_of_work
+from ledger.inbox import malformed_event_id, record_delivery
+from ledger.settlement import apply_event
+
+
+async def receive(request: Request) -> Response:
+    hub = hub_of(request)
+    name = request.path_params["provider"]
+    provider = hub.providers.get(name)
+    if provider is None:
+        raise ApiError(404, "not_found", f"no webhook sender named {name!r}")
+    headers = await rate_limit(hub, request, "webhooks", None)
+    body = await request.body()
+    try:
+        provider.verify(request.headers, body, time.time())
+    except BadSignature as exc:
+        # Nothing is stored: an unsigned body is noise, and storing it would let anyone fill
+        # the inbox.
+        raise ApiError(401, "invalid_signature", str(exc) or "signature mismatch") from None
+    text = body.decode("utf-8", errors="replace")
+    try:
+        event = provider.parse(request.headers, body)
+    except MalformedPayload as exc:
+        async with unit_of_work(hub.sessions) as uow:
+            await record_delivery(
+                uow.session,
+                provider=name,
+                event_id=malformed_event_id(body),
+                event_type=None,
+                payload=text,
+                outcome="rejected",
+                detail=str(exc)[:500],
+            )
+        raise ApiError(400, "malformed_payload", f"the body is not a valid event: {exc}") from None
+    async with unit_of_work(hub.sessions) as uow:
+        settled = await apply_event(uow.session, event, text)
+        if settled.events:
+            events = settled.events
+            uow.after_commit(lambda: hub.publisher.publish(events))
+    return json_response({"received": True, "outcome": settled.outcome}, 200, headers)
