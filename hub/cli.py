@@ -81,6 +81,62 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.runtime import resolve
+    from ledger.checks import CHECKS, run_checks
+    from ledger.db import make_engine, make_sessions
+
+    runtime = resolve(settings)
+
+    async def check() -> list[object]:
+        engine = make_engine(runtime.database_url, pool_size=1)
+        try:
+            async with make_sessions(engine)() as session:
+                return list(await run_checks(session))
+        finally:
+            await engine.dispose()
+
+    violations = asyncio.run(check())
+    for violation in violations:
+        print(f"FAILED: {violation.check}")  # type: ignore[attr-defined]
+        for row in violation.rows:  # type: ignore[attr-defined]
+            print(f"    {row}")
+    print(f"{len(CHECKS) - len(violations)} of {len(CHECKS)} ledger invariants hold")
+    return 1 if violations else 0
+
+
+def cmd_sandbox(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.sandbox.app import SandboxConfig, serve_sandbox
+
+    config = SandboxConfig(
+        paystack_secret_key=_secret(settings.paystack_secret_key),
+        stripe_secret_key=_secret(settings.stripe_secret_key),
+        stripe_webhook_secret=_secret(settings.stripe_webhook_secret),
+        sandbox_webhook_secret=_secret(settings.standard_webhook_secrets.get("sandbox")),
+        hub_url=args.hub_url or f"http://{settings.host}:{settings.port}",
+        public_url=f"http://127.0.0.1:{args.port}",
+        auto_complete=args.auto_complete,
+    )
+    _check_port_free(args.port)
+    asyncio.run(serve_sandbox(config, "127.0.0.1", args.port))
+    return 0
+
+
+def _secret(value: object) -> str:
+    if value is None:
+        raise SettingsError(
+            "the sandbox needs HUB_PAYSTACK_SECRET_KEY, HUB_STRIPE_SECRET_KEY, "
+            "HUB_STRIPE_WEBHOOK_SECRET and a 'sandbox' entry in "
+            "HUB_STANDARD_WEBHOOK_SECRETS"
+        )
+    return str(value.get_secret_value())  # type: ignore[attr-defined]
+
+
+def _check_port_free(port: int) -> None:
+    if not port_is_free(port):
+        raise CommandError(f"port {port} on 127.0.0.1 is already in use")
+
+
 def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     from hub.auth import issue_token
     from hub.runtime import resolve_secret
@@ -144,6 +200,13 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     migrate = add("migrate", cmd_migrate, "apply database migrations (Alembic)")
     migrate.add_argument("--revision", default="head")
+    add("check", cmd_check, "verify the ledger's invariants; exit 1 with a report if one fails")
+    sandbox = add("sandbox", cmd_sandbox, "run the sandbox payment provider on 127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8001)
+    sandbox.add_argument("--hub-url", help="where to send webhooks; default this hub's URL")
+    sandbox.add_argument(
+        "--auto-complete", action="store_true", help="complete transfers and refunds by itself"
+    )
     token = add("token", cmd_token, "print a development token, alone on stdout")
     token.add_argument("--sub", required=True, help="the user id")
     token.add_argument("--role", required=True, choices=["fan", "creator", "admin"])

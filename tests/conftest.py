@@ -8,6 +8,7 @@ seeing each other's money; assertions on shared accounts (the platform fee) use 
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import shutil
 import tempfile
@@ -28,6 +29,7 @@ from hub.app import create_app
 from hub.auth import issue_token
 from hub.embedded import Embedded, free_port
 from hub.runtime import Runtime
+from hub.sandbox.app import SandboxConfig, create_sandbox_app
 from hub.settings import Settings
 from ledger.accounts import Role, ensure_user
 from ledger.db import make_engine, make_sessions, unit_of_work
@@ -36,6 +38,11 @@ from ledger.migrate import upgrade
 from ledger.money import Money
 
 JWT_SECRET = "test-secret-" + "x" * 40
+PAYSTACK_SECRET = "sk_test_paystack_" + "p" * 24
+STRIPE_SECRET = "sk_test_stripe_" + "s" * 24
+STRIPE_WEBHOOK_SECRET = "whsec_stripe" + "w" * 24
+SANDBOX_WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"sandbox-signing-key-0123456789").decode()
+UNLIMITED = "1000000/minute"
 FEE_BPS = 1000
 FAST_POSTGRES = ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
 
@@ -69,8 +76,11 @@ def services() -> Iterator[Services]:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def make_settings(services: Services, **overrides: Any) -> Settings:
+def make_settings(services: Services, sandbox_url: str | None = None, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
+        "rate_limit_payments": UNLIMITED,
+        "rate_limit_transfers": UNLIMITED,
+        "rate_limit_webhooks": UNLIMITED,
         "database_url": services.database_url,
         "redis_url": services.redis_url,
         "jwt_secret": JWT_SECRET,
@@ -79,6 +89,16 @@ def make_settings(services: Services, **overrides: Any) -> Settings:
         "host": "127.0.0.1",
         "log_level": "warning",
     }
+    if sandbox_url is not None:
+        values.update(
+            paystack_secret_key=PAYSTACK_SECRET,
+            paystack_base_url=f"{sandbox_url}/paystack",
+            stripe_secret_key=STRIPE_SECRET,
+            stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
+            stripe_base_url=f"{sandbox_url}/stripe",
+            standard_webhook_secrets={"sandbox": SANDBOX_WEBHOOK_SECRET},
+            sandbox_url=sandbox_url,
+        )
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
@@ -107,11 +127,13 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 class LiveServer:
-    def __init__(self, settings: Settings) -> None:
-        self.port = free_port()
+    """A real uvicorn server in this process, on a free port of 127.0.0.1."""
+
+    def __init__(self, app: Any, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            create_app(make_runtime(settings)),
+            app,
             host="127.0.0.1",
             port=self.port,
             lifespan="on",
@@ -136,12 +158,51 @@ class LiveServer:
             await self._task
 
 
+def hub_server(settings: Settings, port: int | None = None) -> LiveServer:
+    return LiveServer(create_app(make_runtime(settings)), port)
+
+
+@dataclass(frozen=True)
+class Stack:
+    hub: LiveServer
+    sandbox: LiveServer
+
+
 @pytest.fixture(scope="session")
-async def live(services: Services) -> AsyncIterator[LiveServer]:
-    server = LiveServer(make_settings(services))
-    await server.start()
-    yield server
-    await server.stop()
+async def stack(services: Services) -> AsyncIterator[Stack]:
+    """The hub and the sandbox provider, each sending to the other on 127.0.0.1."""
+    hub_port, sandbox_port = free_port(), free_port()
+    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+    sandbox = LiveServer(
+        create_sandbox_app(
+            SandboxConfig(
+                paystack_secret_key=PAYSTACK_SECRET,
+                stripe_secret_key=STRIPE_SECRET,
+                stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
+                sandbox_webhook_secret=SANDBOX_WEBHOOK_SECRET,
+                hub_url=f"http://127.0.0.1:{hub_port}",
+                public_url=sandbox_url,
+            )
+        ),
+        sandbox_port,
+    )
+    hub = hub_server(make_settings(services, sandbox_url), hub_port)
+    await sandbox.start()
+    await hub.start()
+    yield Stack(hub, sandbox)
+    await hub.stop()
+    await sandbox.stop()
+
+
+@pytest.fixture(scope="session")
+def live(stack: Stack) -> LiveServer:
+    return stack.hub
+
+
+@pytest.fixture
+async def sandbox(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=stack.sandbox.url, timeout=30) as client:
+        yield client
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from hub.embedded import free_port
-from tests.conftest import LiveServer, Services, make_settings
+from tests.conftest import Services, hub_server, make_settings
 
 
 async def test_healthz_and_readyz(http: httpx.AsyncClient) -> None:
@@ -23,7 +23,7 @@ async def test_readyz_names_what_is_down(services: Services) -> None:
         database_url=f"postgresql://postgres@127.0.0.1:{dead}/hub",
         redis_url=f"redis://127.0.0.1:{dead}/0",
     )
-    server = LiveServer(settings)
+    server = hub_server(settings)
     await server.start()
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
