@@ -1,0 +1,138 @@
+"""`hub check` on the live database, the 100-tips race, and migrations up and down."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+
+import asyncpg
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from ledger.accounts import Role
+from ledger.checks import run_checks
+from ledger.migrate import downgrade, upgrade
+from ledger.money import Money
+from tests.conftest import JWT_SECRET, Services, auth, create_user
+from tests.money import key
+
+
+async def test_a_hundred_tips_from_a_wallet_that_pays_37(http, sessions, uid) -> None:
+    fan, creator = uid("fan"), uid("creator")
+    await create_user(sessions, creator, Role.CREATOR)
+    await create_user(sessions, fan, Role.FAN, fund=Money(37 * 1_000, "NGN"))
+    responses = await asyncio.gather(
+        *(
+            http.post(
+                "/api/v1/tips",
+                json={"creator_id": creator, "amount": 1_000, "currency": "NGN"},
+                headers={**auth(fan, "fan"), **key()},
+            )
+            for _ in range(100)
+        )
+    )
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(201) == 37
+    assert statuses.count(402) == 63
+    assert all(
+        r.json()["error"]["type"] == "insufficient_funds" for r in responses if r.status_code == 402
+    )
+    wallet = (await http.get("/api/v1/wallet", headers=auth(fan, "fan"))).json()["balances"]
+    assert next(b for b in wallet if b["currency"] == "NGN")["balance"] == 0
+    earnings = (await http.get("/api/v1/wallet", headers=auth(creator, "creator"))).json()
+    ngn = next(
+        b for b in earnings["balances"] if b["kind"] == "earnings" and b["currency"] == "NGN"
+    )
+    assert ngn["balance"] == 37 * 900  # money conserved: 37 x (1,000 - 10 % fee)
+
+
+def hub_check(services: Services) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    env.update(
+        HUB_DATABASE_URL=services.database_url,
+        HUB_REDIS_URL=services.redis_url,
+        HUB_JWT_SECRET=JWT_SECRET,
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "hub", "check"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_hub_check_passes_after_the_money_tests_and_catches_a_corruption(
+    services: Services, sessions, uid
+) -> None:
+    """Runs late (the ledger tests after the hub tests), so it checks the books that every
+    money test before it left behind."""
+    result = await asyncio.to_thread(hub_check, services)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ledger invariants hold" in result.stdout
+
+    user = uid("fan")
+    await create_user(sessions, user, Role.FAN, fund=Money(500, "NGN"))
+    async with sessions() as session, session.begin():
+        await session.execute(
+            text(
+                "UPDATE accounts SET balance = balance + 1 WHERE owner_id = :u AND currency = 'NGN'"
+                " AND kind = 'wallet'"
+            ),
+            {"u": user},
+        )
+    try:
+        broken = await asyncio.to_thread(hub_check, services)
+        assert broken.returncode == 1
+        assert "FAILED: every balance equals the sum of its entries" in broken.stdout
+    finally:
+        async with sessions() as session, session.begin():
+            await session.execute(
+                text(
+                    "UPDATE accounts SET balance = balance - 1 WHERE owner_id = :u "
+                    "AND currency = 'NGN' AND kind = 'wallet'"
+                ),
+                {"u": user},
+            )
+    async with sessions() as session:
+        assert await run_checks(session) == []
+
+
+async def test_migrations_apply_from_empty_and_downgrade(services: Services) -> None:
+    url = make_url(services.database_url)
+    name = f"hub_migrations_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(
+        host=url.host,
+        port=url.port,
+        user=url.username,
+        password=url.password or None,
+        database="postgres",
+    )
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        scratch = url.set(database=name).render_as_string(hide_password=False)
+        await asyncio.to_thread(upgrade, scratch)
+        await asyncio.to_thread(downgrade, scratch, "0001")
+        await asyncio.to_thread(downgrade, scratch, "base")
+        await asyncio.to_thread(upgrade, scratch)
+        check = await asyncpg.connect(
+            host=url.host,
+            port=url.port,
+            user=url.username,
+            password=url.password or None,
+            database=name,
+        )
+        try:
+            tables = {r["tablename"] for r in await check.fetch("SELECT tablename FROM pg_tables")}
+            version = await check.fetchval("SELECT version_num FROM alembic_version")
+        finally:
+            await check.close()
+        assert {"accounts", "entries", "payments", "webhook_events", "holds"} <= tables
+        assert version == "0002"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
