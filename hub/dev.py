@@ -7,9 +7,12 @@ embedded services this run started. Children also die with us if we are killed o
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import ctypes
+import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -19,6 +22,7 @@ import urllib.request
 
 from hub.auth import issue_token
 from hub.cli import CommandError, _check_port
+from hub.embedded import free_port, port_is_free
 from hub.runtime import Runtime, resolve
 from hub.seed import CREATOR, FANS, seed
 from hub.settings import Settings
@@ -68,7 +72,48 @@ def _wait_ready(url: str, children: list[subprocess.Popen[bytes]], timeout: floa
     raise CommandError(f"the server did not become ready at {url}/readyz in {timeout:.0f} s")
 
 
-def _banner(runtime: Runtime, url: str) -> str:
+def _sandbox_env(settings: Settings, sandbox_url: str) -> dict[str, str]:
+    """Provider settings that point Paystack, Stripe and the "sandbox" sender at the local
+    sandbox, with secrets kept under HUB_HOME. Providers the operator configured are kept."""
+    path = settings.home / "sandbox-secrets.json"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(
+            json.dumps(
+                {
+                    "paystack": "sk_test_" + secrets.token_hex(20),
+                    "stripe": "sk_test_" + secrets.token_hex(20),
+                    "stripe_webhook": "whsec_" + secrets.token_hex(24),
+                    "sandbox_webhook": "whsec_" + base64.b64encode(os.urandom(24)).decode(),
+                }
+            )
+        )
+    keys = json.loads(path.read_text())
+    env: dict[str, str] = {"HUB_SANDBOX_URL": sandbox_url}
+    if settings.paystack_secret_key is None:
+        env.update(
+            HUB_PAYSTACK_SECRET_KEY=keys["paystack"],
+            HUB_PAYSTACK_BASE_URL=f"{sandbox_url}/paystack",
+        )
+    if settings.stripe_secret_key is None:
+        env.update(
+            HUB_STRIPE_SECRET_KEY=keys["stripe"],
+            HUB_STRIPE_WEBHOOK_SECRET=keys["stripe_webhook"],
+            HUB_STRIPE_BASE_URL=f"{sandbox_url}/stripe",
+        )
+    if "sandbox" not in settings.standard_webhook_secrets:
+        senders = {k: v.get_secret_value() for k, v in settings.standard_webhook_secrets.items()}
+        senders["sandbox"] = keys["sandbox_webhook"]
+        env["HUB_STANDARD_WEBHOOK_SECRETS"] = json.dumps(senders)
+    return env
+
+
+def _sandbox_port(settings: Settings) -> int:
+    preferred = settings.port + 1
+    return preferred if port_is_free(preferred, "127.0.0.1") else free_port()
+
+
+def _banner(runtime: Runtime, url: str, sandbox_url: str) -> str:
     settings = runtime.settings
     secret = runtime.jwt_secret
     creator = issue_token(secret, CREATOR.user_id, CREATOR.role, TOKEN_TTL)
@@ -93,6 +138,18 @@ def _banner(runtime: Runtime, url: str) -> str:
         f'"currency": "{currency}", "message": "Great stream!"}}\'',
         "",
         f"  curl -sS {url}/api/v1/wallet -H 'Authorization: Bearer {fans[0]}'",
+        "",
+        f"Top up through the sandbox provider ({sandbox_url}): this prints a checkout_url;",
+        "open it and press Pay, and watch the fan's balance change:",
+        "",
+        f"  curl -sS -X POST {url}/api/v1/payments \\",
+        f"    -H 'Authorization: Bearer {fans[0]}' \\",
+        '    -H "Idempotency-Key: $(date +%s%N)" -H "Content-Type: application/json" \\',
+        f'    -d \'{{"amount": 250000, "currency": "{currency}", "provider": "paystack"}}\'',
+        "",
+        "  (no browser? curl -X POST <checkout_url>/pay does what the Pay button does)",
+        "",
+        f"API reference: {url}/openapi.json and docs/api.md",
         "",
         "Ctrl-C stops everything.",
         "",
@@ -121,10 +178,18 @@ def run_dev(settings: Settings) -> int:
             "HUB_JWT_SECRET": runtime.jwt_secret,
         }
         url = f"http://{settings.host}:{settings.port}"
+        sandbox_port = _sandbox_port(settings)
+        sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+        env.update(_sandbox_env(settings, sandbox_url))
+        children.append(
+            _spawn(
+                ["sandbox", "--port", str(sandbox_port), "--hub-url", url, "--auto-complete"], env
+            )
+        )
         children.append(_spawn(["serve"], env))
         children.append(_spawn(["worker"], env))
         _wait_ready(url, children, timeout=60)
-        print(_banner(runtime, url), flush=True)
+        print(_banner(runtime, url, sandbox_url), flush=True)
         creator_token = issue_token(runtime.jwt_secret, CREATOR.user_id, CREATOR.role, TOKEN_TTL)
         children.append(
             _spawn(
