@@ -7,11 +7,13 @@ from typing import Any
 
 from arq import Worker
 from arq.connections import RedisSettings
+from arq.cron import cron
 from arq.worker import func
 
-from jobs import payouts, receipts, refunds
+from jobs import holds, payouts, receipts, refunds
 from ledger.db import make_engine, make_sessions
 from ledger.provider_events import Provider
+from realtime.publisher import Publisher, write_only_emitter
 
 FUNCTIONS = [
     func(receipts.issue, name=receipts.NAME, max_tries=10),
@@ -34,12 +36,14 @@ def build_worker(
         ctx["engine"] = make_engine(database_url, pool_size=5, max_overflow=5)
         ctx["sessions"] = make_sessions(ctx["engine"])
         ctx["providers"] = dict(providers or {})
+        ctx["publisher"] = Publisher(write_only_emitter(redis_url), ctx["sessions"])
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         await ctx["engine"].dispose()
 
     return Worker(
         functions=FUNCTIONS,
+        cron_jobs=[cron(holds.expire, name=holds.NAME, second=0, unique=True)],
         redis_settings=RedisSettings.from_dsn(redis_url),
         on_startup=startup,
         on_shutdown=shutdown,

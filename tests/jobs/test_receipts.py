@@ -5,12 +5,16 @@ from __future__ import annotations
 import uuid
 
 from arq.connections import ArqRedis
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from jobs import receipts
+from jobs.holds import expire
 from jobs.worker import build_worker
+from ledger.accounts import Role
+from ledger.money import Money
 from ledger.schema import receipts as receipts_table
-from tests.conftest import People, Services, auth
+from tests.conftest import People, Services, auth, create_user
+from tests.money import key, wallet
 
 
 async def run_burst_worker(services: Services) -> None:
@@ -62,3 +66,37 @@ async def test_a_tip_gets_exactly_one_receipt(http, people: People, services, se
             )
             == 1
         )
+
+
+async def test_expired_payout_holds_are_given_back(http, sessions, services, uid) -> None:
+    """A payout whose provider never answers: its hold expires, the payout fails, and the
+    creator's earnings are available again (the cron job, run directly, twice)."""
+
+    fan, creator = uid("fan"), uid("creator")
+    await create_user(sessions, creator, Role.CREATOR)
+    await create_user(sessions, fan, Role.FAN, fund=Money(10_000, "NGN"))
+    await http.post(
+        "/api/v1/tips",
+        json={"creator_id": creator, "amount": 10_000, "currency": "NGN"},
+        headers={**auth(fan, "fan"), **key()},
+    )
+    created = await http.post(
+        "/api/v1/payouts",
+        json={"amount": 9_000, "currency": "NGN"},
+        headers={**auth(creator, "creator"), **key()},
+    )
+    assert created.status_code == 201
+    async with sessions() as session, session.begin():
+        await session.execute(
+            text("UPDATE holds SET expires_at = now() - interval '1 second' WHERE reference = :r"),
+            {"r": created.json()["reference"]},
+        )
+    ctx = {"sessions": sessions}
+    assert await expire(ctx) >= 1
+    await expire(ctx)
+    earnings = (await wallet(http, creator, "creator"))[("earnings", "NGN")]
+    assert (earnings["balance"], earnings["held"], earnings["available"]) == (9_000, 0, 9_000)
+    shown = await http.get(
+        f"/api/v1/payouts/{created.json()['id']}", headers=auth(creator, "creator")
+    )
+    assert shown.json()["status"] == "failed"
