@@ -111,7 +111,15 @@ def openapi_document() -> dict[str, Any]:
         },
         "/api/v1/wallet": {
             "get": _op(
-                "The caller's balances: posted, held and available per account", {"200": "Balances"}
+                "The caller's balances: posted, held and available per account",
+                {"200": "Balances"},
+                params=[
+                    _query(
+                        "as_of",
+                        {"type": "string", "format": "date-time"},
+                        "Posted balances as of this time",
+                    )
+                ],
             )
         },
         "/api/v1/transactions": {

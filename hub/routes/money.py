@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
@@ -29,7 +30,7 @@ from ledger.idempotency import request_fingerprint
 from ledger.money import Money
 from ledger.payments import Purpose
 from ledger.sales import creator_earnings
-from ledger.statements import MAX_PAGE, list_entries
+from ledger.statements import MAX_PAGE, balance_as_of, list_entries
 from ledger.tips import send_tip
 
 
@@ -98,13 +99,36 @@ async def create_tip(request: Request) -> Response:
 
 
 async def wallet(request: Request) -> Response:
+    """The caller's balances now, or with `?as_of=<ISO 8601 time>` the posted balances then."""
     hub = hub_of(request)
     principal = await hub.authenticate(request.headers.get("authorization"))
+    as_of = request.query_params.get("as_of")
     async with unit_of_work(hub.sessions) as uow:
         accounts = await balances(uow.session, principal.user_id)
-    return json_response(
-        {"user_id": principal.user_id, "balances": [account.as_json() for account in accounts]}
-    )
+        if as_of is None:
+            listed = [account.as_json() for account in accounts]
+        else:
+            try:
+                at = datetime.fromisoformat(as_of)
+            except ValueError:
+                raise ApiError(
+                    422, "invalid_request", "as_of: must be an ISO 8601 time", "as_of"
+                ) from None
+            if at.tzinfo is None:
+                raise ApiError(422, "invalid_request", "as_of: needs a time zone", "as_of")
+            listed = [
+                {
+                    "id": account.id,
+                    "kind": account.kind,
+                    "currency": account.currency,
+                    "balance": await balance_as_of(uow.session, account.id, at),
+                }
+                for account in accounts
+            ]
+    body: dict[str, Any] = {"user_id": principal.user_id, "balances": listed}
+    if as_of is not None:
+        body["as_of"] = as_of
+    return json_response(body)
 
 
 async def transactions(request: Request) -> Response:

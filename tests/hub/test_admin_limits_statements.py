@@ -147,3 +147,27 @@ async def test_the_openapi_document_lists_every_route(http) -> None:
         assert path in document["paths"], path
     tip_body = document["paths"]["/api/v1/tips"]["post"]["requestBody"]
     assert "creator_id" in tip_body["content"]["application/json"]["schema"]["properties"]
+
+
+async def test_the_wallet_as_of_a_time(http, people) -> None:
+    import datetime as dt
+
+    before_tip = dt.datetime.now(dt.UTC).isoformat()
+    await asyncio.sleep(0.05)
+    response = await http.post(
+        "/api/v1/tips",
+        json={"creator_id": people.creator, "amount": 1_000, "currency": "NGN"},
+        headers={**auth(people.fan, "fan"), **key()},
+    )
+    assert response.status_code == 201
+    then = await http.get(
+        "/api/v1/wallet", params={"as_of": before_tip}, headers=auth(people.fan, "fan")
+    )
+    now = await http.get("/api/v1/wallet", headers=auth(people.fan, "fan"))
+    ngn = lambda body: next(b for b in body["balances"] if b["currency"] == "NGN")  # noqa: E731
+    assert ngn(then.json())["balance"] == 100_000
+    assert ngn(now.json())["balance"] == 99_000
+    bad = await http.get(
+        "/api/v1/wallet", params={"as_of": "yesterday"}, headers=auth(people.fan, "fan")
+    )
+    assert bad.status_code == 422
