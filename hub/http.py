@@ -11,9 +11,10 @@ from starlette.responses import JSONResponse, Response
 
 from hub.auth import Principal
 from hub.errors import ApiError
-from hub.idempotency import Outcome
+from hub.idempotency import Command, Outcome, run_once
 from hub.state import Hub
 from ledger.accounts import Role
+from ledger.idempotency import request_fingerprint
 
 M = TypeVar("M", bound=BaseModel)
 MAX_SAFE_INTEGER = 2**53 - 1  # the largest amount a JavaScript client reads exactly
@@ -97,6 +98,27 @@ async def rate_limit(
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return JSONResponse(body, status_code=status, headers=headers or None)
+
+
+async def respond_once(
+    hub: Hub,
+    request: Request,
+    principal: Principal,
+    key: str,
+    payload: dict[str, Any],
+    command: Command,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Run a money-moving command once per (caller, Idempotency-Key); answer with its response,
+    or the one saved under the key."""
+    outcome = await run_once(
+        hub.sessions,
+        caller_id=principal.user_id,
+        key=key,
+        fingerprint=request_fingerprint(request.method, request.url.path, payload),
+        command=command,
+    )
+    return outcome_response(outcome, headers)
 
 
 def outcome_response(outcome: Outcome, headers: dict[str, str] | None = None) -> Response:

@@ -8,13 +8,12 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from starlette.requests import Request
 from starlette.responses import Response
 
-from hub.http import hub_of, json_object, json_response, outcome_response, parse, require_role
-from hub.idempotency import idempotency_key, run_once
+from hub.http import hub_of, json_object, json_response, parse, require_role, respond_once
+from hub.idempotency import idempotency_key
 from jobs import refunds as refund_jobs
 from ledger.accounts import Role
 from ledger.db import UnitOfWork, unit_of_work
 from ledger.fees import MAX_FEE_BPS, current_fee_bps, set_fee_bps
-from ledger.idempotency import request_fingerprint
 from ledger.refunds import refund_payment
 
 
@@ -50,14 +49,7 @@ async def refund(request: Request) -> Response:
         uow.after_commit(lambda: refund_jobs.enqueue(hub.queue, result.refund.id))
         return 201, {**result.refund.as_json(), "payment": result.payment.as_json()}
 
-    outcome = await run_once(
-        hub.sessions,
-        caller_id=principal.user_id,
-        key=key,
-        fingerprint=request_fingerprint("POST", request.url.path, payload),
-        command=command,
-    )
-    return outcome_response(outcome)
+    return await respond_once(hub, request, principal, key, payload, command)
 
 
 async def platform_fee(request: Request) -> Response:

@@ -14,18 +14,17 @@ from hub.http import (
     hub_of,
     json_object,
     json_response,
-    outcome_response,
     parse,
     rate_limit,
     require_role,
+    respond_once,
 )
-from hub.idempotency import idempotency_key, run_once
+from hub.idempotency import idempotency_key
 from hub.routes.payments import provider_named, start_payment
 from ledger.accounts import Role
 from ledger.content import create_content, ensure_purchasable, get_content, has_access, purchase
 from ledger.db import UnitOfWork, unit_of_work
 from ledger.errors import UnknownContent
-from ledger.idempotency import request_fingerprint
 from ledger.money import Money
 from ledger.payments import Purpose
 
@@ -112,11 +111,6 @@ async def buy(request: Request) -> Response:
         )
         return 202, {"payment": payment, "checkout_url": payment["checkout_url"]}
 
-    outcome = await run_once(
-        hub.sessions,
-        caller_id=principal.user_id,
-        key=key,
-        fingerprint=request_fingerprint("POST", request.url.path, payload),
-        command=by_provider if by_card else from_wallet,
+    return await respond_once(
+        hub, request, principal, key, payload, by_provider if by_card else from_wallet, headers
     )
-    return outcome_response(outcome, headers)

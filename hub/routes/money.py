@@ -16,17 +16,16 @@ from hub.http import (
     hub_of,
     json_object,
     json_response,
-    outcome_response,
     parse,
     query_int,
     rate_limit,
+    respond_once,
 )
-from hub.idempotency import idempotency_key, run_once
+from hub.idempotency import idempotency_key
 from hub.routes.payments import provider_named, start_payment
 from jobs import receipts
 from ledger.accounts import balances
 from ledger.db import UnitOfWork, unit_of_work
-from ledger.idempotency import request_fingerprint
 from ledger.money import Money
 from ledger.payments import Purpose
 from ledger.sales import creator_earnings
@@ -88,14 +87,9 @@ async def create_tip(request: Request) -> Response:
         )
         return 202, {"payment": payment, "checkout_url": payment["checkout_url"]}
 
-    outcome = await run_once(
-        hub.sessions,
-        caller_id=principal.user_id,
-        key=key,
-        fingerprint=request_fingerprint("POST", request.url.path, payload),
-        command=by_provider if by_card else from_wallet,
+    return await respond_once(
+        hub, request, principal, key, payload, by_provider if by_card else from_wallet, headers
     )
-    return outcome_response(outcome, headers)
 
 
 async def wallet(request: Request) -> Response:

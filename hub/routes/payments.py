@@ -17,16 +17,15 @@ from hub.http import (
     hub_of,
     json_object,
     json_response,
-    outcome_response,
     parse,
     rate_limit,
+    respond_once,
 )
-from hub.idempotency import idempotency_key, run_once
+from hub.idempotency import idempotency_key
 from hub.providers.base import CheckoutRequest
 from hub.state import Hub
 from ledger.db import UnitOfWork, unit_of_work
 from ledger.errors import UnknownPayment
-from ledger.idempotency import request_fingerprint
 from ledger.money import Money
 from ledger.payments import Purpose, attach_checkout, create_payment, get_payment
 
@@ -106,14 +105,7 @@ async def create(request: Request) -> Response:
         )
         return 201, created
 
-    outcome = await run_once(
-        hub.sessions,
-        caller_id=principal.user_id,
-        key=key,
-        fingerprint=request_fingerprint("POST", request.url.path, payload),
-        command=command,
-    )
-    return outcome_response(outcome, headers)
+    return await respond_once(hub, request, principal, key, payload, command, headers)
 
 
 async def show(request: Request) -> Response:

@@ -14,18 +14,17 @@ from hub.http import (
     hub_of,
     json_object,
     json_response,
-    outcome_response,
     parse,
     rate_limit,
     require_role,
+    respond_once,
 )
-from hub.idempotency import idempotency_key, run_once
+from hub.idempotency import idempotency_key
 from hub.routes.payments import provider_named
 from jobs import payouts as payout_jobs
 from ledger.accounts import Role
 from ledger.db import UnitOfWork, unit_of_work
 from ledger.errors import UnknownPayout
-from ledger.idempotency import request_fingerprint
 from ledger.money import Money
 from ledger.payouts import get_payout, request_payout
 
@@ -60,14 +59,7 @@ async def create(request: Request) -> Response:
         uow.after_commit(lambda: payout_jobs.enqueue(hub.queue, change.payout.id))
         return 201, change.payout.as_json()
 
-    outcome = await run_once(
-        hub.sessions,
-        caller_id=principal.user_id,
-        key=key,
-        fingerprint=request_fingerprint("POST", request.url.path, payload),
-        command=command,
-    )
-    return outcome_response(outcome, headers)
+    return await respond_once(hub, request, principal, key, payload, command, headers)
 
 
 async def show(request: Request) -> Response:
