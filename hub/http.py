@@ -88,12 +88,12 @@ async def rate_limit(
         "transfers": settings.rate_limit_transfers,
         "webhooks": settings.rate_limit_webhooks,
     }[scope]
-    headers: dict[str, str] = {}
+    keys = []
     if principal is not None:
-        headers = await hub.limiter.hit(scope, f"user:{principal.user_id}", limits)
+        keys.append(f"user:{principal.user_id}")
     if principal is None or scope == "payments":
-        headers = await hub.limiter.hit(scope, f"ip:{client_ip(request)}", limits) or headers
-    return headers
+        keys.append(f"ip:{client_ip(request)}")
+    return await hub.limiter.hit(scope, keys, limits)
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

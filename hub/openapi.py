@@ -38,12 +38,14 @@ IDEMPOTENCY = {
     "description": "Scoped to the caller; the same key and request replays the saved response "
     "(Idempotent-Replayed: true); another request with it is 422; still in flight is 409.",
 }
-COMMON = {
-    "400": "Bad JSON, or a missing Idempotency-Key",
-    "401": "Missing, malformed, wrongly signed or expired token",
-    "422": "Invalid input; `param` names the field",
-    "429": "Rate limited (Retry-After and RateLimit-* headers)",
+AUTH = {"401": "Missing, malformed, wrongly signed or expired token"}
+BODY = {"400": "The body is not a JSON object", "422": "Invalid input; `param` names the field"}
+KEYED = {
+    "400": "No Idempotency-Key (or over 255 characters)",
+    "409": "idempotency_in_flight: the first request with this key is still running",
+    "422": "idempotency_key_reused with another request, or invalid input (`param`)",
 }
+LIMITED = {"429": "rate_limited (Retry-After and RateLimit-* headers)"}
 
 
 def _op(
@@ -53,10 +55,17 @@ def _op(
     body: type[BaseModel] | None = None,
     idempotent: bool = False,
     auth: bool = True,
+    limited: bool = False,
     params: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "responses": {}}
-    for code, text in {**responses, **(COMMON if auth else {})}.items():
+    common = {
+        **(AUTH if auth else {}),
+        **(BODY if body is not None else {}),
+        **(KEYED if idempotent else {}),
+        **(LIMITED if limited else {}),
+    }
+    for code, text in sorted({**common, **responses}.items()):
         response: dict[str, Any] = {"description": text}
         if code.startswith(("4", "5")):
             response["content"] = {
@@ -103,16 +112,17 @@ def openapi_document() -> dict[str, Any]:
                     "202": "A pending card payment with its checkout_url",
                     "402": "insufficient_funds: nothing was posted",
                     "404": "creator_not_found",
-                    "409": "idempotency_in_flight",
+                    "502": "provider_error (card): nothing was charged",
                 },
                 body=TipRequest,
                 idempotent=True,
+                limited=True,
             )
         },
         "/api/v1/wallet": {
             "get": _op(
                 "The caller's balances: posted, held and available per account",
-                {"200": "Balances"},
+                {"200": "Balances", "422": "as_of is not an ISO 8601 time with a zone"},
                 params=[
                     _query(
                         "as_of",
@@ -125,7 +135,7 @@ def openapi_document() -> dict[str, Any]:
         "/api/v1/transactions": {
             "get": _op(
                 "The caller's entries, newest first (keyset pagination)",
-                {"200": "A page: data, next_cursor, has_more"},
+                {"200": "A page: data, next_cursor, has_more", "422": "A bad query parameter"},
                 params=[
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "Page size"),
                     _query("before", {"type": "integer"}, "The next_cursor of the previous page"),
@@ -141,6 +151,7 @@ def openapi_document() -> dict[str, Any]:
                 {"201": "The pending payment", "502": "provider_error"},
                 body=PaymentRequest,
                 idempotent=True,
+                limited=True,
             )
         },
         "/api/v1/payments/{payment_id}": {
@@ -172,19 +183,26 @@ def openapi_document() -> dict[str, Any]:
                     "202": "A pending card payment with its checkout_url",
                     "402": "insufficient_funds",
                     "404": "content_not_found",
-                    "409": "already_purchased: never a second charge",
+                    "409": "already_purchased (never a second charge), or the key is in flight",
+                    "502": "provider_error (card): nothing was charged",
                 },
                 body=PurchaseRequest,
                 idempotent=True,
+                limited=True,
                 params=[_path("content_id")],
             )
         },
         "/api/v1/payouts": {
             "post": _op(
                 "Pay out earnings (creators): held now, sent by a job, settled by webhook",
-                {"201": "The pending payout", "402": "More than the available earnings"},
+                {
+                    "201": "The pending payout",
+                    "402": "More than the available earnings",
+                    "403": "Not a creator",
+                },
                 body=PayoutRequest,
                 idempotent=True,
+                limited=True,
             )
         },
         "/api/v1/payouts/{payout_id}": {
@@ -199,8 +217,10 @@ def openapi_document() -> dict[str, Any]:
                 "Refund a payment, fully or in part (admins)",
                 {
                     "201": "The refund",
+                    "402": "A top-up whose money the wallet has already spent",
                     "403": "Not an admin",
-                    "409": "refund_not_allowed: not succeeded, or nothing left",
+                    "404": "payment_not_found",
+                    "409": "refund_not_allowed (not succeeded, nothing left), or the key in flight",
                     "422": "refund_exceeds_payment",
                 },
                 body=RefundRequest,
@@ -208,7 +228,10 @@ def openapi_document() -> dict[str, Any]:
             )
         },
         "/api/v1/admin/platform-fee": {
-            "get": _op("The platform fee in force, in basis points (admins)", {"200": "{bps}"}),
+            "get": _op(
+                "The platform fee in force, in basis points (admins)",
+                {"200": "{bps}", "403": "Not an admin"},
+            ),
             "put": _op(
                 "Change the platform fee (admins); every node applies it at once",
                 {"200": "{bps}", "403": "Not an admin"},
@@ -222,9 +245,10 @@ def openapi_document() -> dict[str, Any]:
                     "200": "Recorded (applied, duplicate, ignored, mismatch or unknown)",
                     "400": "Signed, but not a valid event: stored as rejected",
                     "401": "Bad signature: nothing stored",
-                    "429": "Rate limited per source IP",
+                    "404": "No sender by that name",
                 },
                 auth=False,
+                limited=True,
                 params=[
                     {
                         "name": "provider",

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -74,15 +75,17 @@ class RateLimiter:
         self._warn_every = warn_every
         self._warned_at: float | None = None
 
-    async def hit(self, scope: str, key: str, limits_text: str) -> dict[str, str]:
-        """Spend one unit of every limit in `limits_text` for (`scope`, `key`).
+    async def hit(self, scope: str, key: str | Sequence[str], limits_text: str) -> dict[str, str]:
+        """Spend one unit of every limit in `limits_text` for (`scope`, each key) — a request
+        limited per user and per IP passes both keys at once.
 
-        Returns the RateLimit-* headers of the tightest limit, or raises RateLimited without
-        spending from any limit that was already used up.
+        Returns the RateLimit-* headers of the tightest limit over all keys, or raises
+        RateLimited without spending from any key or limit (all are read before any is hit).
         """
         items = parse_limits(limits_text)
+        keys = [key] if isinstance(key, str) else list(key)
         try:
-            return await self._hit(items, scope, key)
+            return await self._hit(items, scope, keys)
         except (StorageError, OSError) as error:
             self._warn(error)
             return {}
@@ -90,12 +93,15 @@ class RateLimiter:
     async def close(self) -> None:
         await self._pool.aclose()
 
-    async def _hit(self, items: tuple[RateLimitItem, ...], scope: str, key: str) -> dict[str, str]:
+    async def _hit(
+        self, items: tuple[RateLimitItem, ...], scope: str, keys: list[str]
+    ) -> dict[str, str]:
         # Read first, so that a request refused by one limit spends nothing from the others.
+        pairs = [(item, key) for key in keys for item in items]
         stats = await asyncio.gather(
-            *(self._strategy.get_window_stats(item, scope, key) for item in items)
+            *(self._strategy.get_window_stats(item, scope, key) for item, key in pairs)
         )
-        windows = list(zip(items, stats, strict=True))
+        windows = [(item, window) for (item, _), window in zip(pairs, stats, strict=True)]
         spent = [(item, window) for item, window in windows if window.remaining < 1]
         if spent:
             # The caller can only succeed once every used-up limit has freed a unit.
@@ -103,7 +109,7 @@ class RateLimiter:
         # Each hit is atomic for its own limit, so no limit ever lets more than N through. Only
         # a concurrent request racing past the read above can be refused here, after spending a
         # unit from shorter windows; that unit lasts no longer than the refusing limit's period.
-        for item in items:
+        for item, key in pairs:
             if not await self._strategy.hit(item, scope, key):
                 raise _limited(item, await self._strategy.get_window_stats(item, scope, key))
         item, window = min(windows, key=lambda pair: (pair[1].remaining, -pair[1].reset_time))

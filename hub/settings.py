@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     sandbox_url: str | None = None
     # The provider that sends creators' payouts unless a payout names another.
     payout_provider: str = "paystack"
+    # Proxies whose X-Forwarded-For is believed (uvicorn's forwarded_allow_ips): per-IP rate
+    # limits need the client's address, not the load balancer's. "*" behind a private network.
+    forwarded_allow_ips: str = "127.0.0.1"
     # Where browsers reach this hub, for providers' return links; default http://HOST:PORT.
     public_url: str | None = None
     # Rate limits in the `limits` library's notation ("10/minute", "5/second;100/hour").

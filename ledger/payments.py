@@ -106,7 +106,7 @@ async def get_payment(session: AsyncSession, payment_id: int, *, lock: bool = Fa
     query = select(payments).where(payments.c.id == payment_id)
     row = (await session.execute(query.with_for_update() if lock else query)).one_or_none()
     if row is None:
-        raise UnknownPayment(f"no payment {payment_id}", param="payment_id")
+        raise UnknownPayment("no such payment", param="payment_id")
     return _payment(row)
 
 

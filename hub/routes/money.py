@@ -26,6 +26,7 @@ from hub.routes.payments import provider_named, start_payment
 from jobs import receipts
 from ledger.accounts import balances
 from ledger.db import UnitOfWork, unit_of_work
+from ledger.errors import InvalidTransfer
 from ledger.money import Money
 from ledger.payments import Purpose
 from ledger.sales import creator_earnings
@@ -74,7 +75,7 @@ async def create_tip(request: Request) -> Response:
     async def by_provider(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
         assert provider is not None
         if principal.user_id == tip.creator_id:
-            raise ApiError(422, "invalid_request", "you cannot tip yourself", "creator_id")
+            raise InvalidTransfer("you cannot pay yourself", param="creator_id")
         await creator_earnings(uow.session, tip.creator_id, tip.currency)  # 404 before paying
         payment = await start_payment(
             hub,

@@ -140,3 +140,19 @@ def test_limit_strings_are_parsed_once_and_checked() -> None:
     ]
     with pytest.raises(ValueError):
         parse_limits("ten a minute")
+
+
+async def test_a_request_refused_for_one_key_spends_nothing_from_the_other(services) -> None:
+    limiter = RateLimiter(services.redis_url)
+    try:
+        scope, user, ip = "payments", f"user:{uuid.uuid4().hex}", f"ip:{uuid.uuid4().hex}"
+        other_user = f"user:{uuid.uuid4().hex}"
+        await limiter.hit(scope, [other_user, ip], "2/minute")
+        await limiter.hit(scope, [other_user, ip], "2/minute")
+        with pytest.raises(RateLimited):
+            await limiter.hit(scope, [user, ip], "2/minute")  # the IP is spent, not the user
+        await limiter.hit(scope, [user, f"ip:{uuid.uuid4().hex}"], "2/minute")
+        headers = await limiter.hit(scope, [user, f"ip:{uuid.uuid4().hex}"], "2/minute")
+        assert headers["RateLimit-Remaining"] == "0"  # the tightest of the two keys
+    finally:
+        await limiter.close()
