@@ -36,6 +36,8 @@ async def readyz(request: Request) -> Response:
             checks[name] = "ok"
         except Exception as exc:
             checks[name] = f"down: {type(exc).__name__}"
+    # The node must hear the event bus, or its sockets only get events by gap-filling.
+    checks["event_bus"] = "ok" if hub.realtime.ready else "down: not subscribed"
     down = [name for name, state in checks.items() if state != "ok"]
     body: dict[str, Any] = {"status": "unavailable" if down else "ready", "checks": checks}
     if down:

@@ -22,7 +22,7 @@ from hub.runtime import Runtime, build_provider_clients
 from hub.state import Hub
 from ledger.db import make_engine, make_sessions
 from realtime.publisher import Publisher
-from realtime.server import create_server
+from realtime.server import Identity, Realtime
 
 
 def create_app(runtime: Runtime) -> ASGIApp:
@@ -30,29 +30,31 @@ def create_app(runtime: Runtime) -> ASGIApp:
     verifier = HS256Verifier(
         runtime.jwt_secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience
     )
+    # Clients are created here, connections are made lazily: a node starts (and says "not
+    # ready") while PostgreSQL or Redis is down.
+    engine = make_engine(runtime.database_url)
+    sessions = make_sessions(engine)
+    redis = Redis.from_url(runtime.redis_url)
     holder: dict[str, Hub] = {}
 
-    async def authenticate_socket(auth: object) -> object:
+    async def authenticate_socket(auth: object) -> Identity:
         return await holder["hub"].authenticate_socket(auth)
 
-    sio = create_server(
+    realtime = Realtime(
         redis_url=runtime.redis_url,
-        authenticate=authenticate_socket,  # type: ignore[arg-type]
+        sessions=sessions,
+        authenticate=authenticate_socket,
         cors_origins=settings.cors_origins,
+        transports=settings.socket_transports,
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        engine = make_engine(runtime.database_url)
-        sessions = make_sessions(engine)
-        redis = Redis.from_url(runtime.redis_url)
-        # Not arq's create_pool: it insists on reaching Redis, and a node must start (and say
-        # "not ready") while Redis is down.
+        # Not arq's create_pool: it insists on reaching Redis at once.
         queue = ArqRedis.from_url(runtime.redis_url)
         providers, http_client = build_provider_clients(settings)
         limiter = RateLimiter(runtime.redis_url)
         fees = FeeCache(redis, sessions, settings.platform_fee_bps)
-        fees.start()
         hub = Hub(
             runtime=runtime,
             verifier=verifier,
@@ -60,17 +62,21 @@ def create_app(runtime: Runtime) -> ASGIApp:
             sessions=sessions,
             redis=redis,
             queue=queue,
-            sio=sio,
-            publisher=Publisher(sio, sessions),
+            sio=realtime.sio,
+            realtime=realtime,
+            publisher=Publisher(redis, sessions),
             limiter=limiter,
             fees=fees,
             providers=providers,
         )
         holder["hub"] = hub
         app.state.hub = hub
+        fees.start()
+        await realtime.start()
         try:
             yield
         finally:
+            await realtime.stop()
             await fees.stop()
             await limiter.close()
             await http_client.aclose()
@@ -84,5 +90,5 @@ def create_app(runtime: Runtime) -> ASGIApp:
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
-    app: ASGIApp = socketio.ASGIApp(sio, other_asgi_app=http, socketio_path="socket.io")
+    app: ASGIApp = socketio.ASGIApp(realtime.sio, other_asgi_app=http, socketio_path="socket.io")
     return app

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     home: Path = Path(".hub")
     log_level: str = "info"
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ("*",)
+    # Socket.IO transports: WebSocket only needs no sticky sessions; "polling,websocket" also
+    # serves clients that cannot open a WebSocket, and then the balancer must be sticky.
+    socket_transports: Annotated[tuple[str, ...], NoDecode] = ("websocket",)
 
     @field_validator("database_url")
     @classmethod
@@ -139,6 +142,20 @@ class Settings(BaseSettings):
             parse_many(value)
         except ValueError:
             raise ValueError(f"{value!r} is not a rate limit such as 10/minute") from None
+        return value
+
+    @field_validator("socket_transports", mode="before")
+    @classmethod
+    def _split_transports(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("socket_transports")
+    @classmethod
+    def _known_transports(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value or not set(value) <= {"websocket", "polling"}:
+            raise ValueError("must be websocket, polling, or both")
         return value
 
     @field_validator("cors_origins", mode="before")

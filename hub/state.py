@@ -19,7 +19,7 @@ from hub.settings import Settings
 from ledger.accounts import ensure_user
 from ledger.db import unit_of_work
 from realtime.publisher import Publisher
-from realtime.server import Identity, Refused
+from realtime.server import Identity, Realtime, Refused
 
 _KNOWN_USERS_MAX = 100_000
 
@@ -33,6 +33,7 @@ class Hub:
     redis: Redis
     queue: ArqRedis
     sio: socketio.AsyncServer
+    realtime: Realtime
     publisher: Publisher
     limiter: RateLimiter
     fees: FeeCache

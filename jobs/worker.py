@@ -9,11 +9,12 @@ from arq import Worker
 from arq.connections import RedisSettings
 from arq.cron import cron
 from arq.worker import func
+from redis.asyncio import Redis
 
 from jobs import holds, payouts, receipts, refunds
 from ledger.db import make_engine, make_sessions
 from ledger.provider_events import Provider
-from realtime.publisher import Publisher, write_only_emitter
+from realtime.publisher import Publisher
 
 FUNCTIONS = [
     func(receipts.issue, name=receipts.NAME, max_tries=10),
@@ -36,9 +37,11 @@ def build_worker(
         ctx["engine"] = make_engine(database_url, pool_size=5, max_overflow=5)
         ctx["sessions"] = make_sessions(ctx["engine"])
         ctx["providers"] = dict(providers or {})
-        ctx["publisher"] = Publisher(write_only_emitter(redis_url), ctx["sessions"])
+        ctx["redis"] = Redis.from_url(redis_url)
+        ctx["publisher"] = Publisher(ctx["redis"], ctx["sessions"])
 
     async def shutdown(ctx: dict[str, Any]) -> None:
+        await ctx["redis"].aclose()
         await ctx["engine"].dispose()
 
     return Worker(

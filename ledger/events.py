@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger.schema import events
@@ -88,3 +88,84 @@ async def mark_published(session: AsyncSession, event_ids: Sequence[int]) -> Non
         .where(events.c.id.in_(event_ids), events.c.published_at.is_(None))
         .values(published_at=text("now()"))
     )
+
+
+def _event(row: Any) -> Event:
+    return Event(
+        id=row.id,
+        user_id=row.user_id,
+        seq=row.seq,
+        type=row.type,
+        occurred_at=row.occurred_at,
+        data=row.data,
+    )
+
+
+_COLUMNS = (
+    events.c.id,
+    events.c.user_id,
+    events.c.seq,
+    events.c.type,
+    events.c.occurred_at,
+    events.c.data,
+)
+
+
+async def latest_event(session: AsyncSession, user_id: str) -> tuple[int, int]:
+    """(id, seq) of the user's newest event, or (0, 0) when they have none."""
+    row = (
+        await session.execute(
+            select(events.c.id, events.c.seq)
+            .where(events.c.user_id == user_id)
+            .order_by(events.c.seq.desc())
+            .limit(1)
+        )
+    ).one_or_none()
+    return (row.id, row.seq) if row is not None else (0, 0)
+
+
+async def seq_of(session: AsyncSession, user_id: str, event_id: int) -> int | None:
+    """The user's seq of event `event_id`, or None if it is not theirs or no longer kept."""
+    value = await session.scalar(
+        select(events.c.seq).where(events.c.id == event_id, events.c.user_id == user_id)
+    )
+    return int(value) if value is not None else None
+
+
+async def oldest_seq(session: AsyncSession, user_id: str) -> int | None:
+    value = await session.scalar(select(func.min(events.c.seq)).where(events.c.user_id == user_id))
+    return int(value) if value is not None else None
+
+
+async def events_between(
+    session: AsyncSession, user_id: str, after_seq: int, before_seq: int | None, limit: int
+) -> list[Event]:
+    """The user's events with after_seq < seq < before_seq, in seq order, at most `limit`."""
+    query = (
+        select(*_COLUMNS)
+        .where(events.c.user_id == user_id, events.c.seq > after_seq)
+        .order_by(events.c.seq)
+        .limit(limit)
+    )
+    if before_seq is not None:
+        query = query.where(events.c.seq < before_seq)
+    return [_event(row) for row in await session.execute(query)]
+
+
+async def claim_unpublished(
+    session: AsyncSession, older_than_seconds: float, limit: int
+) -> list[Event]:
+    """Unpublished events older than the given age, locked for this transaction (SKIP LOCKED:
+    several sweepers share the work and none republishes what another holds)."""
+    rows = await session.execute(
+        select(*_COLUMNS)
+        .where(
+            events.c.published_at.is_(None),
+            events.c.occurred_at
+            < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_seconds),
+        )
+        .order_by(events.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [_event(row) for row in rows]

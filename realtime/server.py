@@ -1,17 +1,26 @@
-"""The Socket.IO server: authenticated connections, server-assigned rooms, Redis fan-out."""
+"""The Socket.IO server of one hub node: authenticated connections, server-assigned rooms,
+delivery from the event bus with recovery, and limits on what a client may do."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import socketio
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from realtime.bus import Subscriber
+from realtime.delivery import Delivery
+from realtime.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "hub-socketio"
+SOCKETIO_CHANNEL = "hub-socketio"  # python-socketio's own cross-node messages (disconnects)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,68 +41,141 @@ class Refused(Exception):
 Authenticate = Callable[[Any], Awaitable[Identity]]
 
 
-class PublishFailed(Exception):
-    """Redis did not take the message: the event must stay unpublished for the sweeper."""
-
-
-class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
-    """python-socketio's Redis manager, except that a publish that fails twice raises.
-
-    The stock manager logs the failure and returns as if the message had gone out, which would
-    let us mark an event published that nobody received.
-    """
-
-    connected: bool
-
-    async def _publish(self, data: Any) -> Any:
-        for attempt in (1, 2):
-            try:
-                if not self.connected:
-                    self._redis_connect()
-                return await self.redis.publish(self.channel, self.json.dumps(data))
-            except Exception as exc:
-                self.connected = False
-                if attempt == 2:
-                    raise PublishFailed(f"cannot publish to Redis: {exc}") from exc
-        return None
+@dataclass(frozen=True, slots=True)
+class SocketLimits:
+    max_message_bytes: int = 16 * 1024  # an inbound packet above this closes the connection
+    messages_per_second: float = 5.0  # client-sent events, sustained...
+    message_burst: int = 20  # ...and in a burst; beyond that the client is disconnected
+    outbound_queue: int = 1_000  # packets waiting for a client that does not read
 
 
 def user_room(user_id: str) -> str:
     return f"user:{user_id}"
 
 
-def create_server(
-    *,
-    redis_url: str,
-    authenticate: Authenticate,
-    cors_origins: Sequence[str] | str = "*",
-    transports: Sequence[str] = ("websocket",),
-) -> socketio.AsyncServer:
-    """A server whose emits travel through Redis, so any node or worker reaches any socket.
+def _last_event_id(auth: Any) -> int | None:
+    value = auth.get("last_event_id") if isinstance(auth, dict) else None
+    if value is None or value == "":
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise Refused("invalid_request", "last_event_id must be an event id") from None
+    if number < 0:
+        raise Refused("invalid_request", "last_event_id must be an event id")
+    return number
 
-    `authenticate` receives the `auth` payload of the connect packet and returns the Identity,
-    or raises Refused. Only the server puts sockets in rooms; clients send no joins.
-    """
-    manager = RedisManager(redis_url, channel=CHANNEL)
-    sio = socketio.AsyncServer(
-        async_mode="asgi",
-        client_manager=manager,
-        cors_allowed_origins=list(cors_origins) if not isinstance(cors_origins, str) else "*",
-        transports=list(transports),
-        logger=False,
-        engineio_logger=False,
-    )
 
-    async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+class Realtime:
+    """One node's realtime part. Only the server puts sockets in rooms: any event a client
+    sends is refused (and counted: an abusive client is disconnected)."""
+
+    def __init__(
+        self,
+        *,
+        redis_url: str,
+        sessions: async_sessionmaker[AsyncSession],
+        authenticate: Authenticate,
+        cors_origins: Sequence[str] | str = "*",
+        transports: Sequence[str] = ("websocket",),
+        limits: SocketLimits | None = None,
+    ) -> None:
+        self.limits = limits or SocketLimits()
+        self.sio = socketio.AsyncServer(
+            async_mode="asgi",
+            client_manager=socketio.AsyncRedisManager(redis_url, channel=SOCKETIO_CHANNEL),
+            cors_allowed_origins=list(cors_origins) if not isinstance(cors_origins, str) else "*",
+            transports=list(transports),
+            max_http_buffer_size=self.limits.max_message_bytes,
+            logger=False,
+            engineio_logger=False,
+        )
+        self._authenticate = authenticate
+        self._redis = Redis.from_url(redis_url)
+        self.delivery = Delivery(sessions, self._send)
+        self.subscriber = Subscriber(redis_url, self.delivery.on_event, self.delivery.fill_gaps)
+        self.sweeper = Sweeper(sessions, self._redis)
+        self._buckets: dict[str, tuple[float, float]] = {}  # sid → (tokens, last refill)
+        self.slow_consumers = 0
+        self.sio.on("connect", self._connect)
+        self.sio.on("disconnect", self._disconnect)
+        self.sio.on("*", self._client_event)
+
+    @property
+    def ready(self) -> bool:
+        return self.subscriber.healthy
+
+    async def start(self) -> None:
+        self.subscriber.start()
+        self.sweeper.start()
+
+    async def stop(self) -> None:
+        await self.subscriber.stop()
+        await self.sweeper.stop()
+        await self._redis.aclose()
+
+    async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         try:
-            identity = await authenticate(auth)
+            identity = await self._authenticate(auth)
+            last_event_id = _last_event_id(auth)
         except Refused as refused:
             raise socketio.exceptions.ConnectionRefusedError(
                 refused.message, {"type": refused.type, "message": refused.message}
             ) from None
-        await sio.save_session(sid, {"user_id": identity.user_id, "role": identity.role})
-        await sio.enter_room(sid, user_room(identity.user_id))
+        await self.sio.save_session(sid, {"user_id": identity.user_id, "role": identity.role})
+        await self.sio.enter_room(sid, user_room(identity.user_id))
+        connection = self.delivery.attach(sid, identity.user_id)
+        self._buckets[sid] = (float(self.limits.message_burst), time.monotonic())
+        self.sio.start_background_task(self._recover, sid, connection, last_event_id)
 
-    sio.on("connect", connect)
+    async def _recover(self, sid: str, connection: Any, last_event_id: int | None) -> None:
+        # The CONNECT answer must reach the client before any event, or the client drops them.
+        for _ in range(500):
+            if self.sio.manager.is_connected(sid, "/") or connection.closed:
+                break
+            await asyncio.sleep(0.01)
+        try:
+            await self.delivery.recover(connection, last_event_id)
+        except Exception:
+            log.exception("recovery for %s failed; disconnecting so the client retries", sid)
+            await self.sio.disconnect(sid)
 
-    return sio
+    async def _disconnect(self, sid: str, reason: Any = None) -> None:
+        self.delivery.detach(sid)
+        self._buckets.pop(sid, None)
+
+    async def _client_event(self, event: str, sid: str, data: Any = None) -> dict[str, Any]:
+        tokens, last = self._buckets.get(sid, (0.0, time.monotonic()))
+        now = time.monotonic()
+        tokens = min(
+            float(self.limits.message_burst),
+            tokens + (now - last) * self.limits.messages_per_second,
+        )
+        if tokens < 1:
+            log.warning("disconnecting %s: too many messages", sid)
+            await self._send(sid, "hub.error", _error("rate_limited", "too many messages"))
+            await self.sio.disconnect(sid)
+            return _error("rate_limited", "too many messages")
+        self._buckets[sid] = (tokens - 1, now)
+        return _error(
+            "forbidden", f"clients send no events ({event!r} refused): the server assigns rooms"
+        )
+
+    async def _send(self, sid: str, event: str, data: dict[str, Any]) -> bool:
+        """Send to one local socket; False when it is gone. A client whose outbound queue is
+        full (it does not read) is disconnected; it recovers what it missed on reconnect."""
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+        socket = self.sio.eio.sockets.get(eio_sid) if eio_sid else None
+        if socket is None or socket.closed:
+            return False
+        if socket.queue.qsize() >= self.limits.outbound_queue:
+            self.slow_consumers += 1
+            log.warning("disconnecting %s: it does not read (outbound queue full)", sid)
+            await self.sio.disconnect(sid)
+            return False
+        await self.sio.manager.emit(event, data, namespace="/", room=sid, ignore_queue=True)
+        return True
+
+
+def _error(type_: str, message: str) -> dict[str, Any]:
+    return {"error": {"type": type_, "message": message}}

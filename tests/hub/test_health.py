@@ -12,7 +12,7 @@ async def test_healthz_and_readyz(http: httpx.AsyncClient) -> None:
     assert (await http.get("/healthz")).json() == {"status": "ok"}
     ready = await http.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"postgresql": "ok", "redis": "ok"}
+    assert ready.json()["checks"] == {"postgresql": "ok", "redis": "ok", "event_bus": "ok"}
     assert ready.headers["x-request-id"]
 
 

@@ -1,0 +1,172 @@
+"""Delivery to this node's sockets: at least once and in order per user, with recovery.
+
+Each connection knows the last seq it was sent. A live event with the next seq is sent; an
+older one is a duplicate and dropped; a newer one means something was missed (a lost pub/sub
+message, or two publishers racing), and the gap is read from the event log first. Because a
+user's seqs are numbered in commit order under a row lock, every seq below one that exists is
+already committed: reading the gap always finds it, and nothing is skipped.
+
+On connect, a client may send the id of the last event it saw. Its connection buffers live
+events while the missed ones are replayed from the log, then `recovered` tells the outcome:
+`{recovered: true}` after a complete replay, or `{recovered: false}` when the gap reaches past
+what the log keeps (the client refetches its state over HTTP). Never a partial replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ledger.events import events_between, latest_event, oldest_seq, seq_of
+from realtime.bus import BusEvent
+
+log = logging.getLogger(__name__)
+
+MAX_REPLAY = 5_000  # a larger gap is answered with recovered: false (refetch over HTTP)
+
+Send = Callable[[str, str, dict[str, Any]], Awaitable[bool]]  # (sid, event, data) → still open
+
+
+@dataclass(eq=False)
+class Connection:
+    sid: str
+    user_id: str
+    delivered: int = 0  # the seq of the last event sent
+    recovering: bool = True
+    buffer: list[BusEvent] = field(default_factory=list)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    closed: bool = False
+
+
+class Delivery:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], send: Send) -> None:
+        self._sessions = sessions
+        self._send = send
+        self._by_sid: dict[str, Connection] = {}
+        self._by_user: dict[str, set[Connection]] = {}
+        self.sent = 0
+        self.gap_fills = 0
+
+    def connections(self, user_id: str) -> set[Connection]:
+        return self._by_user.get(user_id, set())
+
+    @property
+    def count(self) -> int:
+        return len(self._by_sid)
+
+    def attach(self, sid: str, user_id: str) -> Connection:
+        """Register before anything is read from the log, so no live event can slip between
+        the replay and the live stream (it is buffered meanwhile)."""
+        connection = Connection(sid=sid, user_id=user_id)
+        self._by_sid[sid] = connection
+        self._by_user.setdefault(user_id, set()).add(connection)
+        return connection
+
+    def detach(self, sid: str) -> None:
+        connection = self._by_sid.pop(sid, None)
+        if connection is None:
+            return
+        connection.closed = True
+        peers = self._by_user.get(connection.user_id)
+        if peers is not None:
+            peers.discard(connection)
+            if not peers:
+                del self._by_user[connection.user_id]
+
+    async def recover(self, connection: Connection, last_event_id: int | None) -> None:
+        async with connection.lock:
+            recovered, missed = await self._replay(connection, last_event_id)
+            if connection.closed:
+                return
+            await self._send_raw(connection, "recovered", {"recovered": recovered, **missed})
+            connection.recovering = False
+            buffered, connection.buffer = connection.buffer, []
+            for event in sorted(buffered, key=lambda e: e.seq):
+                await self._deliver(connection, event)
+
+    async def _replay(
+        self, connection: Connection, last_event_id: int | None
+    ) -> tuple[bool, dict[str, Any]]:
+        user = connection.user_id
+        async with self._sessions() as session:
+            newest_id, newest_seq = await latest_event(session, user)
+            if last_event_id is None:
+                # A fresh client: nothing to replay. Its position is the newest event, which
+                # it keeps as its last id even if it receives nothing before a reconnect.
+                connection.delivered = newest_seq
+                return True, {"missed": 0, "last_event_id": newest_id}
+            since = 0 if last_event_id == 0 else await seq_of(session, user, last_event_id)
+            oldest = await oldest_seq(session, user)
+            gap_kept = since is not None and (
+                newest_seq <= since or oldest is None or oldest <= since + 1
+            )
+            missed = (
+                await events_between(session, user, since, None, MAX_REPLAY + 1)
+                if gap_kept and since is not None
+                else []
+            )
+        if not gap_kept or len(missed) > MAX_REPLAY:
+            connection.delivered = newest_seq
+            return False, {"missed": None, "last_event_id": newest_id}
+        for event in missed:
+            if not await self._send_raw(connection, event.type, event.envelope()):
+                return False, {}
+            connection.delivered = event.seq
+        last_id = missed[-1].id if missed else (last_event_id or newest_id)
+        return True, {"missed": len(missed), "last_event_id": last_id}
+
+    async def on_event(self, event: BusEvent) -> None:
+        for connection in list(self.connections(event.user_id)):
+            if connection.recovering:
+                connection.buffer.append(event)
+                continue
+            async with connection.lock:
+                await self._deliver(connection, event)
+
+    async def fill_gaps(self) -> None:
+        """Send every local connection what the log has beyond its position (after this node's
+        subscription was down, or on demand)."""
+        for connection in list(self._by_sid.values()):
+            if connection.recovering:
+                continue
+            async with connection.lock:
+                await self._fill(connection, None)
+
+    async def _deliver(self, connection: Connection, event: BusEvent) -> None:
+        if event.seq <= connection.delivered or connection.closed:
+            return  # a duplicate: already sent
+        if event.seq > connection.delivered + 1:
+            self.gap_fills += 1
+            await self._fill(connection, event.seq)
+            if event.seq <= connection.delivered:
+                return
+        if await self._send_raw(connection, event.type, event.envelope):
+            connection.delivered = event.seq
+
+    async def _fill(self, connection: Connection, before_seq: int | None) -> None:
+        while not connection.closed:
+            async with self._sessions() as session:
+                missing = await events_between(
+                    session, connection.user_id, connection.delivered, before_seq, 500
+                )
+            for event in missing:
+                if not await self._send_raw(connection, event.type, event.envelope()):
+                    return
+                connection.delivered = event.seq
+            if len(missing) < 500:
+                return
+
+    async def _send_raw(self, connection: Connection, event: str, data: dict[str, Any]) -> bool:
+        if connection.closed:
+            return False
+        open_ = await self._send(connection.sid, event, data)
+        if open_:
+            self.sent += 1
+        else:
+            connection.closed = True
+        return open_
