@@ -130,7 +130,7 @@ async def test_insufficient_funds_posts_and_emits_nothing(
     ok = await http.post("/api/v1/tips", json=tip_body(people, 1_000), headers=headers(people))
     assert ok.status_code == 201
     await creator_socket.wait_for("tip.received")
-    assert [e for e, _ in creator_socket.events if e != "recovered"][0] == "tip.received"
+    assert next(e for e, _ in creator_socket.events if e != "recovered") == "tip.received"
     assert len(creator_socket.of_type("tip.received")) == 1
 
 
