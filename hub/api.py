@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from hub.http import hub_of, json_response
 from hub.openapi import openapi_document
-from hub.routes import admin, content, money, payments, payouts, webhooks
+from hub.routes import admin, content, live, money, payments, payouts, webhooks
 
 
 async def healthz(request: Request) -> Response:
@@ -66,6 +66,12 @@ ROUTES = [
     Route("/api/v1/payouts/{payout_id}", payouts.show, methods=["GET"]),
     Route("/api/v1/refunds", admin.refund, methods=["POST"]),
     Route("/api/v1/admin/platform-fee", admin.platform_fee, methods=["GET", "PUT"]),
+    Route("/api/v1/overlay-keys", live.index, methods=["GET"]),
+    Route("/api/v1/overlay-keys", live.create, methods=["POST"]),
+    Route("/api/v1/overlay-keys/{key_id}", live.revoke, methods=["DELETE"]),
+    Route("/api/v1/overlay-keys/{key_id}/rotate", live.rotate, methods=["POST"]),
+    Route("/api/v1/presence", live.presence, methods=["GET"]),
+    Route("/api/v1/creators/{creator_id}/presence", live.creator_presence, methods=["GET"]),
     Route("/webhooks/{provider}", webhooks.receive, methods=["POST"]),
     Route("/checkout/return", payments.checkout_return, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),

@@ -22,7 +22,7 @@ from hub.runtime import Runtime, build_provider_clients
 from hub.state import Hub
 from ledger.db import make_engine, make_sessions
 from realtime.publisher import Publisher
-from realtime.server import Identity, Realtime
+from realtime.server import Identity, Realtime, SocketLimits
 
 
 def create_app(runtime: Runtime) -> ASGIApp:
@@ -46,6 +46,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
         authenticate=authenticate_socket,
         cors_origins=settings.cors_origins,
         transports=settings.socket_transports,
+        limits=SocketLimits(connections_per_user=settings.socket_max_connections_per_user),
     )
 
     @contextlib.asynccontextmanager

@@ -26,6 +26,7 @@ class AuthError(Exception):
 class Principal:
     user_id: str
     role: Role
+    name: str | None = None  # the optional `name` claim: shown on creators' tip alerts
 
 
 class TokenVerifier(Protocol):
@@ -67,7 +68,10 @@ class HS256Verifier:
             raise AuthError(
                 "invalid_token", "the token's role must be fan, creator or admin"
             ) from None
-        return Principal(user_id=sub, role=role)
+        name = claims.get("name")
+        if name is not None and (not isinstance(name, str) or len(name) > 80):
+            raise AuthError("invalid_token", "the token's name must be a string of at most 80")
+        return Principal(user_id=sub, role=role, name=name or None)
 
 
 def issue_token(
@@ -78,10 +82,13 @@ def issue_token(
     *,
     issuer: str | None = None,
     audience: str | None = None,
+    name: str | None = None,
 ) -> str:
     """A signed HS256 token for development and tests."""
     now = int(time.time())
     claims: dict[str, object] = {"sub": sub, "role": role.value, "iat": now, "exp": now + ttl}
+    if name:
+        claims["name"] = name
     if issuer:
         claims["iss"] = issuer
     if audience:

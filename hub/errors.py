@@ -12,6 +12,7 @@ from hub.auth import AuthError
 from hub.providers.base import ProviderError
 from hub.ratelimit import RateLimited
 from ledger import errors as ledger
+from ledger.overlays import UnknownOverlayKey
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ LEDGER_ERRORS: dict[type[ledger.LedgerError], tuple[int, str]] = {
     ledger.RefundExceedsPayment: (422, "refund_exceeds_payment"),
     ledger.Forbidden: (403, "forbidden"),
     ledger.InvalidFee: (422, "invalid_request"),
+    UnknownOverlayKey: (404, "overlay_key_not_found"),
 }
 
 

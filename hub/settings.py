@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     # Socket.IO transports: WebSocket only needs no sticky sessions; "polling,websocket" also
     # serves clients that cannot open a WebSocket, and then the balancer must be sticky.
     socket_transports: Annotated[tuple[str, ...], NoDecode] = ("websocket",)
+    socket_max_connections_per_user: int = Field(default=10, ge=1, le=1000)
 
     @field_validator("database_url")
     @classmethod

@@ -18,6 +18,7 @@ from hub.runtime import Runtime
 from hub.settings import Settings
 from ledger.accounts import ensure_user
 from ledger.db import unit_of_work
+from ledger.overlays import find_active
 from realtime.publisher import Publisher
 from realtime.server import Identity, Realtime, Refused
 
@@ -55,7 +56,11 @@ class Hub:
             return
         async with unit_of_work(self.sessions) as uow:
             await ensure_user(
-                uow.session, principal.user_id, principal.role, self.settings.currencies
+                uow.session,
+                principal.user_id,
+                principal.role,
+                self.settings.currencies,
+                principal.name,
             )
         if len(self._known) >= _KNOWN_USERS_MAX:
             self._known.clear()
@@ -67,6 +72,13 @@ class Hub:
         return principal
 
     async def authenticate_socket(self, auth: Any) -> Identity:
+        overlay = auth.get("overlay_key") if isinstance(auth, dict) else None
+        if isinstance(overlay, str) and overlay:
+            async with self.sessions() as session:
+                key = await find_active(session, overlay)
+            if key is None:
+                raise Refused("invalid_overlay_key", "this overlay key is unknown or revoked")
+            return Identity(key.creator_id, "overlay", overlay_key_id=key.id)
         token = auth.get("token") if isinstance(auth, dict) else None
         if not isinstance(token, str) or not token:
             raise Refused("missing_token", "send auth: {token: '<jwt>'} when connecting")
@@ -75,4 +87,9 @@ class Hub:
         except AuthError as exc:
             raise Refused(exc.type, exc.message) from None
         await self.identify(principal)
-        return Identity(principal.user_id, principal.role.value)
+        viewing = auth.get("viewing")
+        return Identity(
+            principal.user_id,
+            principal.role.value,
+            viewing=viewing if isinstance(viewing, str) and 0 < len(viewing) <= 255 else None,
+        )

@@ -62,16 +62,29 @@ def _kinds_for(role: Role) -> list[Kind]:
 
 
 async def ensure_user(
-    session: AsyncSession, user_id: str, role: Role, currencies: tuple[str, ...]
+    session: AsyncSession,
+    user_id: str,
+    role: Role,
+    currencies: tuple[str, ...],
+    display_name: str | None = None,
 ) -> None:
     """Create the user and their accounts on first sight; later calls change nothing.
 
     A creator gets earnings accounts; anyone may hold a wallet. A user first seen as a fan who
     later presents a creator token gains earnings accounts then.
     """
-    await session.execute(
-        insert(users).values(id=user_id, role=role.value).on_conflict_do_nothing()
-    )
+    values = {"id": user_id, "role": role.value, "display_name": display_name}
+    upsert = insert(users).values(**values)
+    if display_name is None:
+        await session.execute(upsert.on_conflict_do_nothing())
+    else:
+        await session.execute(
+            upsert.on_conflict_do_update(
+                index_elements=[users.c.id],
+                set_={"display_name": display_name},
+                where=users.c.display_name.is_distinct_from(display_name),
+            )
+        )
     if role is Role.CREATOR:
         await session.execute(
             users.update()
@@ -138,6 +151,11 @@ async def balances(session: AsyncSession, owner_id: str) -> list[Account]:
         .order_by(accounts.c.kind, accounts.c.currency)
     )
     return [_account(row) for row in rows]
+
+
+async def display_name(session: AsyncSession, user_id: str) -> str | None:
+    name = await session.scalar(select(users.c.display_name).where(users.c.id == user_id))
+    return str(name) if name is not None else None
 
 
 async def user_role(session: AsyncSession, user_id: str) -> Role | None:

@@ -24,6 +24,7 @@ users = Table(
     Column("id", Text, primary_key=True),
     Column("role", Text, nullable=False),
     Column("event_seq", BigInteger, nullable=False),
+    Column("display_name", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -233,4 +234,15 @@ refunds = Table(
     Column("requested_by", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+overlay_keys = Table(
+    "overlay_keys",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("creator_id", Text, ForeignKey("users.id"), nullable=False),
+    Column("key_hash", Text, nullable=False, unique=True),
+    Column("label", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
 )

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ledger.accounts import display_name
 from ledger.events import Event, record_events
 from ledger.money import Money
 from ledger.sales import Sale, pay_creator
@@ -90,6 +91,7 @@ async def send_tip(
     tip_data = {
         "tip_id": sale.transfer.id,
         "fan_id": fan_id,
+        "fan_name": await display_name(session, fan_id),
         "creator_id": creator_id,
         "amount": amount.amount,
         "fee": sale.fee,

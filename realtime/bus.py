@@ -49,11 +49,6 @@ def encode(event: Event) -> str:
     )
 
 
-def decode(raw: bytes | str) -> BusEvent:
-    message = json.loads(raw)
-    return BusEvent(user_id=message["u"], seq=int(message["s"]), envelope=message["e"])
-
-
 async def publish(redis: Redis, events: Sequence[Event]) -> None:
     """Publish in order on one connection; raise PublishFailed if Redis did not take them."""
     if not events:
@@ -69,15 +64,28 @@ async def publish(redis: Redis, events: Sequence[Event]) -> None:
 
 Handler = Callable[[BusEvent], Awaitable[None]]
 Resubscribed = Callable[[], Awaitable[None]]
+ControlHandler = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+async def publish_control(redis: Redis, message: dict[str, Any]) -> None:
+    """A message for every node (not an event: nothing to recover if it is lost)."""
+    await redis.publish(CHANNEL, json.dumps({"control": message}, separators=(",", ":")))
 
 
 class Subscriber:
     """Listens on the bus for this node; `healthy` says whether it is subscribed right now."""
 
-    def __init__(self, redis_url: str, on_event: Handler, on_resubscribed: Resubscribed) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        on_event: Handler,
+        on_resubscribed: Resubscribed,
+        on_control: ControlHandler | None = None,
+    ) -> None:
         self._redis_url = redis_url
         self._on_event = on_event
         self._on_resubscribed = on_resubscribed
+        self._on_control = on_control
         self._task: asyncio.Task[None] | None = None
         self.healthy = False
         self.lost_count = 0
@@ -138,11 +146,20 @@ class Subscriber:
 
     async def _dispatch(self, raw: bytes | str) -> None:
         try:
-            event = decode(raw)
-        except (ValueError, KeyError, TypeError):
+            message = json.loads(raw)
+            control = message.get("control")
+            event = (
+                None
+                if control is not None
+                else BusEvent(user_id=message["u"], seq=int(message["s"]), envelope=message["e"])
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
             log.warning("ignoring a malformed bus message")
             return
         try:
-            await self._on_event(event)
+            if event is not None:
+                await self._on_event(event)
+            elif self._on_control is not None:
+                await self._on_control(control)
         except Exception:
-            log.exception("delivering event %s to user %s failed", event.seq, event.user_id)
+            log.exception("handling a bus message failed")

@@ -14,8 +14,9 @@ import socketio
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from realtime.bus import Subscriber
+from realtime.bus import BusEvent, Subscriber
 from realtime.delivery import Delivery
+from realtime.presence import Presence, overlay_key, viewer_key
 from realtime.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
@@ -25,8 +26,10 @@ SOCKETIO_CHANNEL = "hub-socketio"  # python-socketio's own cross-node messages (
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    user_id: str
-    role: str
+    user_id: str  # for an overlay: the creator whose alerts it shows
+    role: str  # fan, creator, admin, or "overlay"
+    overlay_key_id: int | None = None
+    viewing: str | None = None  # a fan's socket may say which creator's page it is on
 
 
 class Refused(Exception):
@@ -47,6 +50,7 @@ class SocketLimits:
     messages_per_second: float = 5.0  # client-sent events, sustained...
     message_burst: int = 20  # ...and in a burst; beyond that the client is disconnected
     outbound_queue: int = 1_000  # packets waiting for a client that does not read
+    connections_per_user: int = 10  # cluster-wide; the next connection is refused
 
 
 def user_room(user_id: str) -> str:
@@ -93,8 +97,12 @@ class Realtime:
         self._authenticate = authenticate
         self._redis = Redis.from_url(redis_url)
         self.delivery = Delivery(sessions, self._send)
-        self.subscriber = Subscriber(redis_url, self.delivery.on_event, self.delivery.fill_gaps)
+        self.subscriber = Subscriber(
+            redis_url, self._on_event, self.delivery.fill_gaps, self._on_control
+        )
         self.sweeper = Sweeper(sessions, self._redis)
+        self.presence = Presence(self._redis)
+        self._overlays: dict[str, dict[str, int]] = {}  # creator → {sid: overlay key id}
         self._buckets: dict[str, tuple[float, float]] = {}  # sid → (tokens, last refill)
         self.slow_consumers = 0
         self.sio.on("connect", self._connect)
@@ -108,24 +116,40 @@ class Realtime:
     async def start(self) -> None:
         self.subscriber.start()
         self.sweeper.start()
+        self.presence.start()
 
     async def stop(self) -> None:
         await self.subscriber.stop()
         await self.sweeper.stop()
+        await self.presence.stop()
         await self._redis.aclose()
 
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         try:
             identity = await self._authenticate(auth)
             last_event_id = _last_event_id(auth)
+            if identity.role != "overlay" and not await self.presence.admit(
+                identity.user_id, sid, self.limits.connections_per_user
+            ):
+                raise Refused(
+                    "too_many_connections",
+                    f"at most {self.limits.connections_per_user} connections per user",
+                )
         except Refused as refused:
             raise socketio.exceptions.ConnectionRefusedError(
                 refused.message, {"type": refused.type, "message": refused.message}
             ) from None
+        self._buckets[sid] = (float(self.limits.message_burst), time.monotonic())
+        if identity.role == "overlay":
+            assert identity.overlay_key_id is not None
+            self._overlays.setdefault(identity.user_id, {})[sid] = identity.overlay_key_id
+            await self.presence.join(sid, None, (overlay_key(identity.user_id),))
+            return
+        viewing = (viewer_key(identity.viewing),) if identity.viewing else ()
+        await self.presence.join(sid, identity.user_id, viewing)
         await self.sio.save_session(sid, {"user_id": identity.user_id, "role": identity.role})
         await self.sio.enter_room(sid, user_room(identity.user_id))
         connection = self.delivery.attach(sid, identity.user_id)
-        self._buckets[sid] = (float(self.limits.message_burst), time.monotonic())
         self.sio.start_background_task(self._recover, sid, connection, last_event_id)
 
     async def _recover(self, sid: str, connection: Any, last_event_id: int | None) -> None:
@@ -143,6 +167,43 @@ class Realtime:
     async def _disconnect(self, sid: str, reason: Any = None) -> None:
         self.delivery.detach(sid)
         self._buckets.pop(sid, None)
+        for creator, sids in list(self._overlays.items()):
+            if sids.pop(sid, None) is not None and not sids:
+                del self._overlays[creator]
+        await self.presence.leave(sid)
+
+    async def _on_event(self, event: BusEvent) -> None:
+        await self.delivery.on_event(event)
+        if event.type == "tip.received" and event.user_id in self._overlays:
+            await self._alert_overlays(event)
+
+    async def _alert_overlays(self, event: BusEvent) -> None:
+        """The public part of a tip, for the creator's overlays: never balances or ids."""
+        data = event.envelope["data"]
+        alert = {
+            "type": "tip.alert",
+            "occurred_at": event.envelope["occurred_at"],
+            "data": {
+                "tip_id": data.get("tip_id"),
+                "name": data.get("fan_name") or "Someone",
+                "amount": data.get("amount"),
+                "currency": data.get("currency"),
+                "message": data.get("message"),
+            },
+        }
+        for sid in list(self._overlays.get(event.user_id, {})):
+            await self._send(sid, "tip.alert", alert)
+
+    async def _on_control(self, message: dict[str, Any]) -> None:
+        if message.get("type") == "overlay_key.revoked":
+            key_id = message.get("key_id")
+            for sids in list(self._overlays.values()):
+                for sid, key in list(sids.items()):
+                    if key == key_id:
+                        await self._send(
+                            sid, "hub.error", _error("overlay_key_revoked", "this key was revoked")
+                        )
+                        await self.sio.disconnect(sid)
 
     async def _client_event(self, event: str, sid: str, data: Any = None) -> dict[str, Any]:
         tokens, last = self._buckets.get(sid, (0.0, time.monotonic()))

@@ -1,0 +1,106 @@
+"""Overlay keys for creators' tip-alert pages, and presence counts."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from starlette.requests import Request
+from starlette.responses import Response
+
+from hub.errors import ApiError
+from hub.http import hub_of, json_object, json_response, parse, require_role
+from ledger.accounts import Role
+from ledger.db import unit_of_work
+from ledger.overlays import UnknownOverlayKey, create_key, list_keys, revoke_key
+from realtime import bus
+from realtime.presence import online_key, overlay_key, viewer_key
+
+
+class OverlayKeyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    label: StrictStr | None = Field(default=None, max_length=80)
+
+
+def _key_id(request: Request) -> int:
+    try:
+        return int(request.path_params["key_id"])
+    except ValueError:
+        raise UnknownOverlayKey("no such overlay key", param="key_id") from None
+
+
+async def create(request: Request) -> Response:
+    """A new overlay key; the key itself is in this answer only."""
+    hub = hub_of(request)
+    principal = await hub.authenticate(request.headers.get("authorization"))
+    require_role(principal, Role.CREATOR)
+    body = parse(OverlayKeyRequest, await json_object(request, optional=True))
+    async with unit_of_work(hub.sessions) as uow:
+        record, key = await create_key(uow.session, principal.user_id, body.label)
+    return json_response({**record.as_json(), "key": key}, 201)
+
+
+async def index(request: Request) -> Response:
+    hub = hub_of(request)
+    principal = await hub.authenticate(request.headers.get("authorization"))
+    require_role(principal, Role.CREATOR)
+    async with unit_of_work(hub.sessions) as uow:
+        keys = await list_keys(uow.session, principal.user_id)
+    return json_response({"data": [key.as_json() for key in keys]})
+
+
+async def revoke(request: Request) -> Response:
+    """Revoke a key: new connections with it are refused, live ones are cut on every node."""
+    hub = hub_of(request)
+    principal = await hub.authenticate(request.headers.get("authorization"))
+    require_role(principal, Role.CREATOR)
+    key_id = _key_id(request)
+    async with unit_of_work(hub.sessions) as uow:
+        record = await revoke_key(uow.session, principal.user_id, key_id)
+        uow.after_commit(
+            lambda: bus.publish_control(
+                hub.redis, {"type": "overlay_key.revoked", "key_id": key_id}
+            )
+        )
+    return json_response(record.as_json())
+
+
+async def rotate(request: Request) -> Response:
+    """A new key in place of this one, which is revoked in the same transaction."""
+    hub = hub_of(request)
+    principal = await hub.authenticate(request.headers.get("authorization"))
+    require_role(principal, Role.CREATOR)
+    key_id = _key_id(request)
+    async with unit_of_work(hub.sessions) as uow:
+        old = await revoke_key(uow.session, principal.user_id, key_id)
+        record, key = await create_key(uow.session, principal.user_id, old.label)
+        uow.after_commit(
+            lambda: bus.publish_control(
+                hub.redis, {"type": "overlay_key.revoked", "key_id": key_id}
+            )
+        )
+    return json_response({**record.as_json(), "key": key}, 201)
+
+
+async def presence(request: Request) -> Response:
+    """Cluster-wide: users connected now (admins)."""
+    hub = hub_of(request)
+    principal = await hub.authenticate(request.headers.get("authorization"))
+    require_role(principal, Role.ADMIN)
+    connected = await hub.realtime.presence.count(online_key())
+    return json_response({"connected_users": connected})
+
+
+async def creator_presence(request: Request) -> Response:
+    """A creator's live overlays and viewers (the creator, or an admin)."""
+    hub = hub_of(request)
+    principal = await hub.authenticate(request.headers.get("authorization"))
+    creator_id = request.path_params["creator_id"]
+    if principal.role is not Role.ADMIN and principal.user_id != creator_id:
+        raise ApiError(403, "forbidden", "only the creator or an admin sees these counts")
+    return json_response(
+        {
+            "creator_id": creator_id,
+            "overlays": await hub.realtime.presence.count(overlay_key(creator_id)),
+            "viewers": await hub.realtime.presence.count(viewer_key(creator_id)),
+        }
+    )
