@@ -5,7 +5,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format clean
+JS     := tests/js
+NODE_STAMP := $(JS)/node_modules/.installed
+.PHONY: help run test lint format clean js
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
@@ -20,7 +22,15 @@ $(STAMP): pyproject.toml
 run: $(STAMP) ## Run the hub on embedded PostgreSQL and Redis with demo data (Ctrl-C stops all)
 	$(BIN)/hub dev
 
-test: $(STAMP) ## Run lint and the whole test suite on real PostgreSQL and Redis
+# The JavaScript-client tests need Node; where it is missing they say so and skip.
+$(NODE_STAMP): $(JS)/package.json $(JS)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix $(JS) --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "npm not found: the JavaScript-client tests will be skipped"; fi
+
+js: $(NODE_STAMP) ## Install the npm packages of the JavaScript-client tests
+
+test: $(STAMP) js ## Run lint and the whole test suite on real PostgreSQL and Redis
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
