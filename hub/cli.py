@@ -160,7 +160,7 @@ def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
     from hub.watch import watch
 
     url = args.url or f"http://{settings.host}:{settings.port}"
-    return asyncio.run(watch(url, args.token, args.label))
+    return asyncio.run(watch(url, args.token, args.label, args.last_event_id))
 
 
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
@@ -217,6 +217,7 @@ def _parser() -> argparse.ArgumentParser:
     watch.add_argument("--token", required=True)
     watch.add_argument("--url", help="default http://HUB_HOST:HUB_PORT")
     watch.add_argument("--label", default="")
+    watch.add_argument("--last-event-id", type=int, help="recover what was missed since this event")
     embedded = add("embedded", cmd_embedded, "status or stop of the embedded services")
     embedded.add_argument("action", choices=["status", "stop"])
     return parser

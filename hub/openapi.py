@@ -99,6 +99,7 @@ def _query(name: str, schema: dict[str, Any], text: str) -> dict[str, Any]:
 def openapi_document() -> dict[str, Any]:
     from hub.routes.admin import FeeRequest, RefundRequest
     from hub.routes.content import ContentRequest, PurchaseRequest
+    from hub.routes.live import OverlayKeyRequest
     from hub.routes.money import TipRequest
     from hub.routes.payments import PaymentRequest
     from hub.routes.payouts import PayoutRequest
@@ -237,6 +238,48 @@ def openapi_document() -> dict[str, Any]:
                 {"200": "{bps}", "403": "Not an admin"},
                 body=FeeRequest,
             ),
+        },
+        "/api/v1/overlay-keys": {
+            "get": _op("The creator's overlay keys (never the keys themselves)", {"200": "Keys"}),
+            "post": _op(
+                "A new overlay key for the public tip-alert page (creators); shown once",
+                {"201": "The key record with `key`", "403": "Not a creator"},
+                body=OverlayKeyRequest,
+            ),
+        },
+        "/api/v1/overlay-keys/{key_id}": {
+            "delete": _op(
+                "Revoke: refused from now on, live overlays cut on every node",
+                {"200": "The revoked key", "404": "overlay_key_not_found"},
+                params=[_path("key_id")],
+            )
+        },
+        "/api/v1/overlay-keys/{key_id}/rotate": {
+            "post": _op(
+                "A new key in place of this one (revoked in the same transaction)",
+                {"201": "The new key record with `key`", "404": "overlay_key_not_found"},
+                params=[_path("key_id")],
+            )
+        },
+        "/api/v1/presence": {
+            "get": _op(
+                "Users connected now across the cluster (admins)",
+                {"200": "{connected_users}", "403": "Not an admin"},
+            )
+        },
+        "/api/v1/creators/{creator_id}/presence": {
+            "get": _op(
+                "A creator's live overlays and viewers (that creator or an admin)",
+                {"200": "{creator_id, overlays, viewers}", "403": "Neither"},
+                params=[
+                    {
+                        "name": "creator_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+            )
         },
         "/webhooks/{provider}": {
             "post": _op(

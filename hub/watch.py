@@ -1,4 +1,8 @@
-"""`hub watch`: a Socket.IO client that prints the events one user receives, as they arrive."""
+"""`hub watch`: a Socket.IO client that prints the events one user receives, as they arrive.
+
+It follows the client rules of docs/events.md: it keeps the last event id, reconnects with it
+(so a cut connection recovers what it missed), and drops events it has already seen.
+"""
 
 from __future__ import annotations
 
@@ -11,34 +15,52 @@ from typing import Any
 import socketio
 
 
-async def watch(url: str, token: str, label: str = "") -> int:
+async def watch(url: str, token: str, label: str = "", last_event_id: int | None = None) -> int:
     client = socketio.AsyncClient(reconnection=True, reconnection_delay=0.5)
     prefix = f"[{label}] " if label else ""
     stop = asyncio.Event()
+    position: dict[str, int | None] = {"last": last_event_id}
+    seen: set[int] = set()
 
     def show(line: str) -> None:
         print(f"{prefix}{line}", flush=True)
 
-    @client.event  # type: ignore[untyped-decorator]
+    async def auth() -> dict[str, Any]:
+        return {"token": token, "last_event_id": position["last"]}
+
     async def connect() -> None:
         show("connected; waiting for events")
 
-    @client.event  # type: ignore[untyped-decorator]
     async def connect_error(data: Any) -> None:
         show(f"connection refused: {json.dumps(data)}")
 
-    @client.on("*")  # type: ignore[untyped-decorator]
+    async def disconnect(reason: Any = None) -> None:
+        show(f"disconnected ({reason}); will reconnect from event {position['last']}")
+
     async def any_event(event: str, envelope: Any) -> None:
+        if event == "recovered" and isinstance(envelope, dict):
+            if position["last"] is None:
+                position["last"] = envelope.get("last_event_id")
+        elif isinstance(envelope, dict) and isinstance(envelope.get("id"), int):
+            if envelope["id"] in seen:
+                return
+            seen.add(envelope["id"])
+            position["last"] = envelope["id"]
         show(f"{event} {json.dumps(envelope, ensure_ascii=False)}")
 
+    client.on("connect", connect)
+    client.on("connect_error", connect_error)
+    client.on("disconnect", disconnect)
+    client.on("*", any_event)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await client.connect(url, auth={"token": token}, transports=["websocket"], wait_timeout=10)
+        await client.connect(url, auth=auth, transports=["websocket"], wait_timeout=10)
     except socketio.exceptions.ConnectionError as exc:
         print(f"hub watch: cannot connect to {url}: {exc}", file=sys.stderr)
         return 1
     await stop.wait()
     await client.disconnect()
+    show(f"stopped; the last event seen was {position['last']} (--last-event-id to resume)")
     return 0
