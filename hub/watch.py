@@ -60,7 +60,12 @@ async def watch(url: str, token: str, label: str = "", last_event_id: int | None
     except socketio.exceptions.ConnectionError as exc:
         print(f"hub watch: cannot connect to {url}: {exc}", file=sys.stderr)
         return 1
-    await stop.wait()
-    await client.disconnect()
-    show(f"stopped; the last event seen was {position['last']} (--last-event-id to resume)")
+    try:
+        await stop.wait()
+    except asyncio.CancelledError:
+        pass  # python-socketio's own Ctrl-C handler cancels us after disconnecting
+    finally:
+        if client.connected:
+            await client.disconnect()
+        show(f"stopped; the last event seen was {position['last']} (--last-event-id to resume)")
     return 0

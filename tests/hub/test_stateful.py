@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import httpx
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -49,6 +49,9 @@ MACHINE_SETTINGS = settings(
     stateful_step_count=20,
     deadline=None,
     suppress_health_check=list(HealthCheck),
+    # On a failure, shrink one bug to its shortest steps: every step is live, so keep it short.
+    report_multiple_bugs=False,
+    phases=[phase for phase in Phase if phase is not Phase.explain],
 )
 
 fans = st.integers(0, FANS - 1)
