@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -82,6 +83,7 @@ async def cluster(services: Services) -> AsyncIterator[tuple[EmbeddedRedis, list
         for node in nodes:
             node.stop()
         redis.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 async def tip(node: Node, fan: str, creator: str, amount: int) -> dict:
