@@ -263,8 +263,9 @@ def openapi_document() -> dict[str, Any]:
         },
         "/api/v1/presence": {
             "get": _op(
-                "Users connected now across the cluster (admins)",
-                {"200": "{connected_users}", "403": "Not an admin"},
+                "Users connected now across the cluster; ?user_id= adds one user's connections",
+                {"200": "{connected_users, user?: {id, connections}}", "403": "Not an admin"},
+                params=[_query("user_id", {"type": "string"}, "One user to count")],
             )
         },
         "/api/v1/creators/{creator_id}/presence": {

@@ -12,7 +12,7 @@ from ledger.accounts import Role
 from ledger.db import unit_of_work
 from ledger.overlays import UnknownOverlayKey, create_key, list_keys, revoke_key
 from realtime import bus
-from realtime.presence import online_key, overlay_key, viewer_key
+from realtime.presence import online_key, overlay_key, user_key, viewer_key
 
 
 class OverlayKeyRequest(BaseModel):
@@ -82,12 +82,17 @@ async def rotate(request: Request) -> Response:
 
 
 async def presence(request: Request) -> Response:
-    """Cluster-wide: users connected now (admins)."""
+    """Cluster-wide: users connected now, and with `?user_id=` one user's connections
+    (admins)."""
     hub = hub_of(request)
     principal = await hub.authenticate(request.headers.get("authorization"))
     require_role(principal, Role.ADMIN)
-    connected = await hub.realtime.presence.count(online_key())
-    return json_response({"connected_users": connected})
+    body: dict[str, object] = {"connected_users": await hub.realtime.presence.count(online_key())}
+    user_id = request.query_params.get("user_id")
+    if user_id:
+        connections = await hub.realtime.presence.count(user_key(user_id))
+        body["user"] = {"id": user_id, "connections": connections}
+    return json_response(body)
 
 
 async def creator_presence(request: Request) -> Response:

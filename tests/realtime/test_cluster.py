@@ -114,6 +114,14 @@ async def socket(node: Node, user: str, role: str, last_event_id: int | None = N
     return probe
 
 
+async def connections_of(client: httpx.AsyncClient, user: str) -> int:
+    response = await client.get(
+        "/api/v1/presence", params={"user_id": user}, headers=auth("ops", "admin")
+    )
+    assert response.status_code == 200
+    return int(response.json()["user"]["connections"])
+
+
 def amounts(probe: SocketProbe) -> list[int]:
     return [event["data"]["amount"] for event in probe.of_type("tip.received")]
 
@@ -145,6 +153,14 @@ async def test_a_dead_nodes_clients_recover_on_the_other(cluster, sessions, uid)
     moved = await socket(two, creator, "creator", first["id"])
     assert moved.of_type("recovered")[0]["recovered"] is True
     assert amounts(moved) == [200, 300, 400]
+    # The dead node's connection expires from presence: only the one on node two counts.
+    async with httpx.AsyncClient(base_url=two.url, timeout=5) as client:
+        for _ in range(100):  # bounded: the entries expire a few seconds after the death
+            live_connections = await connections_of(client, creator)
+            if live_connections == 1:
+                break
+            await asyncio.sleep(0.1)
+    assert live_connections == 1
     await moved.close()
 
 

@@ -217,3 +217,17 @@ async def test_a_client_that_does_not_read_is_disconnected(services, sessions, u
         sock.close()
         await redis.aclose()
         await server.stop()
+
+
+async def test_an_oversized_message_closes_the_connection(live, sessions, uid) -> None:
+    user = uid("fan")
+    await create_user(sessions, user, Role.FAN)
+    probe = SocketProbe()
+    await probe.connect(live.url, {"token": token(user, "fan")})
+    await probe.wait_for("recovered")
+    await probe.client.emit("note", {"blob": "x" * 20_000})  # over the 16 KiB inbound limit
+    for _ in range(100):
+        if not probe.client.connected:
+            break
+        await asyncio.sleep(0.05)
+    assert not probe.client.connected
