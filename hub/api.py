@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from hub.http import hub_of, json_response
+from hub.metrics import metrics
 from hub.openapi import openapi_document
 from hub.routes import admin, content, live, money, payments, payouts, webhooks
 
@@ -77,4 +78,5 @@ ROUTES = [
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
 ]

@@ -16,6 +16,7 @@ from hub.api import ROUTES
 from hub.auth import HS256Verifier
 from hub.errors import EXCEPTION_HANDLERS
 from hub.fees import FeeCache
+from hub.metrics import registry_for
 from hub.middleware import RequestId
 from hub.ratelimit import RateLimiter
 from hub.runtime import Runtime, build_provider_clients
@@ -72,6 +73,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
         )
         holder["hub"] = hub
         app.state.hub = hub
+        app.state.metrics = registry_for(hub)
         fees.start()
         await realtime.start()
         try:

@@ -304,6 +304,9 @@ def openapi_document() -> dict[str, Any]:
             )
         },
         "/healthz": {"get": _op("Alive", {"200": "ok"}, auth=False)},
+        "/metrics": {
+            "get": _op("Prometheus metrics (text format)", {"200": "metrics"}, auth=False)
+        },
         "/readyz": {
             "get": _op(
                 "Ready: PostgreSQL and Redis reachable",

@@ -43,3 +43,10 @@ async def test_unknown_route_is_json_404(http: httpx.AsyncClient) -> None:
     assert response.status_code == 404
     assert response.json()["error"]["type"] == "not_found"
     assert (await http.get("/api/v1/tips")).status_code == 405
+
+
+async def test_metrics_report_the_realtime_state(http) -> None:
+    response = await http.get("/metrics")
+    assert response.status_code == 200
+    for name in ("hub_event_bus_subscribed 1.0", "hub_sockets_connected", "hub_events_sent_total"):
+        assert name in response.text

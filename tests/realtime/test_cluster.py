@@ -176,6 +176,10 @@ async def test_redis_stopped_and_started_under_two_nodes_loses_nothing(
 
     redis.stop()
     await asyncio.gather(one.ready(expect=503, timeout=15), two.ready(expect=503, timeout=15))
+    async with httpx.AsyncClient(timeout=5) as client:
+        scraped = (await client.get(f"{one.url}/metrics")).text
+    assert "hub_event_bus_subscribed 0.0" in scraped
+    assert "hub_event_bus_subscription_lost_total 1.0" in scraped
     # Money keeps moving while Redis is away: the tips commit, their events wait in the log.
     for amount in (20, 30):
         await tip(two, fan, creator, amount)
