@@ -33,7 +33,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
     )
     # Clients are created here, connections are made lazily: a node starts (and says "not
     # ready") while PostgreSQL or Redis is down.
-    engine = make_engine(runtime.database_url)
+    engine = make_engine(runtime.database_url, settings.pool())
     sessions = make_sessions(engine)
     redis = Redis.from_url(runtime.redis_url)
     holder: dict[str, Hub] = {}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import asyncpg
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -107,7 +109,28 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def database_unavailable(exc: BaseException) -> bool:
+    """PostgreSQL is down or unreachable (not a bug in a query)."""
+    if isinstance(exc, (OSError, TimeoutError, asyncpg.exceptions.CannotConnectNowError)):
+        return True
+    if isinstance(exc, sa_exc.TimeoutError):  # no pool connection came free in time
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        return database_unavailable(exc.orig) if exc.orig is not None else False
+    cause = exc.__cause__
+    return cause is not None and cause is not exc and database_unavailable(cause)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if database_unavailable(exc):
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse(
+            error_body("service_unavailable", "the database is unavailable; retry shortly"),
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse(
         error_body("internal_error", "something went wrong on our side"), status_code=500

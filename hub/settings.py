@@ -9,6 +9,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ledger.db import PoolSettings
+
 
 class SettingsError(Exception):
     """A missing or invalid setting; its message is one line that names the variable."""
@@ -31,6 +33,12 @@ class Settings(BaseSettings):
     # Basis points of each tip kept by the platform (250 = 2.5 %).
     platform_fee_bps: int = Field(default=1000, ge=0, le=5_000)
     currencies: Annotated[tuple[str, ...], NoDecode] = ("NGN", "USD")
+    # The connection pool of each process, and how long PostgreSQL may take.
+    database_pool_size: int = Field(default=10, ge=1, le=500)
+    database_pool_acquire_timeout: float = Field(default=2.0, gt=0)
+    database_connect_timeout: float = Field(default=1.0, gt=0)
+    database_statement_timeout_ms: int = Field(default=30_000, ge=100)
+    database_slow_query_ms: int | None = Field(default=500, ge=1)
     # Payment providers. Base URLs are settings so that the sandbox can stand in for either.
     paystack_secret_key: SecretStr | None = None
     paystack_base_url: str = "https://api.paystack.co"
@@ -165,6 +173,16 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    def pool(self) -> PoolSettings:
+        return PoolSettings(
+            size=self.database_pool_size,
+            max_overflow=self.database_pool_size,
+            acquire_timeout=self.database_pool_acquire_timeout,
+            connect_timeout=self.database_connect_timeout,
+            statement_timeout_ms=self.database_statement_timeout_ms,
+            slow_query_ms=self.database_slow_query_ms,
+        )
 
     @property
     def embedded(self) -> bool:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -19,10 +22,46 @@ log = logging.getLogger(__name__)
 AfterCommit = Callable[[], Awaitable[None]]
 
 
-def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> AsyncEngine:
-    return create_async_engine(
-        url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    size: int = 10
+    max_overflow: int = 10
+    acquire_timeout: float = 2.0  # seconds to wait for a free connection
+    connect_timeout: float = 1.0  # seconds to open one: an outage is reported fast
+    statement_timeout_ms: int = 30_000
+    slow_query_ms: int | None = None  # log statements slower than this
+
+
+def make_engine(url: str, pool: PoolSettings | None = None, **sizes: int) -> AsyncEngine:
+    pool = pool or PoolSettings(
+        size=sizes.get("pool_size", 10), max_overflow=sizes.get("max_overflow", 10)
     )
+    engine = create_async_engine(
+        url,
+        pool_size=pool.size,
+        max_overflow=pool.max_overflow,
+        pool_timeout=pool.acquire_timeout,
+        pool_pre_ping=True,  # a connection that died with the server is replaced, not used
+        connect_args={
+            "timeout": pool.connect_timeout,
+            "server_settings": {"statement_timeout": str(pool.statement_timeout_ms)},
+        },
+    )
+    if pool.slow_query_ms is not None:
+        _log_slow_queries(engine, pool.slow_query_ms)
+    return engine
+
+
+def _log_slow_queries(engine: AsyncEngine, threshold_ms: int) -> None:
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _start(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        conn.info.setdefault("query_started", []).append(time.perf_counter())
+
+    @event.listens_for(engine.sync_engine, "after_cursor_execute")
+    def _end(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        elapsed_ms = (time.perf_counter() - conn.info["query_started"].pop()) * 1000
+        if elapsed_ms >= threshold_ms:
+            log.warning("slow query: %.0f ms", elapsed_ms, extra={"statement": statement[:500]})
 
 
 def make_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
