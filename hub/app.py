@@ -16,6 +16,7 @@ from hub.api import ROUTES
 from hub.auth import HS256Verifier
 from hub.errors import EXCEPTION_HANDLERS
 from hub.fees import FeeCache
+from hub.logs import AccessLog
 from hub.metrics import registry_for
 from hub.middleware import RequestId
 from hub.ratelimit import RateLimiter
@@ -89,7 +90,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
 
     http = Starlette(
         routes=ROUTES,
-        middleware=[Middleware(RequestId)],
+        middleware=[Middleware(RequestId), Middleware(AccessLog)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Callable, Sequence
 
@@ -25,9 +24,9 @@ def _check_port(settings: Settings) -> None:
 
 
 def _logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    from hub.logs import configure
+
+    configure(settings.log_level, settings.log_format)
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -38,6 +37,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from ledger.migrate import upgrade
 
     _check_port(settings)
+    _logging(settings)
     runtime = resolve(settings)
     if settings.database_url is None:
         upgrade(runtime.database_url)  # the embedded database is ours to keep current
@@ -49,6 +49,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         http="httptools",
         log_level=settings.log_level,
         lifespan="on",
+        log_config=None,  # hub.logs configured the root logger: JSON lines, redacted
+        access_log=False,
         timeout_graceful_shutdown=10,
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,

@@ -176,6 +176,7 @@ def run_dev(settings: Settings) -> int:
         upgrade(runtime.database_url)
         asyncio.run(seed(runtime))
         env = {
+            "HUB_LOG_FORMAT": "text",  # a person reads this terminal; production logs JSON
             **os.environ,
             "HUB_DATABASE_URL": runtime.database_url,
             "HUB_REDIS_URL": runtime.redis_url,

@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     rate_limit_webhooks: str = "100/minute"
     home: Path = Path(".hub")
     log_level: str = "info"
+    log_format: str = Field(default="json", pattern="^(json|text)$")
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ("*",)
     # Socket.IO transports: WebSocket only needs no sticky sessions; "polling,websocket" also
     # serves clients that cannot open a WebSocket, and then the balancer must be sticky.

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from hub.auth import AuthError, Principal, TokenVerifier, bearer
 from hub.fees import FeeCache
+from hub.logs import user_id_var
 from hub.providers.base import Provider
 from hub.ratelimit import RateLimiter
 from hub.runtime import Runtime
@@ -68,6 +69,7 @@ class Hub:
 
     async def authenticate(self, authorization: str | None) -> Principal:
         principal = self.verifier.verify(bearer(authorization))
+        user_id_var.set(principal.user_id)
         await self.identify(principal)
         return principal
 
