@@ -55,7 +55,9 @@ class FeeCache:
             async with self._sessions() as session:
                 value = await current_fee_bps(session, self._default)
             with contextlib.suppress(Exception):
-                await self._redis.set(KEY, value, ex=3600)
+                # NX: a reader never overwrites a newer value an admin's change just wrote
+                # (it may have read PostgreSQL before that change committed).
+                await self._redis.set(KEY, value, ex=300, nx=True)
         self._value, self._expires = value, time.monotonic() + self._ttl
         return value
 
@@ -63,7 +65,7 @@ class FeeCache:
         """Call after the change committed: every node drops its copy."""
         self._value = None
         try:
-            await self._redis.set(KEY, bps, ex=3600)
+            await self._redis.set(KEY, bps, ex=300)
             await self._redis.publish(CHANNEL, str(bps))
         except Exception:
             # The Redis copy may now be stale: remove it if we can; local copies expire anyway.

@@ -127,8 +127,11 @@ async def set_status(
     *,
     transfer_id: int | None = None,
     failure_reason: str | None = None,
+    provider_ref: str | None = None,
 ) -> None:
     values: dict[str, Any] = {"status": status, "updated_at": func.now()}
+    if provider_ref is not None:
+        values["provider_ref"] = provider_ref
     if transfer_id is not None:
         values["transfer_id"] = transfer_id
     if failure_reason is not None:

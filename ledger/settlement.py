@@ -119,7 +119,11 @@ async def _payment_succeeded(session: AsyncSession, event: ProviderEvent) -> Set
         reference=f"payment:{payment.reference}",
         metadata={"payment_id": payment.id, "provider_ref": event.provider_ref},
     )
-    await set_status(session, payment.id, "succeeded", transfer_id=topup.id)
+    # The provider's id of the charge itself (a Stripe PaymentIntent, not the Checkout Session
+    # that started it) is what refunds must name.
+    await set_status(
+        session, payment.id, "succeeded", transfer_id=topup.id, provider_ref=event.provider_ref
+    )
     events = await record_events(
         session,
         [

@@ -226,3 +226,14 @@ async def test_refunding_a_card_tip_can_take_earnings_below_zero(
     confirmed = await deliver(sandbox, f"refunds/{refund_ref}")
     assert confirmed["statuses"] == [200]
     assert await balance(http, creator, "creator", "earnings") == -9_000
+
+
+async def test_a_stripe_refund_reaches_stripe(http, sandbox, uid, services, stack) -> None:
+    """The refund names the PaymentIntent from the success webhook, not the Checkout Session."""
+    fan, admin = uid("fan"), uid("admin")
+    payment = await topup(http, sandbox, fan, 10_000, "stripe")
+    created = await refund(http, admin, payment["id"], 2_000)
+    assert created.status_code == 201
+    await run_jobs(services, stack)
+    confirmed = await deliver(sandbox, f"refunds/{created.json()['reference']}")
+    assert confirmed["statuses"] == [200]

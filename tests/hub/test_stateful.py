@@ -321,10 +321,7 @@ class HubMachine(RuleBasedStateMachine):
 
     @staticmethod
     def refundable_only(*topups: TopUp) -> Any:
-        # A Stripe top-up's refund job never reaches Stripe (it sends the Checkout Session id
-        # as the PaymentIntent) and retries for minutes, which would stall every burst worker
-        # after this test: the machine refunds only Paystack and sandbox top-ups.
-        return multiple(*(topup for topup in topups if topup.provider != "stripe"))
+        return multiple(*topups)
 
     @rule(fan=fans, creator=creators, data=st.data())
     def tip(self, fan: int, creator: int, data: st.DataObject) -> None:

@@ -1,0 +1,1 @@
+"""Benchmarks of Hub beside its peers (Node's Socket.IO, pgbench): see docs/benchmarks.md."""

