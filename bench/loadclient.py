@@ -105,8 +105,7 @@ class Conn(asyncio.Protocol):
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]
         transport.write(self.request)
 
     def connection_lost(self, exc: Exception | None) -> None:

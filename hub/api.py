@@ -67,6 +67,7 @@ ROUTES = [
     Route("/api/v1/payouts/{payout_id}", payouts.show, methods=["GET"]),
     Route("/api/v1/refunds", admin.refund, methods=["POST"]),
     Route("/api/v1/admin/platform-fee", admin.platform_fee, methods=["GET", "PUT"]),
+    Route("/api/v1/admin/jobs/failed", admin.failed_jobs, methods=["GET"]),
     Route("/api/v1/overlay-keys", live.index, methods=["GET"]),
     Route("/api/v1/overlay-keys", live.create, methods=["POST"]),
     Route("/api/v1/overlay-keys/{key_id}", live.revoke, methods=["DELETE"]),

@@ -109,6 +109,40 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if violations else 0
 
 
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from hub.runtime import resolve
+    from hub.status import gather_status, render
+
+    runtime = resolve(settings)
+    status = asyncio.run(gather_status(runtime.database_url, runtime.redis_url))
+    print(json.dumps(status, default=str, indent=2) if args.json else render(status))
+    return 0
+
+
+def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from hub.runtime import resolve
+    from ledger.db import make_engine, make_sessions
+    from ledger.operations import list_failed_jobs
+
+    runtime = resolve(settings)
+
+    async def failed() -> list[dict[str, object]]:
+        engine = make_engine(runtime.database_url, pool_size=1)
+        try:
+            async with make_sessions(engine)() as session:
+                return await list_failed_jobs(session, limit=args.limit)
+        finally:
+            await engine.dispose()
+
+    for job in asyncio.run(failed()):
+        print(json.dumps(job, default=str))
+    return 0
+
+
 def cmd_sandbox(settings: Settings, args: argparse.Namespace) -> int:
     from hub.sandbox.app import SandboxConfig, serve_sandbox
 
@@ -204,6 +238,11 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     migrate = add("migrate", cmd_migrate, "apply database migrations (Alembic)")
     migrate.add_argument("--revision", default="head")
+    status = add("status", cmd_status, "one screen for an operator: nodes, backlog, jobs, books")
+    status.add_argument("--json", action="store_true")
+    jobs = add("jobs", cmd_jobs, "jobs that failed for good (the dead-letter list)")
+    jobs.add_argument("action", choices=["failed"])
+    jobs.add_argument("--limit", type=int, default=50)
     add("check", cmd_check, "verify the ledger's invariants; exit 1 with a report if one fails")
     sandbox = add("sandbox", cmd_sandbox, "run the sandbox payment provider on 127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8001)

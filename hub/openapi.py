@@ -239,6 +239,15 @@ def openapi_document() -> dict[str, Any]:
                 body=FeeRequest,
             ),
         },
+        "/api/v1/admin/jobs/failed": {
+            "get": _op(
+                "Jobs that failed for good, newest first (admins)",
+                {
+                    "200": "{data: [{job, job_id, args, error, tries, failed_at}]}",
+                    "403": "Not an admin",
+                },
+            )
+        },
         "/api/v1/overlay-keys": {
             "get": _op("The creator's overlay keys (never the keys themselves)", {"200": "Keys"}),
             "post": _op(

@@ -11,15 +11,43 @@ from arq.cron import cron
 from arq.worker import func
 from redis.asyncio import Redis
 
-from jobs import holds, payouts, receipts, refunds
+from jobs import holds, maintenance, payouts, receipts, refunds
+from jobs.maintenance import dead_lettered
 from ledger.db import make_engine, make_sessions
 from ledger.provider_events import Provider
 from realtime.publisher import Publisher
 
+
+def _job(coroutine: Any, name: str, max_tries: int) -> Any:
+    wrapped: Any = dead_lettered(name, coroutine, max_tries)
+    return func(wrapped, name=name, max_tries=max_tries)
+
+
 FUNCTIONS = [
-    func(receipts.issue, name=receipts.NAME, max_tries=10),
-    func(payouts.execute, name=payouts.NAME, max_tries=20),
-    func(refunds.execute, name=refunds.NAME, max_tries=20),
+    _job(receipts.issue, receipts.NAME, 10),
+    _job(payouts.execute, payouts.NAME, 20),
+    _job(refunds.execute, refunds.NAME, 20),
+]
+
+# Periodic jobs: `unique` makes one run per slot across all workers.
+CRON_JOBS = [
+    cron(holds.expire, name=holds.NAME, second=0, unique=True),
+    cron(maintenance.expire_keys, name="idempotency.expire", minute=5, second=0, unique=True),
+    cron(
+        maintenance.prune_event_history,
+        name="events.prune",
+        minute=set(range(0, 60, 10)),
+        second=30,
+        unique=True,
+    ),
+    cron(
+        maintenance.run_reconciliation,
+        name="ledger.reconcile",
+        minute=30,
+        second=0,
+        unique=True,
+        timeout=600,
+    ),
 ]
 
 
@@ -46,7 +74,7 @@ def build_worker(
 
     return Worker(
         functions=FUNCTIONS,
-        cron_jobs=[cron(holds.expire, name=holds.NAME, second=0, unique=True)],
+        cron_jobs=CRON_JOBS,
         redis_settings=RedisSettings.from_dsn(redis_url),
         on_startup=startup,
         on_shutdown=shutdown,

@@ -246,3 +246,25 @@ overlay_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True)),
 )
+
+failed_jobs = Table(
+    "failed_jobs",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("job", Text, nullable=False),
+    Column("job_id", Text),
+    Column("args", JSONB, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("tries", Integer, nullable=False),
+    Column("failed_at", DateTime(timezone=True), nullable=False),
+)
+
+reconciliations = Table(
+    "reconciliations",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("ok", Boolean),
+    Column("report", JSONB, nullable=False),
+)

@@ -41,6 +41,10 @@ class Member:
     sets: tuple[str, ...]  # the sorted sets this connection counts in
 
 
+def nodes_key() -> str:
+    return f"{PREFIX}:nodes"
+
+
 def user_key(user_id: str) -> str:
     return f"{PREFIX}:user:{user_id}"
 
@@ -121,6 +125,8 @@ class Presence:
     async def _refresh(self) -> None:
         while True:
             try:
+                await self._redis.zadd(nodes_key(), {self.node: time.time() + TTL})
+                await self._redis.zremrangebyscore(nodes_key(), "-inf", time.time())
                 if self._local:
                     await self._touch(list(self._local.values()))
                     await self._redis.zremrangebyscore(online_key(), "-inf", time.time())

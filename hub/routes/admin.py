@@ -14,6 +14,7 @@ from jobs import refunds as refund_jobs
 from ledger.accounts import Role
 from ledger.db import UnitOfWork, unit_of_work
 from ledger.fees import MAX_FEE_BPS, current_fee_bps, set_fee_bps
+from ledger.operations import list_failed_jobs
 from ledger.refunds import refund_payment
 
 
@@ -65,3 +66,13 @@ async def platform_fee(request: Request) -> Response:
     async with unit_of_work(hub.sessions) as uow:
         bps = await current_fee_bps(uow.session, hub.settings.platform_fee_bps)
     return json_response({"bps": bps})
+
+
+async def failed_jobs(request: Request) -> Response:
+    """Jobs that failed for good, newest first (admins)."""
+    hub = hub_of(request)
+    principal = await hub.authenticate(request.headers.get("authorization"))
+    require_role(principal, Role.ADMIN)
+    async with unit_of_work(hub.sessions) as uow:
+        jobs = await list_failed_jobs(uow.session, limit=100)
+    return json_response({"data": jobs})

@@ -1,0 +1,126 @@
+"""Periodic housekeeping (arq cron jobs, each unique across workers) and the dead-letter
+record of jobs that failed for good."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from arq import Retry
+from sqlalchemy import func, select
+
+from ledger.db import unit_of_work
+from ledger.errors import LedgerError
+from ledger.operations import (
+    expire_idempotency_keys,
+    prune_events,
+    reconcile,
+    record_failed_job,
+)
+from ledger.provider_events import EventKind, ProviderEvent
+from ledger.schema import payments
+from ledger.settlement import apply_event
+
+log = logging.getLogger(__name__)
+
+IDEMPOTENCY_KEY_HOURS = 48
+PENDING_PAYMENT_HOURS = 24
+
+Job = Callable[..., Awaitable[Any]]
+
+
+def dead_lettered(name: str, job: Job, max_tries: int) -> Job:
+    """Record a job in failed_jobs when it fails for good: an error (arq does not retry it),
+    or a Retry on its last try. The failure still reaches arq as before."""
+
+    @functools.wraps(job)
+    async def run(ctx: dict[str, Any], *args: Any) -> Any:
+        try:
+            return await job(ctx, *args)
+        except Exception as exc:
+            tries = int(ctx.get("job_try", 1))
+            if not isinstance(exc, Retry) or tries >= max_tries:
+                cause = exc.__cause__ if isinstance(exc, Retry) and exc.__cause__ else exc
+                log.error("job %s failed for good after %d tries: %s", name, tries, cause)
+                async with unit_of_work(ctx["sessions"]) as uow:
+                    await record_failed_job(
+                        uow.session, name, ctx.get("job_id"), args, repr(cause), tries
+                    )
+            raise
+
+    return run
+
+
+async def expire_keys(ctx: dict[str, Any]) -> int:
+    async with unit_of_work(ctx["sessions"]) as uow:
+        return await expire_idempotency_keys(uow.session, IDEMPOTENCY_KEY_HOURS)
+
+
+async def prune_event_history(ctx: dict[str, Any]) -> int:
+    async with unit_of_work(ctx["sessions"]) as uow:
+        return await prune_events(uow.session)
+
+
+async def run_reconciliation(ctx: dict[str, Any]) -> dict[str, Any]:
+    """Settle pending payments older than a day with their provider, then check the books."""
+    settled = await _settle_stale_payments(ctx)
+    async with unit_of_work(ctx["sessions"]) as uow:
+        report = await reconcile(uow.session)
+    if not report["ok"]:
+        log.error("reconciliation found violations: %s", report["violations"])
+    return {**report, "stale_payments_settled": settled}
+
+
+async def _settle_stale_payments(ctx: dict[str, Any]) -> int:
+    """A payment still pending after PENDING_PAYMENT_HOURS is asked about where the provider
+    can say (Paystack's verify); a success is applied through the same path as its webhook,
+    anything else fails the payment. A late success webhook still credits it afterwards."""
+    async with ctx["sessions"]() as session:
+        rows = (
+            await session.execute(
+                select(payments.c.reference, payments.c.provider)
+                .where(
+                    payments.c.status == "pending",
+                    payments.c.created_at
+                    < func.now() - func.make_interval(0, 0, 0, 0, PENDING_PAYMENT_HOURS),
+                )
+                .limit(100)
+            )
+        ).all()
+    done = 0
+    for reference, provider_name in rows:
+        provider = ctx.get("providers", {}).get(provider_name)
+        verify = getattr(provider, "verify_transaction", None)
+        status, data = "unknown", {}
+        if verify is not None:
+            try:
+                data = await verify(reference)
+                status = str(data.get("status"))
+            except Exception as exc:
+                log.warning("could not verify payment %s: %s", reference, exc)
+                continue
+        kind = EventKind.PAYMENT_SUCCEEDED if status == "success" else EventKind.PAYMENT_FAILED
+        event = ProviderEvent(
+            provider=provider_name,
+            event_id=f"reconciliation:{reference}:{kind.value}",
+            type=f"reconciliation.{status}",
+            kind=kind,
+            reference=reference,
+            amount=data.get("amount") if kind is EventKind.PAYMENT_SUCCEEDED else None,
+            currency=str(data.get("currency", "")).upper() or None
+            if kind is EventKind.PAYMENT_SUCCEEDED
+            else None,
+            payload={"reason": "expired without an outcome" if status == "unknown" else status},
+        )
+        try:
+            async with unit_of_work(ctx["sessions"]) as uow:
+                settled = await apply_event(uow.session, event, "{}")
+                publisher = ctx.get("publisher")
+                if settled.events and publisher is not None:
+                    uow.after_commit(functools.partial(publisher.publish, settled.events))
+            done += 1
+        except LedgerError as exc:
+            log.warning("could not settle stale payment %s: %s", reference, exc)
+    return done

@@ -1,0 +1,119 @@
+"""Housekeeping of the books: retention of idempotency keys and event history, the record of
+jobs that failed for good, and reconciliation runs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ledger.checks import run_checks
+from ledger.schema import failed_jobs, reconciliations
+
+# What recovery promises (docs/events.md): at least 24 hours and the last 1,000 events per user.
+EVENT_WINDOW_HOURS = 24
+EVENT_WINDOW_COUNT = 1_000
+
+
+async def expire_idempotency_keys(session: AsyncSession, older_than_hours: int) -> int:
+    """Forget keys older than the given age (never less than the promised 24 hours)."""
+    hours = max(24, older_than_hours)
+    result = await session.execute(
+        text(
+            "DELETE FROM idempotency_keys WHERE ctid IN (SELECT ctid FROM idempotency_keys "
+            "WHERE created_at < now() - make_interval(hours => :hours) LIMIT 10000)"
+        ),
+        {"hours": hours},
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def prune_events(session: AsyncSession, limit: int = 10_000) -> int:
+    """Delete published events older than the window that are also beyond each user's last
+    1,000: what recovery no longer promises. Recovery answers `recovered: false` past it."""
+    result = await session.execute(
+        text(
+            """
+            DELETE FROM events e
+            WHERE e.id IN (
+                SELECT old.id FROM events old
+                JOIN users u ON u.id = old.user_id
+                WHERE old.occurred_at < now() - make_interval(hours => :hours)
+                  AND old.published_at IS NOT NULL
+                  AND old.seq <= u.event_seq - :keep
+                ORDER BY old.id
+                LIMIT :limit
+            )
+            """
+        ),
+        {"hours": EVENT_WINDOW_HOURS, "keep": EVENT_WINDOW_COUNT, "limit": limit},
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def record_failed_job(
+    session: AsyncSession, job: str, job_id: str | None, args: Sequence[Any], error: str, tries: int
+) -> None:
+    await session.execute(
+        failed_jobs.insert().values(
+            job=job, job_id=job_id, args=list(args), error=error[:2000], tries=tries
+        )
+    )
+
+
+async def list_failed_jobs(session: AsyncSession, limit: int = 100) -> list[dict[str, Any]]:
+    rows = await session.execute(select(failed_jobs).order_by(failed_jobs.c.id.desc()).limit(limit))
+    return [
+        {
+            "id": row.id,
+            "job": row.job,
+            "job_id": row.job_id,
+            "args": row.args,
+            "error": row.error,
+            "tries": row.tries,
+            "failed_at": row.failed_at.isoformat(),
+        }
+        for row in rows
+    ]
+
+
+async def reconcile(session: AsyncSession) -> dict[str, Any]:
+    """Run the ledger's invariant checks and keep the outcome; returns the report."""
+    run_id = await session.scalar(
+        reconciliations.insert().values(report={}).returning(reconciliations.c.id)
+    )
+    violations = await run_checks(session)
+    # Through JSON once: the offending rows may hold numbers PostgreSQL returned as Decimal.
+    report = json.loads(
+        json.dumps(
+            {"violations": [{"check": v.check, "rows": v.rows} for v in violations]}, default=str
+        )
+    )
+    await session.execute(
+        update(reconciliations)
+        .where(reconciliations.c.id == run_id)
+        .values(finished_at=func.now(), ok=not violations, report=report)
+    )
+    return {"id": run_id, "ok": not violations, **report}
+
+
+async def last_reconciliation(session: AsyncSession) -> dict[str, Any] | None:
+    row = (
+        await session.execute(
+            select(reconciliations)
+            .where(reconciliations.c.finished_at.is_not(None))
+            .order_by(reconciliations.c.id.desc())
+            .limit(1)
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    return {
+        "id": row.id,
+        "finished_at": row.finished_at.isoformat(),
+        "ok": row.ok,
+        "report": row.report,
+    }

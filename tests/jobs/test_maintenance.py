@@ -1,0 +1,178 @@
+"""Housekeeping jobs through a real arq worker: reconciliation, retention, stale payments, and
+the dead-letter record of a job that failed for good."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+from arq.connections import ArqRedis
+from sqlalchemy import func, select, text
+
+from jobs import maintenance
+from jobs.worker import build_worker
+from ledger.accounts import Role
+from ledger.db import unit_of_work
+from ledger.events import record_events
+from ledger.operations import last_reconciliation, list_failed_jobs
+from ledger.schema import events, idempotency_keys
+from tests.conftest import Services, auth, create_user
+from tests.hub.test_cli import hub
+from tests.money import balance, deliver, start_topup
+
+
+async def run_worker(services: Services) -> None:
+    worker = build_worker(
+        database_url=services.database_url,
+        redis_url=services.redis_url,
+        burst=True,
+        handle_signals=False,
+    )
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+
+
+async def test_reconciliation_is_recorded(services, sessions) -> None:
+    ctx = {"sessions": sessions, "providers": {}}
+    report = await maintenance.run_reconciliation(ctx)
+    assert report["ok"] is True, report["violations"]
+    async with sessions() as session:
+        last = await last_reconciliation(session)
+    assert last is not None and last["ok"] is True and last["id"] == report["id"]
+
+
+async def test_old_idempotency_keys_and_events_are_pruned_but_not_the_window(sessions, uid) -> None:
+    user = uid("fan")
+    await create_user(sessions, user, Role.FAN)
+    async with unit_of_work(sessions) as uow:
+        written = await record_events(uow.session, [(user, "test.old", {})] * 3)
+    async with sessions() as session, session.begin():
+        await session.execute(
+            text(
+                "UPDATE events SET occurred_at = now() - interval '3 days', published_at = now()"
+                " WHERE user_id = :u"
+            ),
+            {"u": user},
+        )
+        # Pretend the user has had 1,003 events: the three old ones are beyond the last 1,000.
+        await session.execute(
+            text("UPDATE users SET event_seq = event_seq + 1000 WHERE id = :u"), {"u": user}
+        )
+        await session.execute(
+            idempotency_keys.insert().values(
+                caller_id=user,
+                key="old",
+                request_hash="x",
+                created_at=func.now() - text("interval '3 days'"),
+            )
+        )
+        await session.execute(
+            idempotency_keys.insert().values(caller_id=user, key="fresh", request_hash="x")
+        )
+    ctx = {"sessions": sessions}
+    assert await maintenance.prune_event_history(ctx) >= 3
+    assert await maintenance.expire_keys(ctx) >= 1
+    async with sessions() as session:
+        left = await session.scalar(
+            select(func.count()).where(events.c.id.in_([e.id for e in written]))
+        )
+        keys = (
+            (
+                await session.execute(
+                    select(idempotency_keys.c.key).where(idempotency_keys.c.caller_id == user)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert left == 0
+    assert keys == ["fresh"]
+
+
+async def test_recent_events_are_kept_whatever_their_count(sessions, uid) -> None:
+    user = uid("fan")
+    await create_user(sessions, user, Role.FAN)
+    async with unit_of_work(sessions) as uow:
+        written = await record_events(uow.session, [(user, "test.new", {})] * 2)
+    async with sessions() as session, session.begin():
+        await session.execute(
+            text("UPDATE events SET published_at = now() WHERE user_id = :u"), {"u": user}
+        )
+        await session.execute(
+            text("UPDATE users SET event_seq = event_seq + 5000 WHERE id = :u"), {"u": user}
+        )
+    await maintenance.prune_event_history({"sessions": sessions})
+    async with sessions() as session:
+        assert (
+            await session.scalar(
+                select(func.count()).where(events.c.id.in_([e.id for e in written]))
+            )
+            == 2
+        )
+
+
+async def test_a_stale_pending_payment_is_failed_and_a_late_success_still_credits(
+    http, sandbox, sessions, uid
+) -> None:
+    fan = uid("fan")
+    payment = await start_topup(http, fan, 4_000, "sandbox")
+    async with sessions() as session, session.begin():
+        await session.execute(
+            text("UPDATE payments SET created_at = now() - interval '2 days' WHERE id = :id"),
+            {"id": payment["id"]},
+        )
+    report = await maintenance.run_reconciliation({"sessions": sessions, "providers": {}})
+    assert report["stale_payments_settled"] >= 1
+    shown = await http.get(
+        f"/api/v1/payments/{payment['id']}",
+        headers=auth(fan, "fan"),
+    )
+    assert shown.json()["status"] == "failed"
+    await deliver(sandbox, f"checkout/{payment['reference']}", outcome="succeeded")
+    assert await balance(http, fan) == 4_000
+
+
+async def test_a_job_that_fails_for_good_is_in_the_dead_letter_list(services, sessions) -> None:
+    queue = ArqRedis.from_url(services.redis_url)
+    job_id = f"payouts.execute:{uuid.uuid4().hex}"
+    try:
+        await queue.enqueue_job("payouts.execute", 10**12, _job_id=job_id)  # no such payout
+    finally:
+        await queue.aclose()
+    await run_worker(services)
+    async with sessions() as session:
+        failed = await list_failed_jobs(session)
+    mine = [f for f in failed if f["job_id"] == job_id]
+    assert mine and mine[0]["job"] == "payouts.execute"
+    assert "UnknownPayout" in mine[0]["error"]
+
+
+async def test_operators_see_failed_jobs_and_the_status(http, services, uid) -> None:
+    listed = await http.get("/api/v1/admin/jobs/failed", headers=auth(uid("admin"), "admin"))
+    assert listed.status_code == 200 and isinstance(listed.json()["data"], list)
+    assert (
+        await http.get("/api/v1/admin/jobs/failed", headers=auth(uid("fan"), "fan"))
+    ).status_code == 403
+    env = {
+        "HUB_DATABASE_URL": services.database_url,
+        "HUB_REDIS_URL": services.redis_url,
+        "HUB_JWT_SECRET": "x" * 40,
+    }
+    status = await asyncio.to_thread(hub, "status", "--json", env=env)
+    assert status.returncode == 0, status.stderr
+    shown = json.loads(status.stdout)
+    assert shown["nodes"] >= 1  # the live test server's heartbeat
+    assert {
+        "connected_users",
+        "unpublished_events",
+        "queue_depth",
+        "failed_jobs",
+        "last_reconciliation",
+    } <= shown.keys()
+    screen = await asyncio.to_thread(hub, "status", env=env)
+    assert "reconciliation" in screen.stdout
+    failed = await asyncio.to_thread(hub, "jobs", "failed", env=env)
+    assert failed.returncode == 0
