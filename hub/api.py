@@ -13,7 +13,7 @@ from starlette.routing import Route
 from hub.http import hub_of, json_response
 from hub.metrics import metrics
 from hub.openapi import openapi_document
-from hub.routes import admin, content, live, money, payments, payouts, webhooks
+from hub.routes import admin, analytics, content, live, money, payments, payouts, webhooks
 
 
 async def healthz(request: Request) -> Response:
@@ -68,6 +68,9 @@ ROUTES = [
     Route("/api/v1/refunds", admin.refund, methods=["POST"]),
     Route("/api/v1/admin/platform-fee", admin.platform_fee, methods=["GET", "PUT"]),
     Route("/api/v1/admin/jobs/failed", admin.failed_jobs, methods=["GET"]),
+    Route("/api/v1/admin/analytics/revenue", analytics.revenue_report, methods=["GET"]),
+    Route("/api/v1/admin/analytics/top-creators", analytics.top_creators_report, methods=["GET"]),
+    Route("/api/v1/admin/analytics/payments", analytics.payments_report, methods=["GET"]),
     Route("/api/v1/overlay-keys", live.index, methods=["GET"]),
     Route("/api/v1/overlay-keys", live.create, methods=["POST"]),
     Route("/api/v1/overlay-keys/{key_id}", live.revoke, methods=["DELETE"]),

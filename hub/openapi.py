@@ -248,6 +248,42 @@ def openapi_document() -> dict[str, Any]:
                 },
             )
         },
+        "/api/v1/admin/analytics/revenue": {
+            "get": _op(
+                "Gross volume and platform fees per day, week or month (admins; from rollups)",
+                {
+                    "200": "{period, from, to, data: [{period_start, currency, gross, ...}]}",
+                    "403": "Not an admin",
+                    "422": "A bad period, date or currency",
+                },
+                params=[
+                    _query("period", {"enum": ["day", "week", "month"]}, "Default day"),
+                    _query("from", {"type": "string", "format": "date"}, "Default 30 days ago"),
+                    _query("to", {"type": "string", "format": "date"}, "Default today (UTC)"),
+                    _query("currency", {"type": "string"}, "All when absent"),
+                ],
+            )
+        },
+        "/api/v1/admin/analytics/top-creators": {
+            "get": _op(
+                "Top creators by earnings over a range (admins; from rollups)",
+                {
+                    "200": "{currency, from, to, data: [{creator_id, earnings}]}",
+                    "403": "Not an admin",
+                    "422": "A bad date, currency or limit",
+                },
+            )
+        },
+        "/api/v1/admin/analytics/payments": {
+            "get": _op(
+                "Payment success rate per provider over a range (admins)",
+                {
+                    "200": "{from, to, data: [{provider, started, succeeded, failed, ...}]}",
+                    "403": "Not an admin",
+                    "422": "A bad date",
+                },
+            )
+        },
         "/api/v1/overlay-keys": {
             "get": _op("The creator's overlay keys (never the keys themselves)", {"200": "Keys"}),
             "post": _op(

@@ -11,7 +11,7 @@ from arq.cron import cron
 from arq.worker import func
 from redis.asyncio import Redis
 
-from jobs import holds, maintenance, payouts, receipts, refunds
+from jobs import analytics, holds, maintenance, payouts, receipts, refunds
 from jobs.maintenance import dead_lettered
 from ledger.db import make_engine, make_sessions
 from ledger.provider_events import Provider
@@ -32,6 +32,13 @@ FUNCTIONS = [
 # Periodic jobs: `unique` makes one run per slot across all workers.
 CRON_JOBS = [
     cron(holds.expire, name=holds.NAME, second=0, unique=True),
+    cron(
+        analytics.rollup,
+        name=analytics.NAME,
+        minute=set(range(0, 60, 5)),
+        second=15,
+        unique=True,
+    ),
     cron(maintenance.expire_keys, name="idempotency.expire", minute=5, second=0, unique=True),
     cron(
         maintenance.prune_event_history,

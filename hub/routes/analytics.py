@@ -1,0 +1,74 @@
+"""Admin analytics, served from the daily rollups and indexed ranges."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from hub.errors import ApiError
+from hub.http import check_currency, hub_of, json_response, query_int, require_role
+from ledger.accounts import Role
+from ledger.analytics import PERIODS, payment_success, revenue, top_creators
+from ledger.db import unit_of_work
+
+MAX_DAYS = 3_660
+
+
+def _range(request: Request) -> tuple[date, date]:
+    today = datetime.now(UTC).date()
+    try:
+        end = date.fromisoformat(request.query_params.get("to") or today.isoformat())
+        start = date.fromisoformat(
+            request.query_params.get("from") or (end - timedelta(days=29)).isoformat()
+        )
+    except ValueError:
+        raise ApiError(422, "invalid_request", "from/to: dates as YYYY-MM-DD", "from") from None
+    if start > end or (end - start).days > MAX_DAYS:
+        raise ApiError(422, "invalid_request", "from must be before to, at most 10 years", "from")
+    return start, end
+
+
+async def revenue_report(request: Request) -> Response:
+    """Gross volume and platform fees per day, week or month over a range."""
+    hub = hub_of(request)
+    require_role(await hub.authenticate(request.headers.get("authorization")), Role.ADMIN)
+    period = request.query_params.get("period", "day")
+    if period not in PERIODS:
+        raise ApiError(422, "invalid_request", "period: day, week or month", "period")
+    currency = request.query_params.get("currency")
+    if currency is not None:
+        check_currency(hub, currency)
+    start, end = _range(request)
+    async with unit_of_work(hub.sessions) as uow:
+        rows = await revenue(uow.session, period, start, end, currency)
+    return json_response(
+        {"period": period, "from": start.isoformat(), "to": end.isoformat(), "data": rows}
+    )
+
+
+async def top_creators_report(request: Request) -> Response:
+    hub = hub_of(request)
+    require_role(await hub.authenticate(request.headers.get("authorization")), Role.ADMIN)
+    currency = request.query_params.get("currency", hub.settings.currencies[0])
+    check_currency(hub, currency)
+    limit = query_int(request, "limit", 10)
+    if limit is None or not 1 <= limit <= 100:
+        raise ApiError(422, "invalid_request", "limit: 1 to 100", "limit")
+    start, end = _range(request)
+    async with unit_of_work(hub.sessions) as uow:
+        rows = await top_creators(uow.session, start, end, currency, limit)
+    return json_response(
+        {"currency": currency, "from": start.isoformat(), "to": end.isoformat(), "data": rows}
+    )
+
+
+async def payments_report(request: Request) -> Response:
+    """Payment success rate per provider over a range (users connected now: /api/v1/presence)."""
+    hub = hub_of(request)
+    require_role(await hub.authenticate(request.headers.get("authorization")), Role.ADMIN)
+    start, end = _range(request)
+    async with unit_of_work(hub.sessions) as uow:
+        rows = await payment_success(uow.session, start, end)
+    return json_response({"from": start.isoformat(), "to": end.isoformat(), "data": rows})
