@@ -17,7 +17,7 @@ from hub.auth import HS256Verifier
 from hub.errors import EXCEPTION_HANDLERS
 from hub.fees import FeeCache
 from hub.logs import AccessLog
-from hub.metrics import registry_for
+from hub.metrics import Sampler, observe_delivery
 from hub.middleware import RequestId
 from hub.ratelimit import RateLimiter
 from hub.runtime import Runtime, build_provider_clients
@@ -49,6 +49,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
         cors_origins=settings.cors_origins,
         transports=settings.socket_transports,
         limits=SocketLimits(connections_per_user=settings.socket_max_connections_per_user),
+        on_sent=observe_delivery,
     )
 
     @contextlib.asynccontextmanager
@@ -74,12 +75,16 @@ def create_app(runtime: Runtime) -> ASGIApp:
         )
         holder["hub"] = hub
         app.state.hub = hub
-        app.state.metrics = registry_for(hub)
+        sampler = Sampler(hub)
+        app.state.sampler = sampler
+        app.state.metrics_multiprocess = settings.workers > 1
         fees.start()
         await realtime.start()
+        sampler.start()
         try:
             yield
         finally:
+            await sampler.stop()
             await realtime.stop()
             await fees.stop()
             await limiter.close()
@@ -96,3 +101,11 @@ def create_app(runtime: Runtime) -> ASGIApp:
     )
     app: ASGIApp = socketio.ASGIApp(realtime.sio, other_asgi_app=http, socketio_path="socket.io")
     return app
+
+
+def from_environment() -> ASGIApp:
+    """The app of one uvicorn worker when a node runs several (`HUB_WORKERS`)."""
+    from hub.runtime import resolve
+    from hub.settings import load_settings
+
+    return create_app(resolve(load_settings()))

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from hub.embedded import EmbeddedError, port_is_free
-from hub.settings import Settings, SettingsError, load_settings
+from hub.settings import Settings, SettingsError, export_metrics_directory, load_settings
 
 
 class CommandError(Exception):
@@ -41,8 +41,15 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     runtime = resolve(settings)
     if settings.database_url is None:
         upgrade(runtime.database_url)  # the embedded database is ours to keep current
+    if settings.workers > 1:
+        export_metrics_directory()
+        target: object = "hub.app:from_environment"
+    else:
+        target = create_app(runtime)
     uvicorn.run(
-        create_app(runtime),
+        target,  # type: ignore[arg-type]
+        factory=settings.workers > 1,
+        workers=settings.workers,
         host=settings.host,
         port=settings.port,
         loop="uvloop",

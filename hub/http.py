@@ -12,6 +12,8 @@ from starlette.responses import JSONResponse, Response
 from hub.auth import Principal
 from hub.errors import ApiError
 from hub.idempotency import Command, Outcome, run_once
+from hub.metrics import RATE_LIMITED
+from hub.ratelimit import RateLimited
 from hub.state import Hub
 from ledger.accounts import Role
 from ledger.idempotency import request_fingerprint
@@ -93,7 +95,11 @@ async def rate_limit(
         keys.append(f"user:{principal.user_id}")
     if principal is None or scope == "payments":
         keys.append(f"ip:{client_ip(request)}")
-    return await hub.limiter.hit(scope, keys, limits)
+    try:
+        return await hub.limiter.hit(scope, keys, limits)
+    except RateLimited:
+        RATE_LIMITED.labels(scope).inc()
+        raise
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -18,6 +18,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hub.metrics import HTTP_DURATION
+
 user_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("user_id", default=None)
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
@@ -115,6 +117,10 @@ class AccessLog:
             await self.app(scope, receive, send_status)
         finally:
             route = scope.get("route")
+            elapsed = time.perf_counter() - started
+            HTTP_DURATION.labels(
+                getattr(route, "path", "unmatched"), scope["method"], str(status)
+            ).observe(elapsed)
             access_log.info(
                 "%s %s %s",
                 scope["method"],
@@ -124,7 +130,7 @@ class AccessLog:
                     "method": scope["method"],
                     "route": getattr(route, "path", None),
                     "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "duration_ms": round(elapsed * 1000, 2),
                 },
             )
             request_id_var.reset(request_token)

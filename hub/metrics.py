@@ -1,79 +1,181 @@
-"""Prometheus metrics at /metrics, read from the node's own objects at scrape time.
+"""Prometheus metrics at /metrics.
 
-A collector per app (not module-level counters), so each hub process reports its own state.
-The full operations set (HTTP durations, postings, webhook outcomes, queue depth, several
-uvicorn workers) builds on this.
+Metrics are prometheus-client objects, so with several uvicorn workers (HUB_WORKERS > 1) each
+worker writes them to files in the multiprocess directory and any worker's /metrics reports the
+sum (counters, histograms, connection gauges) or the max (cluster-wide samples). The realtime and
+ledger objects keep plain counters of their own (they import no metrics library); a sampler turns
+them into these series every second.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from sqlalchemy import func, select
 from starlette.requests import Request
 from starlette.responses import Response
+
+from ledger.schema import failed_jobs
 
 if TYPE_CHECKING:
     from hub.state import Hub
 
+log = logging.getLogger(__name__)
 
-class RealtimeCollector(Collector):
+HTTP_DURATION = Histogram(
+    "hub_http_request_duration_seconds",
+    "HTTP request duration by route template, method and status",
+    ["route", "method", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+POSTINGS = Counter("hub_postings", "Money movements committed, by kind", ["kind"])
+WEBHOOKS = Counter(
+    "hub_webhooks", "Webhook deliveries by provider and outcome", ["provider", "outcome"]
+)
+RATE_LIMITED = Counter("hub_rate_limited", "Requests refused by a rate limit", ["scope"])
+DELIVERY_LAG = Histogram(
+    "hub_event_delivery_lag_seconds",
+    "From the event's transaction to its emit to a socket",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 30),
+)
+SOCKETS = Gauge("hub_sockets_connected", "Sockets connected", multiprocess_mode="livesum")
+POOL_IN_USE = Gauge(
+    "hub_db_pool_in_use", "Database connections checked out", multiprocess_mode="livesum"
+)
+BUS_SUBSCRIBED = Gauge(
+    "hub_event_bus_subscribed",
+    "1 while the process is subscribed to the event bus on Redis",
+    multiprocess_mode="livemin",
+)
+BACKLOG = Gauge("hub_events_unpublished", "Events not yet published", multiprocess_mode="max")
+QUEUE_DEPTH = Gauge("hub_queue_depth", "Jobs waiting in the arq queue", multiprocess_mode="max")
+JOBS_FAILED = Gauge("hub_jobs_failed", "Jobs that failed for good", multiprocess_mode="max")
+COUNTERS = {
+    "bus_lost": Counter("hub_event_bus_subscription_lost", "Event bus subscriptions lost"),
+    "sent": Counter("hub_events_sent", "Events sent to sockets"),
+    "gap_fills": Counter("hub_event_gap_fills", "Connection gaps filled from the event log"),
+    "republished": Counter("hub_events_republished", "Events republished by the sweeper"),
+    "slow": Counter("hub_socket_slow_consumers", "Sockets disconnected for not reading"),
+    "fee_hits": Counter("hub_fee_cache_hits", "Platform fee reads served by the cache"),
+    "fee_misses": Counter("hub_fee_cache_misses", "Platform fee reads that missed the cache"),
+}
+
+
+# Each committed money movement shows in exactly one of its events.
+_POSTING_OF_EVENT = {
+    "payment.succeeded": "topup",
+    "tip.received": "tip",
+    "ppv.sold": "purchase",
+    "payout.paid": "payout",
+    "refund.processed": "refund",
+}
+
+
+def count_postings(events: Any) -> None:
+    for event in events:
+        kind = _POSTING_OF_EVENT.get(event.type)
+        if kind is not None:
+            POSTINGS.labels(kind).inc()
+
+
+def observe_delivery(event: str, data: dict[str, Any]) -> None:
+    occurred = data.get("occurred_at") if isinstance(data, dict) else None
+    if isinstance(occurred, str):
+        with contextlib.suppress(ValueError):
+            DELIVERY_LAG.observe(
+                max(0.0, datetime.now().astimezone().timestamp() - _timestamp(occurred))
+            )
+
+
+def _timestamp(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+class Sampler:
+    """Every second: the process's own counters into the series; every 5 s the cluster-wide
+    samples (backlog, queue depth, failed jobs) from PostgreSQL and Redis."""
+
     def __init__(self, hub: Hub) -> None:
         self._hub = hub
+        self._last: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
 
-    def collect(self) -> Iterator[Metric]:
+    def _sources(self) -> dict[str, Callable[[], int]]:
+        realtime, fees = self._hub.realtime, self._hub.fees
+        return {
+            "bus_lost": lambda: realtime.subscriber.lost_count,
+            "sent": lambda: realtime.delivery.sent,
+            "gap_fills": lambda: realtime.delivery.gap_fills,
+            "republished": lambda: realtime.sweeper.republished,
+            "slow": lambda: realtime.slow_consumers,
+            "fee_hits": lambda: fees.hits,
+            "fee_misses": lambda: fees.misses,
+        }
+
+    def sample_process(self) -> None:
+        for name, read in self._sources().items():
+            value = read()
+            delta = value - self._last.get(name, 0)
+            if delta > 0:
+                COUNTERS[name].inc(delta)
+            self._last[name] = value
         realtime = self._hub.realtime
-        yield GaugeMetricFamily(
-            "hub_event_bus_subscribed",
-            "1 while this node is subscribed to the event bus on Redis",
-            value=1 if realtime.ready else 0,
-        )
-        yield CounterMetricFamily(
-            "hub_event_bus_subscription_lost",
-            "Times this node lost its event bus subscription",
-            value=realtime.subscriber.lost_count,
-        )
-        yield GaugeMetricFamily(
-            "hub_sockets_connected", "Sockets connected to this node", value=realtime.delivery.count
-        )
-        yield CounterMetricFamily(
-            "hub_events_sent", "Events sent to sockets by this node", value=realtime.delivery.sent
-        )
-        yield CounterMetricFamily(
-            "hub_event_gap_fills",
-            "Times a connection's gap was filled from the event log",
-            value=realtime.delivery.gap_fills,
-        )
-        yield CounterMetricFamily(
-            "hub_events_republished",
-            "Events republished by this node's sweeper",
-            value=realtime.sweeper.republished,
-        )
-        yield CounterMetricFamily(
-            "hub_socket_slow_consumers",
-            "Sockets disconnected because they did not read",
-            value=realtime.slow_consumers,
-        )
-        fees = self._hub.fees
-        yield CounterMetricFamily(
-            "hub_fee_cache_hits", "Platform fee reads served by the cache", value=fees.hits
-        )
-        yield CounterMetricFamily(
-            "hub_fee_cache_misses",
-            "Platform fee reads that went to Redis or PostgreSQL",
-            value=fees.misses,
-        )
+        SOCKETS.set(realtime.delivery.count)
+        BUS_SUBSCRIBED.set(1 if realtime.ready else 0)
+        with contextlib.suppress(Exception):
+            POOL_IN_USE.set(self._hub.engine.pool.checkedout())  # type: ignore[attr-defined]
 
+    async def sample_cluster(self) -> None:
+        hub = self._hub
+        with contextlib.suppress(Exception):
+            BACKLOG.set(await hub.realtime.sweeper.backlog())
+        with contextlib.suppress(Exception):
+            QUEUE_DEPTH.set(await hub.redis.zcard("arq:queue"))
+        with contextlib.suppress(Exception):
+            async with hub.sessions() as session:
+                JOBS_FAILED.set(
+                    await session.scalar(select(func.count()).select_from(failed_jobs)) or 0
+                )
 
-def registry_for(hub: Hub) -> CollectorRegistry:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(RealtimeCollector(hub))
-    return registry
+    async def _run(self) -> None:
+        tick = 0
+        while True:
+            self.sample_process()
+            if tick % 5 == 0:
+                await self.sample_cluster()
+            tick += 1
+            await asyncio.sleep(1)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="metrics-sampler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
 
 async def metrics(request: Request) -> Response:
-    registry: CollectorRegistry = request.app.state.metrics
+    sampler: Sampler = request.app.state.sampler
+    sampler.sample_process()  # this process's figures are current, not a second old
+    if request.app.state.metrics_multiprocess:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        registry = REGISTRY
     return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")

@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     rate_limit_transfers: str = "60/minute"
     rate_limit_webhooks: str = "100/minute"
     home: Path = Path(".hub")
+    # uvicorn worker processes per node; above 1, metrics go through a multiprocess directory.
+    workers: int = Field(default=1, ge=1, le=64)
     log_level: str = "info"
     log_format: str = Field(default="json", pattern="^(json|text)$")
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ("*",)
@@ -200,3 +202,15 @@ def load_settings(**overrides: object) -> Settings:
         name = "HUB_" + str(error["loc"][0]).upper() if error["loc"] else "settings"
         message = str(error["msg"]).removeprefix("Value error, ")
         raise SettingsError(f"invalid setting {name}: {message}") from None
+
+
+def export_metrics_directory() -> str:
+    """Several uvicorn workers share metrics through files: prometheus-client finds the folder
+    in its environment variable, which must be set before it is imported (so here, with the
+    other environment handling, not in the metrics module)."""
+    import os
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="hub-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    return folder

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,12 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from hub.auth import AuthError, Principal, TokenVerifier, bearer
 from hub.fees import FeeCache
 from hub.logs import user_id_var
+from hub.metrics import count_postings
 from hub.providers.base import Provider
 from hub.ratelimit import RateLimiter
 from hub.runtime import Runtime
 from hub.settings import Settings
 from ledger.accounts import ensure_user
-from ledger.db import unit_of_work
+from ledger.db import UnitOfWork, unit_of_work
+from ledger.events import Event
 from ledger.overlays import find_active
 from realtime.publisher import Publisher
 from realtime.server import Identity, Realtime, Refused
@@ -45,6 +48,15 @@ class Hub:
     @property
     def settings(self) -> Settings:
         return self.runtime.settings
+
+    def publish_after_commit(self, uow: UnitOfWork, events: Sequence[Event]) -> None:
+        """Once the transaction commits: count its postings and publish its events."""
+
+        async def publish() -> None:
+            count_postings(events)
+            await self.publisher.publish(events)
+
+        uow.after_commit(publish)
 
     @property
     def public_url(self) -> str:

@@ -83,8 +83,10 @@ class Realtime:
         cors_origins: Sequence[str] | str = "*",
         transports: Sequence[str] = ("websocket",),
         limits: SocketLimits | None = None,
+        on_sent: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.limits = limits or SocketLimits()
+        self._on_sent = on_sent
         self.sio = socketio.AsyncServer(
             async_mode="asgi",
             client_manager=socketio.AsyncRedisManager(redis_url, channel=SOCKETIO_CHANNEL),
@@ -235,6 +237,8 @@ class Realtime:
             await self.sio.disconnect(sid)
             return False
         await self.sio.manager.emit(event, data, namespace="/", room=sid, ignore_queue=True)
+        if self._on_sent is not None:
+            self._on_sent(event, data)
         return True
 
 

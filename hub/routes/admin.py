@@ -46,7 +46,7 @@ async def refund(request: Request) -> Response:
             amount=body.amount,
             requested_by=principal.user_id,
         )
-        uow.after_commit(lambda: hub.publisher.publish(result.events))
+        hub.publish_after_commit(uow, result.events)
         uow.after_commit(lambda: refund_jobs.enqueue(hub.queue, result.refund.id))
         return 201, {**result.refund.as_json(), "payment": result.payment.as_json()}
 

@@ -93,7 +93,7 @@ async def buy(request: Request) -> Response:
             fee_bps=fee_bps,
             reference=f"purchase:{principal.user_id}:{key}",
         )
-        uow.after_commit(lambda: hub.publisher.publish(bought.events))
+        hub.publish_after_commit(uow, bought.events)
         return 201, bought.as_json()
 
     async def by_provider(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:

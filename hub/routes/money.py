@@ -68,7 +68,7 @@ async def create_tip(request: Request) -> Response:
             fee_bps=fee_bps,
             reference=f"tip:{principal.user_id}:{key}",
         )
-        uow.after_commit(lambda: hub.publisher.publish(sent.events))
+        hub.publish_after_commit(uow, sent.events)
         uow.after_commit(lambda: receipts.enqueue(hub.queue, sent.transfer_id))
         return 201, sent.as_json()
 

