@@ -27,6 +27,7 @@ class Principal:
     user_id: str
     role: Role
     name: str | None = None  # the optional `name` claim: shown on creators' tip alerts
+    email: str | None = None  # the optional `email` claim: where receipts are sent
 
 
 class TokenVerifier(Protocol):
@@ -71,7 +72,12 @@ class HS256Verifier:
         name = claims.get("name")
         if name is not None and (not isinstance(name, str) or len(name) > 80):
             raise AuthError("invalid_token", "the token's name must be a string of at most 80")
-        return Principal(user_id=sub, role=role, name=name or None)
+        email = claims.get("email")
+        if email is not None and (
+            not isinstance(email, str) or len(email) > 254 or "@" not in email
+        ):
+            raise AuthError("invalid_token", "the token's email is not an address")
+        return Principal(user_id=sub, role=role, name=name or None, email=email or None)
 
 
 def issue_token(
@@ -83,12 +89,15 @@ def issue_token(
     issuer: str | None = None,
     audience: str | None = None,
     name: str | None = None,
+    email: str | None = None,
 ) -> str:
     """A signed HS256 token for development and tests."""
     now = int(time.time())
     claims: dict[str, object] = {"sub": sub, "role": role.value, "iat": now, "exp": now + ttl}
     if name:
         claims["name"] = name
+    if email:
+        claims["email"] = email
     if issuer:
         claims["iss"] = issuer
     if audience:

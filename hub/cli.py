@@ -66,7 +66,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    from hub.runtime import build_provider_clients, resolve
+    from hub.runtime import build_provider_clients, resolve, smtp_config
     from jobs.worker import build_worker
 
     _logging(settings)
@@ -76,6 +76,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         database_url=runtime.database_url,
         redis_url=runtime.redis_url,
         providers=providers,
+        smtp=smtp_config(settings),
         burst=args.burst,
     )
     worker.run()

@@ -29,6 +29,7 @@ from sqlalchemy import func, select
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ledger.operations import last_reconciliation
 from ledger.schema import failed_jobs
 
 if TYPE_CHECKING:
@@ -64,6 +65,11 @@ BUS_SUBSCRIBED = Gauge(
 BACKLOG = Gauge("hub_events_unpublished", "Events not yet published", multiprocess_mode="max")
 QUEUE_DEPTH = Gauge("hub_queue_depth", "Jobs waiting in the arq queue", multiprocess_mode="max")
 JOBS_FAILED = Gauge("hub_jobs_failed", "Jobs that failed for good", multiprocess_mode="max")
+RECONCILIATION_OK = Gauge(
+    "hub_reconciliation_ok",
+    "1 if the last reconciliation found the books right, 0 if not (absent before the first)",
+    multiprocess_mode="min",
+)
 COUNTERS = {
     "bus_lost": Counter("hub_event_bus_subscription_lost", "Event bus subscriptions lost"),
     "sent": Counter("hub_events_sent", "Events sent to sockets"),
@@ -150,6 +156,9 @@ class Sampler:
                 JOBS_FAILED.set(
                     await session.scalar(select(func.count()).select_from(failed_jobs)) or 0
                 )
+                last = await last_reconciliation(session)
+                if last is not None:
+                    RECONCILIATION_OK.set(1 if last["ok"] else 0)
 
     async def _run(self) -> None:
         tick = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import warnings
 from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 
 import httpx
 from pydantic import SecretStr
@@ -13,6 +14,7 @@ from hub.embedded import Embedded
 from hub.providers.base import Provider
 from hub.providers.registry import ProviderConfig, build_providers
 from hub.settings import Settings, SettingsError
+from jobs.mail import SmtpConfig
 
 
 @dataclass(frozen=True)
@@ -86,3 +88,18 @@ def build_provider_clients(settings: Settings) -> tuple[dict[str, Provider], htt
         return build_providers(provider_config(settings), http), http
     except ValueError as exc:
         raise SettingsError(f"invalid setting HUB_STANDARD_WEBHOOK_SECRETS: {exc}") from None
+
+
+def smtp_config(settings: Settings) -> SmtpConfig | None:
+    if settings.smtp_url is None:
+        return None
+    url = urlsplit(settings.smtp_url.get_secret_value())
+    secure = url.scheme == "smtps"
+    return SmtpConfig(
+        host=url.hostname or "localhost",
+        port=url.port or (465 if secure else 25),
+        sender=settings.mail_from,
+        username=unquote(url.username) if url.username else None,
+        password=unquote(url.password) if url.password else None,
+        use_tls=secure,
+    )

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     database_connect_timeout: float = Field(default=1.0, gt=0)
     database_statement_timeout_ms: int = Field(default=30_000, ge=100)
     database_slow_query_ms: int | None = Field(default=500, ge=1)
+    # Email receipts: smtp://user:password@host:port (STARTTLS when offered) or smtps://…
+    smtp_url: SecretStr | None = None
+    mail_from: str = "Hub <receipts@hub.invalid>"
     # Payment providers. Base URLs are settings so that the sandbox can stand in for either.
     paystack_secret_key: SecretStr | None = None
     paystack_base_url: str = "https://api.paystack.co"
@@ -143,6 +146,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"sender name {sender!r} must be letters, digits, - or _")
             if not secret.get_secret_value().startswith("whsec_"):
                 raise ValueError(f"the secret for {sender!r} must start with whsec_")
+        return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("smtp://", "smtps://")):
+            raise ValueError("must be an smtp:// or smtps:// URL")
         return value
 
     @field_validator("rate_limit_payments", "rate_limit_transfers", "rate_limit_webhooks")

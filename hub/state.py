@@ -74,6 +74,7 @@ class Hub:
                 principal.role,
                 self.settings.currencies,
                 principal.name,
+                principal.email,
             )
         if len(self._known) >= _KNOWN_USERS_MAX:
             self._known.clear()

@@ -12,6 +12,7 @@ from arq.worker import func
 from redis.asyncio import Redis
 
 from jobs import analytics, holds, maintenance, payouts, receipts, refunds
+from jobs.mail import SmtpConfig
 from jobs.maintenance import dead_lettered
 from ledger.db import make_engine, make_sessions
 from ledger.provider_events import Provider
@@ -63,6 +64,7 @@ def build_worker(
     database_url: str,
     redis_url: str,
     providers: Mapping[str, Provider] | None = None,
+    smtp: SmtpConfig | None = None,
     burst: bool = False,
     handle_signals: bool = True,
 ) -> Worker:
@@ -72,6 +74,7 @@ def build_worker(
         ctx["engine"] = make_engine(database_url, pool_size=5, max_overflow=5)
         ctx["sessions"] = make_sessions(ctx["engine"])
         ctx["providers"] = dict(providers or {})
+        ctx["smtp"] = smtp
         ctx["redis"] = Redis.from_url(redis_url)
         ctx["publisher"] = Publisher(ctx["redis"], ctx["sessions"])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -67,22 +67,23 @@ async def ensure_user(
     role: Role,
     currencies: tuple[str, ...],
     display_name: str | None = None,
+    email: str | None = None,
 ) -> None:
     """Create the user and their accounts on first sight; later calls change nothing.
 
     A creator gets earnings accounts; anyone may hold a wallet. A user first seen as a fan who
     later presents a creator token gains earnings accounts then.
     """
-    values = {"id": user_id, "role": role.value, "display_name": display_name}
+    values = {"id": user_id, "role": role.value, "display_name": display_name, "email": email}
     upsert = insert(users).values(**values)
-    if display_name is None:
+    known = {k: v for k, v in (("display_name", display_name), ("email", email)) if v is not None}
+    if not known:
         await session.execute(upsert.on_conflict_do_nothing())
     else:
+        changed = [users.c[k].is_distinct_from(v) for k, v in known.items()]
         await session.execute(
             upsert.on_conflict_do_update(
-                index_elements=[users.c.id],
-                set_={"display_name": display_name},
-                where=users.c.display_name.is_distinct_from(display_name),
+                index_elements=[users.c.id], set_=known, where=or_(*changed)
             )
         )
     if role is Role.CREATOR:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,3 +27,55 @@ async def issue_receipt(session: AsyncSession, transfer_id: int) -> str | None:
     """
     number = await session.scalar(_ISSUE, {"transfer_id": transfer_id})
     return str(number) if number is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptToSend:
+    id: int
+    number: str
+    email: str
+    payee_id: str
+    payee_name: str | None
+    amount: int
+    fee: int
+    currency: str
+
+
+async def claim_unsent(session: AsyncSession, transfer_id: int) -> ReceiptToSend | None:
+    """The tip's receipt if it is still to be emailed and the payer has an address, locked
+    for this transaction (a second worker skips it instead of sending it again)."""
+    row = (
+        await session.execute(
+            text(
+                """
+                SELECT r.id, r.number, r.payee_id, r.amount, r.fee, r.currency,
+                       payer.email, payee.display_name
+                FROM receipts r
+                JOIN users payer ON payer.id = r.payer_id
+                JOIN users payee ON payee.id = r.payee_id
+                WHERE r.transfer_id = :transfer_id AND r.emailed_at IS NULL
+                  AND payer.email IS NOT NULL
+                FOR UPDATE OF r SKIP LOCKED
+                """
+            ),
+            {"transfer_id": transfer_id},
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    return ReceiptToSend(
+        id=row.id,
+        number=row.number,
+        email=row.email,
+        payee_id=row.payee_id,
+        payee_name=row.display_name,
+        amount=row.amount,
+        fee=row.fee,
+        currency=row.currency,
+    )
+
+
+async def mark_emailed(session: AsyncSession, receipt_id: int) -> None:
+    await session.execute(
+        text("UPDATE receipts SET emailed_at = now() WHERE id = :id"), {"id": receipt_id}
+    )

@@ -25,6 +25,7 @@ users = Table(
     Column("role", Text, nullable=False),
     Column("event_seq", BigInteger, nullable=False),
     Column("display_name", Text),
+    Column("email", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -118,6 +119,7 @@ receipts = Table(
     Column("fee", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("emailed_at", DateTime(timezone=True)),
 )
 
 holds = Table(

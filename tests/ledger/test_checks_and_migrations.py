@@ -116,6 +116,7 @@ async def test_migrations_apply_from_empty_and_downgrade(services: Services) -> 
         await admin.execute(f'CREATE DATABASE "{name}"')
         scratch = url.set(database=name).render_as_string(hide_password=False)
         await asyncio.to_thread(upgrade, scratch)
+        await asyncio.to_thread(downgrade, scratch, "0004")
         await asyncio.to_thread(downgrade, scratch, "0003")
         await asyncio.to_thread(downgrade, scratch, "0002")
         await asyncio.to_thread(downgrade, scratch, "0001")
@@ -134,7 +135,7 @@ async def test_migrations_apply_from_empty_and_downgrade(services: Services) -> 
         finally:
             await check.close()
         assert {"accounts", "entries", "payments", "webhook_events", "holds"} <= tables
-        assert version == "0004"
+        assert version == "0005"
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
