@@ -11,7 +11,7 @@ from arq.cron import cron
 from arq.worker import func
 from redis.asyncio import Redis
 
-from jobs import analytics, holds, maintenance, payouts, receipts, refunds
+from jobs import analytics, holds, maintenance, payouts, receipts, refunds, verification
 from jobs.mail import SmtpConfig
 from jobs.maintenance import dead_lettered
 from ledger.db import make_engine, make_sessions
@@ -28,6 +28,7 @@ FUNCTIONS = [
     _job(receipts.issue, receipts.NAME, 10),
     _job(payouts.execute, payouts.NAME, 20),
     _job(refunds.execute, refunds.NAME, 20),
+    _job(verification.verify, verification.NAME, 10),
 ]
 
 # Periodic jobs: `unique` makes one run per slot across all workers.

@@ -174,6 +174,8 @@ payments = Table(
     Column("refunded_amount", BigInteger, nullable=False),
     Column("failure_reason", Text),
     Column("transfer_id", BigInteger, ForeignKey("transfers.id")),
+    Column("verified_at", DateTime(timezone=True)),
+    Column("verification", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )

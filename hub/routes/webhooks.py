@@ -11,6 +11,7 @@ from hub.errors import ApiError
 from hub.http import hub_of, json_response, rate_limit
 from hub.metrics import WEBHOOKS
 from hub.providers.base import BadSignature, MalformedPayload
+from jobs import verification
 from ledger.db import unit_of_work
 from ledger.inbox import malformed_event_id, record_delivery
 from ledger.settlement import apply_event
@@ -50,7 +51,9 @@ async def receive(request: Request) -> Response:
     async with unit_of_work(hub.sessions) as uow:
         settled = await apply_event(uow.session, event, text)
         if settled.events:
-            events = settled.events
-            hub.publish_after_commit(uow, events)
+            hub.publish_after_commit(uow, settled.events)
+        succeeded = settled.succeeded_payment
+        if succeeded is not None:
+            uow.after_commit(lambda: verification.enqueue(hub.queue, succeeded))
     WEBHOOKS.labels(name, settled.outcome).inc()
     return json_response({"received": True, "outcome": settled.outcome}, 200, headers)

@@ -15,9 +15,14 @@ depends_on = None
 UPGRADE = """
 ALTER TABLE users ADD COLUMN email text CHECK (length(email) <= 254);
 ALTER TABLE receipts ADD COLUMN emailed_at timestamptz;
+-- A succeeded payment checked against the provider's own API afterwards.
+ALTER TABLE payments ADD COLUMN verified_at timestamptz;
+ALTER TABLE payments ADD COLUMN verification text;
 """
 
 DOWNGRADE = """
+ALTER TABLE payments DROP COLUMN verification;
+ALTER TABLE payments DROP COLUMN verified_at;
 ALTER TABLE receipts DROP COLUMN emailed_at;
 ALTER TABLE users DROP COLUMN email;
 """

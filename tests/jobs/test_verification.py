@@ -1,0 +1,59 @@
+"""payments.verify: a succeeded payment is checked against the provider's API by a worker."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import select
+
+from hub.providers.signatures import sign_paystack
+from hub.runtime import build_provider_clients
+from jobs.verification import verify
+from ledger.schema import payments
+from tests.conftest import PAYSTACK_SECRET, make_settings
+from tests.money import start_topup, topup
+
+
+async def verification_of(sessions, payment_id: int) -> str | None:
+    async with sessions() as session:
+        return await session.scalar(
+            select(payments.c.verification).where(payments.c.id == payment_id)
+        )
+
+
+async def test_a_paid_topup_is_confirmed_and_a_forged_one_is_flagged(
+    http, sandbox, sessions, services, stack, uid
+) -> None:
+    paid = await topup(http, sandbox, uid("fan"), 3_000, "paystack")
+    # A success the provider never saw (signed with our key, as a leaked key would allow).
+    unpaid = await start_topup(http, uid("fan"), 4_000, "paystack")
+    body = json.dumps(
+        {
+            "event": "charge.success",
+            "data": {
+                "id": 424242,
+                "reference": unpaid["reference"],
+                "amount": 4_000,
+                "currency": "NGN",
+                "status": "success",
+            },
+        }
+    ).encode()
+    answer = await http.post(
+        "/webhooks/paystack",
+        content=body,
+        headers={"x-paystack-signature": sign_paystack(body, PAYSTACK_SECRET)},
+    )
+    assert answer.json()["outcome"] == "applied"
+
+    # The jobs were queued (deferred a few seconds); run them here as the worker would.
+    providers, client = build_provider_clients(make_settings(services, stack.sandbox.url))
+    ctx = {"sessions": sessions, "providers": providers}
+    try:
+        for payment in (paid, unpaid):
+            await verify(ctx, payment["id"])
+            await verify(ctx, payment["id"])  # twice: the first answer stands
+    finally:
+        await client.aclose()
+    assert await verification_of(sessions, paid["id"]) == "confirmed"
+    assert (await verification_of(sessions, unpaid["id"])).startswith("NOT CONFIRMED")
