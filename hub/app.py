@@ -36,6 +36,11 @@ def create_app(runtime: Runtime) -> ASGIApp:
     # ready") while PostgreSQL or Redis is down.
     engine = make_engine(runtime.database_url, settings.pool())
     sessions = make_sessions(engine)
+    read_engine = (
+        make_engine(settings.database_read_url, settings.pool())
+        if settings.database_read_url
+        else engine
+    )
     redis = Redis.from_url(runtime.redis_url)
     holder: dict[str, Hub] = {}
 
@@ -57,13 +62,14 @@ def create_app(runtime: Runtime) -> ASGIApp:
         # Not arq's create_pool: it insists on reaching Redis at once.
         queue = ArqRedis.from_url(runtime.redis_url)
         providers, http_client = build_provider_clients(settings)
-        limiter = RateLimiter(runtime.redis_url)
+        limiter = RateLimiter(runtime.redis_url, fail_open=settings.rate_limit_fail_open)
         fees = FeeCache(redis, sessions, settings.platform_fee_bps)
         hub = Hub(
             runtime=runtime,
             verifier=verifier,
             engine=engine,
             sessions=sessions,
+            read_sessions=make_sessions(read_engine),
             redis=redis,
             queue=queue,
             sio=realtime.sio,
@@ -92,6 +98,8 @@ def create_app(runtime: Runtime) -> ASGIApp:
             await queue.aclose()
             await redis.aclose()
             await engine.dispose()
+            if read_engine is not engine:
+                await read_engine.dispose()
 
     http = Starlette(
         routes=ROUTES,

@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse
 
 from hub.auth import AuthError
 from hub.providers.base import ProviderError
-from hub.ratelimit import RateLimited
+from hub.ratelimit import LimiterUnavailable, RateLimited
 from ledger import errors as ledger
 from ledger.overlays import UnknownOverlayKey
 
@@ -91,6 +91,14 @@ async def _rate_limited(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _limiter_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(
+        error_body("service_unavailable", "rate limits cannot be checked now; retry shortly"),
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
+
+
 async def _provider_error(request: Request, exc: Exception) -> JSONResponse:
     log.warning("provider error on %s: %s", request.url.path, exc)
     return JSONResponse(
@@ -142,6 +150,7 @@ EXCEPTION_HANDLERS = {
     ApiError: _api_error,
     AuthError: _auth_error,
     RateLimited: _rate_limited,
+    LimiterUnavailable: _limiter_unavailable,
     ProviderError: _provider_error,
     HTTPException: _http_error,
     Exception: _unexpected,

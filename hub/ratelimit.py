@@ -36,12 +36,17 @@ def parse_limits(limits_text: str) -> tuple[RateLimitItem, ...]:
     return tuple(sorted(parse_many(limits_text), key=lambda item: item.get_expiry()))
 
 
+class LimiterUnavailable(Exception):
+    """The limits cannot be checked (Redis away) and the limiter is set to fail closed."""
+
+
 class RateLimiter:
     """Moving-window limits kept in Redis under `prefix`, so all nodes share one budget.
 
-    Fails open: when Redis cannot be reached, `hit` allows the request (and returns no
-    headers), logging a warning at most once every `warn_every` seconds. A payments API must
-    not go down because its rate limiter's store is down; the limits come back with Redis.
+    Fails open by default: when Redis cannot be reached, `hit` allows the request (and returns
+    no headers), logging a warning at most once every `warn_every` seconds — a payments API
+    should not go down because its rate limiter's store is down. With `fail_open=False` it
+    raises LimiterUnavailable instead (the route answers 503).
     """
 
     def __init__(
@@ -51,7 +56,9 @@ class RateLimiter:
         *,
         timeout: float = 0.5,
         warn_every: float = 30.0,
+        fail_open: bool = True,
     ) -> None:
+        self._fail_open = fail_open
         # Short socket timeouts bound what an unreachable Redis adds to a request.
         self._pool = ConnectionPool.from_url(
             redis_url, socket_connect_timeout=timeout, socket_timeout=timeout
@@ -88,6 +95,8 @@ class RateLimiter:
             return await self._hit(items, scope, keys)
         except (StorageError, OSError) as error:
             self._warn(error)
+            if not self._fail_open:
+                raise LimiterUnavailable("rate limits cannot be checked now") from error
             return {}
 
     async def close(self) -> None:

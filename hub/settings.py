@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     # Unset → the embedded PostgreSQL / Redis under `home` are used (and started if needed).
     database_url: str | None = None
     redis_url: str | None = None
+    # A read replica for read-only routes (wallet, statements, analytics); they may lag it.
+    database_read_url: str | None = None
     # Unset on the embedded default → a random development secret kept under `home`.
     jwt_secret: SecretStr | None = None
     jwt_issuer: str | None = None
@@ -65,6 +67,8 @@ class Settings(BaseSettings):
     rate_limit_payments: str = "10/minute"
     rate_limit_transfers: str = "60/minute"
     rate_limit_webhooks: str = "100/minute"
+    # With Redis away: true lets requests through unlimited, false refuses them with 503.
+    rate_limit_fail_open: bool = True
     home: Path = Path(".hub")
     # uvicorn worker processes per node; above 1, metrics go through a multiprocess directory.
     workers: int = Field(default=1, ge=1, le=64)
@@ -76,7 +80,7 @@ class Settings(BaseSettings):
     socket_transports: Annotated[tuple[str, ...], NoDecode] = ("websocket",)
     socket_max_connections_per_user: int = Field(default=10, ge=1, le=1000)
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_read_url")
     @classmethod
     def _asyncpg_url(cls, value: str | None) -> str | None:
         if value is None or value == "":

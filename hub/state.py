@@ -35,6 +35,7 @@ class Hub:
     verifier: TokenVerifier
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    read_sessions: async_sessionmaker[AsyncSession]  # a replica, or the primary
     redis: Redis
     queue: ArqRedis
     sio: socketio.AsyncServer

@@ -41,7 +41,7 @@ async def revenue_report(request: Request) -> Response:
     if currency is not None:
         check_currency(hub, currency)
     start, end = _range(request)
-    async with unit_of_work(hub.sessions) as uow:
+    async with unit_of_work(hub.read_sessions) as uow:
         rows = await revenue(uow.session, period, start, end, currency)
     return json_response(
         {"period": period, "from": start.isoformat(), "to": end.isoformat(), "data": rows}
@@ -57,7 +57,7 @@ async def top_creators_report(request: Request) -> Response:
     if limit is None or not 1 <= limit <= 100:
         raise ApiError(422, "invalid_request", "limit: 1 to 100", "limit")
     start, end = _range(request)
-    async with unit_of_work(hub.sessions) as uow:
+    async with unit_of_work(hub.read_sessions) as uow:
         rows = await top_creators(uow.session, start, end, currency, limit)
     return json_response(
         {"currency": currency, "from": start.isoformat(), "to": end.isoformat(), "data": rows}
@@ -69,6 +69,6 @@ async def payments_report(request: Request) -> Response:
     hub = hub_of(request)
     require_role(await hub.authenticate(request.headers.get("authorization")), Role.ADMIN)
     start, end = _range(request)
-    async with unit_of_work(hub.sessions) as uow:
+    async with unit_of_work(hub.read_sessions) as uow:
         rows = await payment_success(uow.session, start, end)
     return json_response({"from": start.isoformat(), "to": end.isoformat(), "data": rows})

@@ -98,7 +98,7 @@ async def wallet(request: Request) -> Response:
     hub = hub_of(request)
     principal = await hub.authenticate(request.headers.get("authorization"))
     as_of = request.query_params.get("as_of")
-    async with unit_of_work(hub.sessions) as uow:
+    async with unit_of_work(hub.read_sessions) as uow:
         accounts = await balances(uow.session, principal.user_id)
         if as_of is None:
             listed = [account.as_json() for account in accounts]
@@ -137,7 +137,7 @@ async def transactions(request: Request) -> Response:
     account = request.query_params.get("account")
     if account not in (None, "wallet", "earnings"):
         raise ApiError(422, "invalid_request", "account: must be wallet or earnings", "account")
-    async with unit_of_work(hub.sessions) as uow:
+    async with unit_of_work(hub.read_sessions) as uow:
         page, cursor = await list_entries(
             uow.session,
             principal.user_id,

@@ -73,3 +73,39 @@ async def test_postgres_stopped_and_started_under_the_hub(services: Services) ->
         await server.stop()
         await asyncio.to_thread(postgres.stop)
         shutil.rmtree(home, ignore_errors=True)
+
+
+async def test_redis_away_with_limits_set_to_fail_closed_is_503(services: Services) -> None:
+    from hub.embedded import free_port
+
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    server = hub_server(
+        make_settings(
+            services, redis_url=dead, rate_limit_fail_open=False, rate_limit_transfers="5/minute"
+        )
+    )
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            response = await client.post(
+                "/api/v1/tips",
+                json={"creator_id": "c", "amount": 1, "currency": "NGN"},
+                headers={**auth("someone", "fan"), "Idempotency-Key": uuid.uuid4().hex},
+            )
+    finally:
+        await server.stop()
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+
+
+async def test_read_only_routes_may_use_a_read_url(services: Services, people) -> None:
+    server = hub_server(make_settings(services, database_read_url=services.database_url))
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            wallet = await client.get("/api/v1/wallet", headers=auth(people.fan, "fan"))
+            statement = await client.get("/api/v1/transactions", headers=auth(people.fan, "fan"))
+    finally:
+        await server.stop()
+    assert wallet.status_code == statement.status_code == 200
+    assert statement.json()["data"][0]["amount"]["amount"] == 100_000

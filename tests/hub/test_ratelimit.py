@@ -156,3 +156,14 @@ async def test_a_request_refused_for_one_key_spends_nothing_from_the_other(servi
         assert headers["RateLimit-Remaining"] == "0"  # the tightest of the two keys
     finally:
         await limiter.close()
+
+
+async def test_a_limiter_set_to_fail_closed_refuses_without_redis() -> None:
+    from hub.ratelimit import LimiterUnavailable
+
+    limiter = RateLimiter(f"redis://127.0.0.1:{free_port()}/0", fail_open=False)
+    try:
+        with pytest.raises(LimiterUnavailable):
+            await limiter.hit("payments", "user:x", "5/minute")
+    finally:
+        await limiter.close()
