@@ -478,12 +478,12 @@ class LoadClient:
     def pid(self) -> int:
         return self.process.pid
 
-    async def call(self, cmd: str, timeout: float = 300, **args: Any) -> dict[str, Any]:
+    async def call(self, cmd: str, wait: float = 900, **args: Any) -> dict[str, Any]:
         assert self.process.stdin is not None and self.process.stdout is not None
         async with self._lock:
             self.process.stdin.write(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
             await self.process.stdin.drain()
-            line = await asyncio.wait_for(self.process.stdout.readline(), timeout)
+            line = await asyncio.wait_for(self.process.stdout.readline(), wait)
         if not line:
             raise RuntimeError(f"the load client exited during {cmd}")
         answer: dict[str, Any] = json.loads(line)
@@ -493,7 +493,7 @@ class LoadClient:
 
     async def stop(self) -> None:
         with contextlib.suppress(Exception):
-            await self.call("quit", timeout=30)
+            await self.call("quit", wait=30)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.process.wait(), 15)
         if self.process.returncode is None:

@@ -193,6 +193,7 @@ def latency_stats(
 
 
 async def level(
+    idle_share: float,
     side: HubSide | NodeSide,
     server: Server,
     client: LoadClient,
@@ -236,6 +237,10 @@ async def level(
         achieved_rate=total / publish_seconds,
         server_cpu_per_1000_events_ms=cpu / total * 1e6 if total else None,
         server_cpu_share=cpu / wall,
+        # less what the server burns idle with the same sockets (presence, pings): the events' own
+        server_cpu_per_1000_events_net_ms=max(0.0, cpu - idle_share * wall) / total * 1e6
+        if total
+        else None,
         redis_cpu_share=(redis1.cpu - redis0.cpu) / wall,
         driver_cpu_share=driver_cpu / wall,
         client_cpu_share=dumped["client_cpu_share"],
@@ -318,6 +323,7 @@ async def one_run(
 
                 recording = Recording(server.pid, f"fanout-hub-{rate}", seconds + 2)
             stats = await level(
+                result["idle_server_cpu_share"],
                 side, server, client, services.redis_pids(), users, rate, seconds, rng
             )
             if recording is not None:
