@@ -88,7 +88,10 @@ class Presence:
         """Track a connection in `sets` (the user's own set is kept by admit)."""
         all_sets = (*sets, *((user_key(user_id), online_key()) if user_id else ()))
         self._local[sid] = (Member(sid, all_sets), user_id)
-        await self._touch([self._local[sid]])
+        try:
+            await self._touch([self._local[sid]])
+        except Exception as exc:  # Redis away: the refresher adds it when Redis returns
+            log.warning("presence unavailable for %s: %s", sid, exc)
 
     async def leave(self, sid: str) -> None:
         entry = self._local.pop(sid, None)
