@@ -183,6 +183,12 @@ async def test_redis_stopped_and_started_under_two_nodes_loses_nothing(
     # Money keeps moving while Redis is away: the tips commit, their events wait in the log.
     for amount in (20, 30):
         await tip(two, fan, creator, amount)
+    # And a client can still connect and recover from the log meanwhile.
+    first_id = creator_socket.of_type("tip.received")[0]["id"]
+    late = await socket(two, creator, "creator", first_id)
+    assert late.of_type("recovered")[0]["recovered"] is True
+    assert amounts(late) == [20, 30]
+    await late.close()
 
     redis.start()
     await asyncio.gather(one.ready(), two.ready())
