@@ -31,33 +31,32 @@ FUNCTIONS = [
     _job(verification.verify, verification.NAME, 10),
 ]
 
-# Periodic jobs: `unique` makes one run per slot across all workers.
-CRON_JOBS = [
-    cron(holds.expire, name=holds.NAME, second=0, unique=True),
-    cron(
-        analytics.rollup,
-        name=analytics.NAME,
-        minute=set(range(0, 60, 5)),
-        second=15,
-        unique=True,
-    ),
-    cron(maintenance.expire_keys, name="idempotency.expire", minute=5, second=0, unique=True),
-    cron(
-        maintenance.prune_event_history,
-        name="events.prune",
-        minute=set(range(0, 60, 10)),
-        second=30,
-        unique=True,
-    ),
-    cron(
-        maintenance.run_reconciliation,
-        name="ledger.reconcile",
-        minute=30,
-        second=0,
-        unique=True,
-        timeout=600,
-    ),
-]
+
+def cron_jobs(run_at_startup: bool = False) -> list[Any]:
+    """Periodic jobs: `unique` makes one run per slot across all workers."""
+    every: dict[str, Any] = {"unique": True, "run_at_startup": run_at_startup}
+    return [
+        cron(holds.expire, name=holds.NAME, second=0, **every),
+        cron(
+            analytics.rollup, name=analytics.NAME, minute=set(range(0, 60, 5)), second=15, **every
+        ),
+        cron(maintenance.expire_keys, name="idempotency.expire", minute=5, second=0, **every),
+        cron(
+            maintenance.prune_event_history,
+            name="events.prune",
+            minute=set(range(0, 60, 10)),
+            second=30,
+            **every,
+        ),
+        cron(
+            maintenance.run_reconciliation,
+            name="ledger.reconcile",
+            minute=30,
+            second=0,
+            timeout=600,
+            **every,
+        ),
+    ]
 
 
 def build_worker(
@@ -68,6 +67,7 @@ def build_worker(
     smtp: SmtpConfig | None = None,
     burst: bool = False,
     handle_signals: bool = True,
+    run_cron_at_startup: bool = False,
 ) -> Worker:
     """`providers` are the payment provider adapters, built by the caller (the hub's CLI)."""
 
@@ -85,7 +85,7 @@ def build_worker(
 
     return Worker(
         functions=FUNCTIONS,
-        cron_jobs=CRON_JOBS,
+        cron_jobs=cron_jobs(run_cron_at_startup),
         redis_settings=RedisSettings.from_dsn(redis_url),
         on_startup=startup,
         on_shutdown=shutdown,

@@ -176,3 +176,33 @@ async def test_operators_see_failed_jobs_and_the_status(http, services, uid) -> 
     assert "reconciliation" in screen.stdout
     failed = await asyncio.to_thread(hub, "jobs", "failed", env=env)
     assert failed.returncode == 0
+
+
+async def test_every_periodic_job_runs_in_a_real_worker(services, sessions, http, people) -> None:
+    tipped = await http.post(
+        "/api/v1/tips",
+        json={"creator_id": people.creator, "amount": 700, "currency": "NGN"},
+        headers={**auth(people.fan, "fan"), "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert tipped.status_code == 201
+    async with sessions() as session:
+        before = await last_reconciliation(session)
+    worker = build_worker(
+        database_url=services.database_url,
+        redis_url=services.redis_url,
+        burst=True,
+        handle_signals=False,
+        run_cron_at_startup=True,
+    )
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+    async with sessions() as session:
+        after = await last_reconciliation(session)
+        rolled = await session.scalar(text("SELECT count(*) FROM revenue_daily"))
+    assert after is not None and (before is None or after["id"] > before["id"])
+    assert after["ok"] is True
+    assert rolled >= 1
+    assert worker.jobs_failed == 0
+    assert worker.jobs_complete >= 5  # holds, rollup, keys, events, reconciliation
