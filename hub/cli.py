@@ -7,6 +7,9 @@ import asyncio
 import sys
 from collections.abc import Callable, Sequence
 
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
+
 from hub.embedded import EmbeddedError, port_is_free
 from hub.settings import Settings, SettingsError, export_metrics_directory, load_settings
 
@@ -124,7 +127,10 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     from hub.status import gather_status, render
 
     runtime = resolve(settings)
-    status = asyncio.run(gather_status(runtime.database_url, runtime.redis_url))
+    try:
+        status = asyncio.run(gather_status(runtime.database_url, runtime.redis_url))
+    except (OSError, TimeoutError, SQLAlchemyError, RedisError) as exc:
+        raise CommandError(f"cannot read the status: {type(exc).__name__}: {exc}") from None
     print(json.dumps(status, default=str, indent=2) if args.json else render(status))
     return 0
 
@@ -146,7 +152,11 @@ def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
         finally:
             await engine.dispose()
 
-    for job in asyncio.run(failed()):
+    try:
+        jobs = asyncio.run(failed())
+    except (OSError, TimeoutError, SQLAlchemyError) as exc:
+        raise CommandError(f"cannot read the failed jobs: {type(exc).__name__}: {exc}") from None
+    for job in jobs:
         print(json.dumps(job, default=str))
     return 0
 

@@ -53,14 +53,29 @@ def dead_lettered(name: str, job: Job, max_tries: int) -> Job:
     return run
 
 
+MAX_BATCHES = 100  # per run: batches of 10,000, each its own short transaction
+
+
 async def expire_keys(ctx: dict[str, Any]) -> int:
-    async with unit_of_work(ctx["sessions"]) as uow:
-        return await expire_idempotency_keys(uow.session, IDEMPOTENCY_KEY_HOURS)
+    total = 0
+    for _ in range(MAX_BATCHES):
+        async with unit_of_work(ctx["sessions"]) as uow:
+            deleted = await expire_idempotency_keys(uow.session, IDEMPOTENCY_KEY_HOURS)
+        total += deleted
+        if deleted < 10_000:
+            break
+    return total
 
 
 async def prune_event_history(ctx: dict[str, Any]) -> int:
-    async with unit_of_work(ctx["sessions"]) as uow:
-        return await prune_events(uow.session)
+    total = 0
+    for _ in range(MAX_BATCHES):
+        async with unit_of_work(ctx["sessions"]) as uow:
+            deleted = await prune_events(uow.session)
+        total += deleted
+        if deleted < 10_000:
+            break
+    return total
 
 
 async def run_reconciliation(ctx: dict[str, Any]) -> dict[str, Any]:

@@ -6,12 +6,20 @@ from collections.abc import Mapping
 from typing import Any
 
 from arq import Worker
-from arq.connections import RedisSettings
+from arq.connections import ArqRedis, RedisSettings
 from arq.cron import cron
 from arq.worker import func
-from redis.asyncio import Redis
 
-from jobs import analytics, holds, maintenance, payouts, receipts, refunds, verification
+from jobs import (
+    analytics,
+    holds,
+    maintenance,
+    payouts,
+    receipts,
+    refunds,
+    resweep,
+    verification,
+)
 from jobs.mail import SmtpConfig
 from jobs.maintenance import dead_lettered
 from ledger.db import make_engine, make_sessions
@@ -37,6 +45,7 @@ def cron_jobs(run_at_startup: bool = False) -> list[Any]:
     every: dict[str, Any] = {"unique": True, "run_at_startup": run_at_startup}
     return [
         cron(holds.expire, name=holds.NAME, second=0, **every),
+        cron(resweep.resweep, name="jobs.resweep", second=45, **every),
         cron(
             analytics.rollup, name=analytics.NAME, minute=set(range(0, 60, 5)), second=15, **every
         ),
@@ -76,7 +85,7 @@ def build_worker(
         ctx["sessions"] = make_sessions(ctx["engine"])
         ctx["providers"] = dict(providers or {})
         ctx["smtp"] = smtp
-        ctx["redis"] = Redis.from_url(redis_url)
+        ctx["redis"] = ArqRedis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
         ctx["publisher"] = Publisher(ctx["redis"], ctx["sessions"])
 
     async def shutdown(ctx: dict[str, Any]) -> None:

@@ -122,3 +122,21 @@ def test_migrate_is_repeatable(services: Services) -> None:
     for _ in range(2):
         result = hub("migrate", env=env)
         assert result.returncode == 0, result.stderr
+
+
+def test_status_says_what_is_unreachable_in_one_line(tmp_path: Path) -> None:
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    port = dead.getsockname()[1]
+    dead.close()
+    result = hub(
+        "status",
+        env={
+            "HUB_HOME": str(tmp_path),
+            "HUB_JWT_SECRET": JWT_SECRET,
+            "HUB_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{port}/hub",
+            "HUB_REDIS_URL": f"redis://127.0.0.1:{port}/0",
+        },
+    )
+    assert result.returncode == 1
+    assert "cannot read the status" in result.stderr and "Traceback" not in result.stderr
