@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 .DEFAULT_GOAL := help
 JS     := tests/js
 NODE_STAMP := $(JS)/node_modules/.installed
-.PHONY: help run test lint format clean js
+.PHONY: help run test lint format clean js bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ test: $(STAMP) js ## Run lint and the whole test suite on real PostgreSQL and Re
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(STAMP) ## Run every benchmark scenario with its peers and write docs/benchmarks.md
+	$(BIN)/python -m bench.all
 
 lint: $(STAMP) ## Lint and type-check (ruff, mypy)
 	$(BIN)/ruff check .

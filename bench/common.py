@@ -152,11 +152,11 @@ def machine() -> dict[str, Any]:
     with contextlib.suppress(Exception):
         lock = json.loads((PEER / "package-lock.json").read_text())
         for name in ("socket.io", "@socket.io/redis-adapter", "redis"):
-            versions[name] = lock["packages"][f"node_modules/{name}"]["version"]
+            versions[f"npm {name}"] = lock["packages"][f"node_modules/{name}"]["version"]
     return {
         "nproc": os.cpu_count(),
         "cpu_model": model,
-        "memory": run("free", "-h").splitlines()[1] if run("free", "-h") else "",
+        "memory_total": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
         "kernel": platform.release(),
         "versions": versions,
     }

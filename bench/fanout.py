@@ -286,82 +286,100 @@ async def broadcast(
     return out
 
 
-async def one_run(
-    services: Services,
+async def run_levels(
     kind: str,
+    side: HubSide | NodeSide,
+    server: Server,
+    client: LoadClient,
+    services: Services,
     users: list[str],
     rates: list[int],
     seconds: float,
     seed: int,
-    profile: bool = False,
+    profile: bool,
 ) -> dict[str, Any]:
     rng = random.Random(seed)
-    side: HubSide | NodeSide = HubSide(services) if kind == "hub" else NodeSide(services)
-    server = start_hub(services) if kind == "hub" else start_node_peer(services)
-    client = await LoadClient.start()
     result: dict[str, Any] = {}
-    try:
-        answer = await client.call(
-            "connect",
-            url=server.url,
-            users=users,
-            token_secret=JWT_SECRET,
-            concurrency=200,
-            timeout=120,
-        )
-        log(f"fanout {kind}: {answer['connected']} connected in {answer['seconds']:.1f} s")
-        result["connected"] = answer["connected"]
-        await asyncio.sleep(2)
-        idle0 = server.usage()
-        await asyncio.sleep(3)
-        idle1 = server.usage()
-        result["idle_server_cpu_share"] = (idle1.cpu - idle0.cpu) / (idle1.at - idle0.at)
-        for rate in rates:
-            recording = None
-            if profile and kind == "hub":
-                from bench.profiles import Recording
+    idle0 = server.usage()
+    await asyncio.sleep(3)
+    idle1 = server.usage()
+    result["idle_server_cpu_share"] = (idle1.cpu - idle0.cpu) / (idle1.at - idle0.at)
+    for rate in rates:
+        recording = None
+        if profile and kind == "hub":
+            from bench.profiles import Recording
 
-                recording = Recording(server.pid, f"fanout-hub-{rate}", seconds + 2)
-            stats = await level(
-                result["idle_server_cpu_share"],
-                side, server, client, services.redis_pids(), users, rate, seconds, rng
-            )
-            if recording is not None:
-                recording.finish()
-            result[str(rate)] = stats
-            log(
-                f"fanout {kind} {rate}/s: {stats['delivered']}/{stats['sent']} delivered, "
-                f"{stats['duplicates']} duplicates, p50 {stats['p50_ms']:.1f} ms, "
-                f"p99 {stats['p99_ms']:.1f} ms, max {stats['max_ms']:.0f} ms, "
-                f"{stats['server_cpu_per_1000_events_ms']:.0f} ms CPU/1000, "
-                f"server {stats['server_cpu_share']:.0%}, driver {stats['driver_cpu_share']:.0%}"
-            )
-            await asyncio.sleep(1)
-        result["broadcast"] = await broadcast(side, server, client, users)
-        log(f"broadcast {kind}: {result['broadcast']}")
-        cpu = await client.call("count")
-        result["client_open_at_end"] = cpu["open"]
-    finally:
-        await client.stop()
-        server.stop()
-        await side.close()
+            recording = Recording(server.pid, f"fanout-hub-{rate}", seconds + 2)
+        stats = await level(
+            result["idle_server_cpu_share"],
+            side,
+            server,
+            client,
+            services.redis_pids(),
+            users,
+            rate,
+            seconds,
+            rng,
+        )
+        if recording is not None:
+            recording.finish()
+        result[str(rate)] = stats
+        log(
+            f"fanout {kind} {rate}/s: {stats['delivered']}/{stats['sent']} delivered, "
+            f"{stats['duplicates']} duplicates, p50 {stats['p50_ms']:.1f} ms, "
+            f"p99 {stats['p99_ms']:.1f} ms, max {stats['max_ms']:.0f} ms, "
+            f"{stats['server_cpu_per_1000_events_ms']:.0f} ms CPU/1000, "
+            f"server {stats['server_cpu_share']:.0%}, client {stats['client_cpu_share']:.0%}, "
+            f"driver {stats['driver_cpu_share']:.0%}"
+        )
+        await asyncio.sleep(1)
+    result["broadcast"] = await broadcast(side, server, client, users)
+    log(f"broadcast {kind}: {result['broadcast']}")
     return result
 
 
 async def main_async(
-    services: Services, runs: int, users_n: int, rates: list[int], seconds: float, kinds: list[str],
+    services: Services,
+    runs: int,
+    users_n: int,
+    rates: list[int],
+    seconds: float,
+    kinds: list[str],
     profile: bool,
 ) -> dict[str, Any]:
+    """Both servers stay up with their 5,000 clients for all runs (connecting 5,000 to Hub takes
+    about a minute); the runs alternate between them."""
     users = [f"fan-{i:05d}" for i in range(users_n)]
     await create_users(services.database_url, users, "fan")
     results: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
-    for run_index in range(runs):
+    setups: dict[str, tuple[HubSide | NodeSide, Server, LoadClient]] = {}
+    try:
         for kind in kinds:
-            result = await one_run(
-                services, kind, users, rates, seconds, seed=run_index, profile=profile
+            side: HubSide | NodeSide = HubSide(services) if kind == "hub" else NodeSide(services)
+            server = start_hub(services) if kind == "hub" else start_node_peer(services)
+            client = await LoadClient.start()
+            setups[kind] = (side, server, client)
+            answer = await client.call(
+                "connect", url=server.url, users=users, token_secret=JWT_SECRET, timeout=120
             )
-            result["run"] = run_index
-            results[kind].append(result)
+            log(f"fanout {kind}: {answer['connected']} connected in {answer['seconds']:.1f} s")
+            if answer["connected"] != users_n:
+                raise RuntimeError(f"{kind}: only {answer['connected']} connected: {answer}")
+        for run_index in range(runs):
+            for kind in kinds:
+                side, server, client = setups[kind]
+                result = await run_levels(
+                    kind, side, server, client, services, users, rates, seconds,
+                    seed=run_index, profile=profile and run_index == 0,
+                )  # fmt: skip
+                result["run"] = run_index
+                result["open_connections"] = (await client.call("count"))["open"]
+                results[kind].append(result)
+    finally:
+        for side, server, client in setups.values():
+            await client.stop()
+            server.stop()
+            await side.close()
     return {
         "users": users_n,
         "rates": rates,
