@@ -5,6 +5,7 @@ statistics and the results files."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
 import os
@@ -38,6 +39,30 @@ PAYSTACK_SECRET = "sk_test_bench_" + "p" * 26
 # embedded server's defaults.
 POSTGRES_OPTIONS = ["-c max_connections=200"]
 HUB_POOL = 20  # make_engine's pool_size + max_overflow
+
+
+# Every process a scenario starts is stopped by its pid when the scenario ends, however it ends
+# (a SIGTERM from bench.all's time limit included).
+_STARTED: list[int] = []
+_SERVICES: list[Services] = []
+
+
+def _cleanup() -> None:
+    for pid in reversed(_STARTED):
+        with contextlib.suppress(Exception):
+            if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                stop_pid(pid, timeout=10)
+    for services in reversed(_SERVICES):
+        with contextlib.suppress(Exception):
+            services.stop()
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+atexit.register(_cleanup)
+signal.signal(signal.SIGTERM, _terminated)
 
 
 def run(main: Any) -> Any:
@@ -164,9 +189,12 @@ def machine() -> dict[str, Any]:
 
 def write_result(name: str, payload: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    tag = os.environ.get("BENCH_TAG")  # an experiment's results go beside, not over, the suite's
+    path = RESULTS / (f"{name}-{tag}.json" if tag else f"{name}.json")
     payload = {
         "scenario": name,
+        "tag": tag,
+        "hub_root": str(hub_root()),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         **payload,
@@ -186,18 +214,30 @@ class Usage:
     cpu: float
     rss: int
     at: float
+    per_pid: dict[int, float] = field(default_factory=dict)
 
 
 def usage(pids: Sequence[int]) -> Usage:
     cpu = 0.0
     rss = 0
+    per_pid: dict[int, float] = {}
     for pid in pids:
         with contextlib.suppress(psutil.Error):
             proc = psutil.Process(pid)
             times = proc.cpu_times()
-            cpu += times.user + times.system
+            per_pid[pid] = times.user + times.system
+            cpu += per_pid[pid]
             rss += proc.memory_info().rss
-    return Usage(cpu, rss, time.monotonic())
+    return Usage(cpu, rss, time.monotonic(), per_pid)
+
+
+def cpu_between(before: Usage, after: Usage) -> float:
+    """CPU seconds used between two readings by the processes present at both (PostgreSQL's
+    backends come and go; one that exited took its CPU time with it)."""
+    return sum(
+        after.per_pid[pid] - before.per_pid[pid]
+        for pid in before.per_pid.keys() & after.per_pid.keys()
+    )
 
 
 def cpu_share(before: Usage, after: Usage) -> float:
@@ -245,13 +285,19 @@ class Services:
         self.embedded = Embedded(
             self.home, postgres_options=POSTGRES_OPTIONS, redis_persistent=False
         )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.database_url = self.embedded.database_url()
-            self.redis_url = self.embedded.redis_url()
-        from ledger.migrate import upgrade
+        self._stopped = False
+        _SERVICES.append(self)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.database_url = self.embedded.database_url()
+                self.redis_url = self.embedded.redis_url()
+            from ledger.migrate import upgrade
 
-        upgrade(self.database_url)
+            upgrade(self.database_url)
+        except BaseException:
+            self.stop()
+            raise
 
     @property
     def postgres_port(self) -> int:
@@ -269,6 +315,9 @@ class Services:
         return [pid] if pid else []
 
     def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
         self.embedded.stop()
         shutil.rmtree(self.home, ignore_errors=True)
 
@@ -331,6 +380,12 @@ def hub_env(services: Services, port: int, **extra: str) -> dict[str, str]:
     return env
 
 
+def hub_root() -> Path:
+    """Where `python -m hub` imports the hub from: this checkout, or BENCH_HUB_ROOT (a scratch
+    copy with a change to measure with the same scenario)."""
+    return Path(os.environ.get("BENCH_HUB_ROOT") or ROOT)
+
+
 def start_hub(services: Services, *, prefix: list[str] | None = None, **extra: str) -> Server:
     """`python -m hub serve` as one process; `prefix` wraps it (py-spy record ...)."""
     port = free_port()
@@ -338,13 +393,14 @@ def start_hub(services: Services, *, prefix: list[str] | None = None, **extra: s
     command = [*(prefix or []), PYTHON, "-m", "hub", "serve"]
     process = subprocess.Popen(
         command,
-        cwd=ROOT,
+        cwd=hub_root(),
         env=hub_env(services, port, **extra),
         stdin=subprocess.DEVNULL,
         stdout=log_path.open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    _STARTED.append(process.pid)
     server = Server("hub", port, process, log_path)
     try:
         wait_http(port, "/healthz")
@@ -402,6 +458,7 @@ def start_node_peer(services: Services, nofile: int = 20_000) -> Server:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    _STARTED.append(process.pid)
     server = Server("node", port, process, log_path)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -426,8 +483,7 @@ async def create_users(database_url: str, users: Sequence[str], role: str) -> No
     try:
         async with connection.transaction():
             await connection.execute(
-                "INSERT INTO users (id, role) SELECT unnest($1::text[]), $2"
-                " ON CONFLICT DO NOTHING",
+                "INSERT INTO users (id, role) SELECT unnest($1::text[]), $2 ON CONFLICT DO NOTHING",
                 list(users),
                 role,
             )
@@ -472,6 +528,7 @@ class LoadClient:
             stdout=asyncio.subprocess.PIPE,
             limit=64 * 1024 * 1024,
         )
+        _STARTED.append(process.pid)
         return cls(process)
 
     @property

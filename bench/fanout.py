@@ -45,6 +45,7 @@ from bench.common import (
 
 RATES = (500, 2_000, 5_000)
 TICK = 0.005  # seconds between publishes (events due by then go in one pipeline)
+DRAIN = 20  # seconds after the last publish that still count as delivered
 DATA = {"amount": 50_000, "fee": 5_000, "net": 45_000, "currency": "NGN", "message": "bench"}
 
 
@@ -165,6 +166,21 @@ async def drain(client: LoadClient, expected: int, limit: float) -> None:
         await asyncio.sleep(0.1)
 
 
+async def quiesce(client: LoadClient, limit: float = 90) -> float:
+    """Wait until the server has caught up (no event arrived for 2 s), at most `limit` s:
+    a level the server could not keep up with must not spill into the next one."""
+    started = time.monotonic()
+    last, still_since = -1, time.monotonic()
+    while time.monotonic() - started < limit:
+        count = (await client.call("count"))["events"]
+        if count != last:
+            last, still_since = count, time.monotonic()
+        elif time.monotonic() - still_since >= 2:
+            break
+        await asyncio.sleep(0.25)
+    return time.monotonic() - started
+
+
 def latency_stats(
     published: dict[int, int], events: list[list[Any]], window_end_ns: int
 ) -> dict[str, Any]:
@@ -206,7 +222,7 @@ async def level(
     total = int(rate * seconds)
     targets = [rng.choice(users) for _ in range(total)]
     prepared = await side.prepare(targets)
-    await asyncio.sleep(1.0)  # let the writes settle before the window
+    await quiesce(client)  # the previous level's backlog is delivered, the writes settled
     await client.call("mark")
     published: dict[int, int] = {}
     server0, redis0, self0 = server.usage(), usage(redis_pids), time.process_time()
@@ -224,7 +240,7 @@ async def level(
         await asyncio.sleep(TICK)
     window_end = time.monotonic_ns()
     publish_seconds = time.monotonic() - start
-    await drain(client, total, limit=20)
+    await drain(client, total, limit=DRAIN)
     server1, redis1 = server.usage(), usage(redis_pids)
     driver_cpu = time.process_time() - self0
     events, dumped = await received(client)
@@ -256,7 +272,7 @@ async def broadcast(
     together. The peer does the same (like for like) and also one `io.emit` to all."""
     out: dict[str, Any] = {}
     prepared = await side.prepare(list(users))
-    await asyncio.sleep(1.0)
+    await quiesce(client)
     await client.call("mark")
     before = server.usage()
     at = time.monotonic_ns()
@@ -300,6 +316,7 @@ async def run_levels(
 ) -> dict[str, Any]:
     rng = random.Random(seed)
     result: dict[str, Any] = {}
+    await quiesce(client)
     idle0 = server.usage()
     await asyncio.sleep(3)
     idle1 = server.usage()
@@ -347,27 +364,24 @@ async def main_async(
     kinds: list[str],
     profile: bool,
 ) -> dict[str, Any]:
-    """Both servers stay up with their 5,000 clients for all runs (connecting 5,000 to Hub takes
-    about a minute); the runs alternate between them."""
+    """One server at a time (the other is not running, so it takes no CPU from the measured
+    one): it is started, gets its 5,000 clients (about a minute for Hub), runs every level and
+    the broadcast `runs` times, and is stopped."""
     users = [f"fan-{i:05d}" for i in range(users_n)]
     await create_users(services.database_url, users, "fan")
     results: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
-    setups: dict[str, tuple[HubSide | NodeSide, Server, LoadClient]] = {}
-    try:
-        for kind in kinds:
-            side: HubSide | NodeSide = HubSide(services) if kind == "hub" else NodeSide(services)
-            server = start_hub(services) if kind == "hub" else start_node_peer(services)
-            client = await LoadClient.start()
-            setups[kind] = (side, server, client)
+    for kind in kinds:
+        side: HubSide | NodeSide = HubSide(services) if kind == "hub" else NodeSide(services)
+        server = start_hub(services) if kind == "hub" else start_node_peer(services)
+        client = await LoadClient.start()
+        try:
             answer = await client.call(
                 "connect", url=server.url, users=users, token_secret=JWT_SECRET, timeout=120
             )
             log(f"fanout {kind}: {answer['connected']} connected in {answer['seconds']:.1f} s")
             if answer["connected"] != users_n:
                 raise RuntimeError(f"{kind}: only {answer['connected']} connected: {answer}")
-        for run_index in range(runs):
-            for kind in kinds:
-                side, server, client = setups[kind]
+            for run_index in range(runs):
                 result = await run_levels(
                     kind, side, server, client, services, users, rates, seconds,
                     seed=run_index, profile=profile and run_index == 0,
@@ -375,8 +389,7 @@ async def main_async(
                 result["run"] = run_index
                 result["open_connections"] = (await client.call("count"))["open"]
                 results[kind].append(result)
-    finally:
-        for side, server, client in setups.values():
+        finally:
             await client.stop()
             server.stop()
             await side.close()

@@ -279,7 +279,9 @@ async def connect(client: Client, args: dict[str, Any]) -> dict[str, Any]:
                 failures.append(conn.error or f"{type(exc).__name__}: {exc}")
                 conn.close()
 
-    await asyncio.gather(*(one(i, u, t) for i, (u, t) in enumerate(zip(users, tokens, strict=True))))
+    await asyncio.gather(
+        *(one(i, u, t) for i, (u, t) in enumerate(zip(users, tokens, strict=True)))
+    )
     connected_at = time.monotonic()
     # Readiness: every accepted connection has had its `recovered` (Hub sends it after
     # reading the user's position from the log; the Node peer at once).
@@ -346,7 +348,10 @@ async def serve() -> None:
             if command == "connect":
                 answer = await connect(client, request)
             elif command == "count":
-                answer = {"events": len(client.events), "open": sum(not c.closed for c in client.conns)}
+                answer = {
+                    "events": len(client.events),
+                    "open": sum(not c.closed for c in client.conns),
+                }
             elif command == "mark":
                 client.events = []
                 client.mark_cpu = time.process_time()

@@ -3,6 +3,7 @@ summed into the frames that cost the most, inclusive and self, and written under
 bench/results/profiles/.
 
     python -m bench.profiles summarise bench/results/profiles/<name>.txt
+    python -m bench.profiles attribute bench/results/profiles/<name>.txt
 """
 
 from __future__ import annotations
@@ -109,6 +110,74 @@ def summarise(path: Path, top: int = 25) -> dict[str, object]:
     }
 
 
+_LIBRARIES = (
+    ("sqlalchemy/", "SQLAlchemy"),
+    ("asyncpg/", "asyncpg"),
+    ("redis/", "redis-py"),
+    ("limits/", "limits (rate limiter)"),
+    ("jwt/", "PyJWT"),
+    ("engineio/", "python-engineio"),
+    ("socketio/", "python-socketio"),
+    ("websockets/", "websockets (uvicorn's WebSocket)"),
+    ("uvicorn/", "uvicorn"),
+    ("starlette/", "starlette"),
+    ("pydantic", "pydantic"),
+    ("json/", "json"),
+    ("asyncio/", "asyncio"),
+    ("uvloop", "asyncio"),
+    ("arq/", "arq"),
+    ("prometheus_client/", "prometheus-client"),
+    ("logging/", "logging"),
+)
+_OWN = (
+    " (hub/",
+    " (realtime/",
+    " (ledger/",
+    " (jobs/",
+    "/work/main/hub/",
+    "/work/main/realtime/",
+    "/work/main/ledger/",
+)
+
+
+def attribute(path: Path, top: int = 20) -> dict[str, object]:
+    """Each sample to (the innermost function of Hub's own code on its stack, the library its
+    leaf frame is in): where the time is spent, and on whose behalf."""
+    own: Counter[str] = Counter()
+    library: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        total += count
+        frames = [f for f in stack.split(";") if f]
+        mine = [f for f in frames if any(marker in f for marker in _OWN)]
+        own[
+            _frame_name(mine[-1]) if mine else "(no Hub frame: event loop, or SQLAlchemy greenlet)"
+        ] += count
+        leaf = frames[-1] if frames else ""
+        name = next((label for marker, label in _LIBRARIES if marker in leaf), None)
+        if name is None:
+            name = "Hub's own code" if any(m in leaf for m in _OWN) else "other"
+        library[name] += count
+    busy = max(1, total)
+    return {
+        "samples": total,
+        "own": [(f, round(100 * c / busy, 1)) for f, c in own.most_common(top)],
+        "library": [(f, round(100 * c / busy, 1)) for f, c in library.most_common(top)],
+    }
+
+
+def render_attribution(summary: dict[str, object]) -> str:
+    lines = [f"samples: {summary['samples']}", "", "innermost Hub function on the stack:"]
+    lines += [f"  {pct:5.1f}  {frame}" for frame, pct in summary["own"]]  # type: ignore[attr-defined]
+    lines += ["", "library of the leaf frame:"]
+    lines += [f"  {pct:5.1f}  {frame}" for frame, pct in summary["library"]]  # type: ignore[attr-defined]
+    return "\n".join(lines)
+
+
 def render(summary: dict[str, object]) -> str:
     lines = [f"samples: {summary['samples']} (py-spy, active threads only)", "", "inclusive %:"]
     lines += [f"  {pct:5.1f}  {frame}" for frame, pct in summary["inclusive"]]  # type: ignore[attr-defined]
@@ -120,5 +189,7 @@ def render(summary: dict[str, object]) -> str:
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "summarise":
         print(render(summarise(Path(sys.argv[2]), top=40)))
+    elif len(sys.argv) == 3 and sys.argv[1] == "attribute":
+        print(render_attribution(attribute(Path(sys.argv[2]))))
     else:
         print(__doc__)
