@@ -42,7 +42,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
         else engine
     )
     # Timeouts bound what a Redis that stops answering (without refusing) adds to a request.
-    redis = Redis.from_url(runtime.redis_url, socket_connect_timeout=2, socket_timeout=2)
+    redis = Redis.from_url(runtime.redis_url, socket_connect_timeout=2, socket_timeout=5)
     holder: dict[str, Hub] = {}
 
     async def authenticate_socket(auth: object) -> Identity:
@@ -61,7 +61,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # Not arq's create_pool: it insists on reaching Redis at once.
-        queue = ArqRedis.from_url(runtime.redis_url, socket_connect_timeout=2, socket_timeout=2)
+        queue = ArqRedis.from_url(runtime.redis_url, socket_connect_timeout=2, socket_timeout=5)
         providers, http_client = build_provider_clients(settings)
         limiter = RateLimiter(runtime.redis_url, fail_open=settings.rate_limit_fail_open)
         fees = FeeCache(redis, sessions, settings.platform_fee_bps)

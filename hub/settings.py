@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     currencies: Annotated[tuple[str, ...], NoDecode] = ("NGN", "USD")
     # The connection pool of each process, and how long PostgreSQL may take.
     database_pool_size: int = Field(default=10, ge=1, le=500)
-    database_pool_acquire_timeout: float = Field(default=2.0, gt=0)
+    database_pool_acquire_timeout: float = Field(default=5.0, gt=0)
     database_connect_timeout: float = Field(default=1.0, gt=0)
     database_statement_timeout_ms: int = Field(default=30_000, ge=100)
     database_slow_query_ms: int | None = Field(default=500, ge=1)
