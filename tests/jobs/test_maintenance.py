@@ -17,22 +17,10 @@ from ledger.db import unit_of_work
 from ledger.events import record_events
 from ledger.operations import last_reconciliation, list_failed_jobs
 from ledger.schema import events, idempotency_keys
-from tests.conftest import Services, auth, create_user
+from tests.conftest import auth, create_user
 from tests.hub.test_cli import hub
+from tests.jobs.test_receipts import run_burst_worker
 from tests.money import balance, deliver, start_topup
-
-
-async def run_worker(services: Services) -> None:
-    worker = build_worker(
-        database_url=services.database_url,
-        redis_url=services.redis_url,
-        burst=True,
-        handle_signals=False,
-    )
-    try:
-        await worker.main()
-    finally:
-        await worker.close()
 
 
 async def test_reconciliation_is_recorded(services, sessions) -> None:
@@ -142,7 +130,7 @@ async def test_a_job_that_fails_for_good_is_in_the_dead_letter_list(services, se
         await queue.enqueue_job("payouts.execute", 10**12, _job_id=job_id)  # no such payout
     finally:
         await queue.aclose()
-    await run_worker(services)
+    await run_burst_worker(services)
     async with sessions() as session:
         failed = await list_failed_jobs(session)
     mine = [f for f in failed if f["job_id"] == job_id]
