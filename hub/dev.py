@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -113,6 +114,28 @@ def _sandbox_port(settings: Settings) -> int:
     return preferred if port_is_free(preferred, "127.0.0.1") else free_port()
 
 
+def _start_sandbox(
+    settings: Settings, env: dict[str, str], hub_url: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start the sandbox on the port after the hub's (or a free one) and wait until it listens.
+    A port can be taken between the check and the bind; then another is tried."""
+    port = _sandbox_port(settings)
+    for _ in range(3):
+        sandbox_url = f"http://127.0.0.1:{port}"
+        env.update(_sandbox_env(settings, sandbox_url))
+        child = _spawn(
+            ["sandbox", "--port", str(port), "--hub-url", hub_url, "--auto-complete"], env
+        )
+        deadline = time.monotonic() + 30
+        while child.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                return child, sandbox_url
+            time.sleep(0.1)
+        _stop([child])
+        port = free_port()
+    raise CommandError("the sandbox provider could not start")
+
+
 def _banner(runtime: Runtime, url: str, sandbox_url: str) -> str:
     settings = runtime.settings
     secret = runtime.jwt_secret
@@ -183,14 +206,8 @@ def run_dev(settings: Settings) -> int:
             "HUB_JWT_SECRET": runtime.jwt_secret,
         }
         url = f"http://{settings.host}:{settings.port}"
-        sandbox_port = _sandbox_port(settings)
-        sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-        env.update(_sandbox_env(settings, sandbox_url))
-        children.append(
-            _spawn(
-                ["sandbox", "--port", str(sandbox_port), "--hub-url", url, "--auto-complete"], env
-            )
-        )
+        sandbox, sandbox_url = _start_sandbox(settings, env, url)
+        children.append(sandbox)
         children.append(_spawn(["serve"], env))
         children.append(_spawn(["worker"], env))
         _wait_ready(url, children, timeout=60)
