@@ -21,7 +21,7 @@ from bench.common import ROOT, log
 SCENARIOS: list[tuple[str, list[str], int]] = [
     ("pgpeer", [], 300),
     ("capacity", [], 1_200),
-    ("fanout", [], 1_200),
+    ("fanout", [], 1_800),
     ("tips", [], 600),
     ("webhooks", [], 600),
     ("reconnect", [], 600),
