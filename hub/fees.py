@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ledger.fees import current_fee_bps
@@ -39,6 +39,11 @@ class FeeCache:
         self._value: int | None = None
         self._expires = 0.0
         self._listener: asyncio.Task[None] | None = None
+        kwargs = dict(redis.connection_pool.connection_kwargs)
+        kwargs.pop("socket_timeout", None)
+        self._listen_pool = ConnectionPool(
+            connection_class=redis.connection_pool.connection_class, **kwargs
+        )
         self.hits = 0
         self.misses = 0
 
@@ -80,7 +85,10 @@ class FeeCache:
         """Drop the local copy on every change message; resubscribe after a Redis failure."""
         while True:
             try:
-                async with self._redis.pubsub() as pubsub:
+                # Its own connection, without the shared client's read timeout: an idle
+                # subscription must not time out.
+                listener = Redis(connection_pool=self._listen_pool)
+                async with listener.pubsub() as pubsub:
                     await pubsub.subscribe(CHANNEL)
                     self.invalidate()  # a change may have been missed while unsubscribed
                     async for message in pubsub.listen():

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import BigInteger, Boolean, bindparam, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -69,6 +69,11 @@ _APPLY = text(
            OR (:negative_earnings AND kind = 'earnings'))
     RETURNING owner_id, kind, balance, version, held
     """
+).bindparams(
+    # Typed: untyped, asyncpg would take :amount for a 32-bit integer and refuse ≥ 2^31.
+    bindparam("amount", type_=BigInteger),
+    bindparam("id", type_=BigInteger),
+    bindparam("negative_earnings", type_=Boolean),
 )
 
 

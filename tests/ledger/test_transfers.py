@@ -142,3 +142,13 @@ async def test_every_transfer_sums_to_zero(sessions) -> None:
             )
         )
     assert unbalanced == 0
+
+
+async def test_amounts_beyond_32_bits_post(sessions, uid) -> None:
+    user = uid("fan")
+    big = 3 * 2**31  # minor units: a large but real amount in some currencies
+    await create_user(sessions, user, Role.FAN, fund=Money(big, "NGN"))
+    wallet, fee = await wallet_id(sessions, user), await fee_id(sessions)
+    await move(sessions, wallet, fee, big - 1)
+    async with sessions() as session:
+        assert (await find_account(session, user, Kind.WALLET, "NGN")).balance == 1
