@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from redis.asyncio import Redis
@@ -11,7 +10,7 @@ from sqlalchemy import func, select
 from ledger.db import make_engine, make_sessions
 from ledger.operations import last_reconciliation, list_failed_jobs
 from ledger.schema import events, failed_jobs
-from realtime.presence import nodes_key, online_key
+from realtime.presence import count_nodes, count_online
 
 
 async def gather_status(database_url: str, redis_url: str) -> dict[str, Any]:
@@ -19,9 +18,8 @@ async def gather_status(database_url: str, redis_url: str) -> dict[str, Any]:
     redis = Redis.from_url(redis_url, socket_connect_timeout=2)
     status: dict[str, Any] = {}
     try:
-        now = time.time()
-        status["nodes"] = int(await redis.zcount(nodes_key(), now, "+inf"))
-        status["connected_users"] = int(await redis.zcount(online_key(), now, "+inf"))
+        status["nodes"] = await count_nodes(redis)
+        status["connected_users"] = await count_online(redis)
         status["queue_depth"] = int(await redis.zcard("arq:queue"))
         async with make_sessions(engine)() as session:
             status["unpublished_events"] = int(

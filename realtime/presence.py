@@ -1,10 +1,19 @@
 """Cluster-wide presence in Redis: who is connected, and each creator's live overlays and
 viewers; also the per-user connection limit.
 
-Each connection is a member `<node>:<sid>` of sorted sets scored by an expiry time. Nodes
-refresh their members every second and remove them at once on disconnect, so a count is at
-most a moment stale after a disconnect; a node that dies stops refreshing and its members
-expire after TTL seconds.
+Presence is kept per node, not per connection: each node writes a hash of counts
+(`<prefix>:node:<node>:counts`, field → its number of connections counted under that field:
+`user:<id>`, `overlays:<creator>`, `viewers:<creator>`) and a set of the users it holds
+(`<prefix>:node:<node>:users`), and keeps itself alive with one heartbeat a second in the
+`<prefix>:nodes` sorted set (scored by expiry). A connect or disconnect is one round trip; the
+heartbeat costs the same with ten connections or ten thousand. A count sums the field over the
+live nodes; a node that dies stops its heartbeat, drops out of every count after TTL seconds, and
+its keys expire by themselves.
+
+A node whose writes failed (Redis away) or whose keys are gone (Redis restarted) rewrites its
+whole state from what it holds on the next heartbeat, so counts converge within a second or two
+of Redis returning. The scripts read keys they are not given (one per live node): fine on one
+Redis or a primary with replicas, not on Redis Cluster.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ import contextlib
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from collections import Counter
 
 from redis.asyncio import Redis
 
@@ -24,119 +33,221 @@ TTL = 5.0
 REFRESH = 1.0
 PREFIX = "hub:presence"
 
-# Admit a connection if the user has fewer than `limit` live ones (atomically, cluster-wide).
-_ADMIT = """
-local now = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[2])
-redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[4])) + 1)
-return 1
+_SUM = """
+local total = 0
+local self_seen = false
+for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')) do
+  if node == ARGV[4] then self_seen = true end
+  total = total + tonumber(redis.call('HGET', ARGV[2] .. node .. ':counts', ARGV[3]) or 0)
+end
+if ARGV[4] ~= '' and not self_seen then
+  total = total + tonumber(redis.call('HGET', ARGV[2] .. ARGV[4] .. ':counts', ARGV[3]) or 0)
+end
 """
 
+# ARGV: now, node prefix, field, this node ('' for none).
+_COUNT = _SUM + "return total\n"
 
-@dataclass(frozen=True, slots=True)
-class Member:
-    sid: str
-    sets: tuple[str, ...]  # the sorted sets this connection counts in
+# ARGV: now, node prefix, field, this node, limit, ttl. Counts the connection unless the field
+# already has `limit` live ones cluster-wide (atomically).
+_ADMIT = (
+    _SUM
+    + """
+if total >= tonumber(ARGV[5]) then return 0 end
+local key = ARGV[2] .. ARGV[4] .. ':counts'
+redis.call('HINCRBY', key, ARGV[3], 1)
+redis.call('EXPIRE', key, ARGV[6])
+return 1
+"""
+)
+
+# ARGV: now, node prefix. The number of distinct users connected to live nodes.
+_ONLINE = """
+local keys = {}
+for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')) do
+  keys[#keys + 1] = ARGV[2] .. node .. ':users'
+end
+if #keys == 0 then return 0 end
+if #keys == 1 then return redis.call('SCARD', keys[1]) end
+return #redis.call('SUNION', unpack(keys))
+"""
 
 
 def nodes_key() -> str:
     return f"{PREFIX}:nodes"
 
 
+def _node_prefix() -> str:
+    return f"{PREFIX}:node:"
+
+
+def counts_key(node: str) -> str:
+    return f"{_node_prefix()}{node}:counts"
+
+
+def users_key(node: str) -> str:
+    return f"{_node_prefix()}{node}:users"
+
+
 def user_key(user_id: str) -> str:
-    return f"{PREFIX}:user:{user_id}"
+    return f"user:{user_id}"
 
 
 def online_key() -> str:
-    return f"{PREFIX}:online"
+    return "online"
 
 
 def overlay_key(creator_id: str) -> str:
-    return f"{PREFIX}:overlays:{creator_id}"
+    return f"overlays:{creator_id}"
 
 
 def viewer_key(creator_id: str) -> str:
-    return f"{PREFIX}:viewers:{creator_id}"
+    return f"viewers:{creator_id}"
+
+
+async def count_nodes(redis: Redis) -> int:
+    return int(await redis.zcount(nodes_key(), f"({time.time()}", "+inf"))
+
+
+async def count_online(redis: Redis) -> int:
+    online = redis.register_script(_ONLINE)
+    return int(await online(keys=[nodes_key()], args=[time.time(), _node_prefix()]))
 
 
 class Presence:
     def __init__(self, redis: Redis, node_id: str | None = None) -> None:
         self._redis = redis
         self.node = node_id or uuid.uuid4().hex[:12]
-        self._local: dict[str, tuple[Member, str | None]] = {}  # sid → (member, user_id)
+        self._local: dict[str, tuple[tuple[str, ...], str | None]] = {}  # sid → (fields, user)
+        self._counts: Counter[str] = Counter()  # field → this node's connections under it
+        self._users: Counter[str] = Counter()  # user → this node's connections of theirs
+        self._dirty = False  # a write failed: rewrite everything on the next heartbeat
+        self._writes = 0  # writes started, to tell whether one raced a rewrite
         self._task: asyncio.Task[None] | None = None
         self._admit = redis.register_script(_ADMIT)
-
-    def _member(self, sid: str) -> str:
-        return f"{self.node}:{sid}"
+        self._count = redis.register_script(_COUNT)
 
     async def admit(self, user_id: str, sid: str, limit: int) -> bool:
         """Count the connection for the user unless they have `limit` already. Fails open:
         with Redis away a connection is admitted (delivery does not need presence)."""
+        self._writes += 1
         try:
-            admitted = await self._admit(
-                keys=[user_key(user_id)], args=[time.time(), self._member(sid), limit, TTL]
-            )
+            args: list[str | float] = [
+                time.time(),
+                _node_prefix(),
+                user_key(user_id),
+                self.node,
+                limit,
+                int(TTL) + 2,
+            ]
+            admitted = await self._admit(keys=[nodes_key()], args=args)
         except Exception as exc:
             log.warning("presence unavailable, admitting %s: %s", sid, exc)
+            self._dirty = True
             return True
         return bool(admitted)
 
-    async def join(self, sid: str, user_id: str | None, sets: tuple[str, ...]) -> None:
-        """Track a connection in `sets` (the user's own set is kept by admit)."""
-        all_sets = (*sets, *((user_key(user_id), online_key()) if user_id else ()))
-        self._local[sid] = (Member(sid, all_sets), user_id)
+    async def join(self, sid: str, user_id: str | None, fields: tuple[str, ...]) -> None:
+        """Track an admitted connection under `fields` (and its user's, counted by admit)."""
+        all_fields = (*fields, user_key(user_id)) if user_id else fields
+        self._local[sid] = (all_fields, user_id)
+        self._counts.update(all_fields)
+        first = False
+        if user_id is not None:
+            self._users[user_id] += 1
+            first = self._users[user_id] == 1
+        if not fields and not first:
+            return
+        self._writes += 1
         try:
-            await self._touch([self._local[sid]])
-        except Exception as exc:  # Redis away: the refresher adds it when Redis returns
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for field in fields:
+                    pipe.hincrby(counts_key(self.node), field, 1)
+                if first and user_id is not None:
+                    pipe.sadd(users_key(self.node), user_id)
+                await pipe.execute()
+        except Exception as exc:  # Redis away: the heartbeat rewrites it when Redis returns
             log.warning("presence unavailable for %s: %s", sid, exc)
+            self._dirty = True
 
     async def leave(self, sid: str) -> None:
         entry = self._local.pop(sid, None)
         if entry is None:
             return
-        member, user_id = entry
-        with contextlib.suppress(Exception):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key in member.sets:
-                    if key != online_key():
-                        pipe.zrem(key, self._member(sid))
-                await pipe.execute()
-            if user_id is not None and not await self.count(user_key(user_id)):
-                await self._redis.zrem(online_key(), user_id)
-
-    async def count(self, key: str) -> int:
+        fields, user_id = entry
+        self._counts.subtract(fields)
+        last = False
+        if user_id is not None:
+            self._users[user_id] -= 1
+            last = self._users[user_id] <= 0
+            if last:
+                del self._users[user_id]
+        self._writes += 1
         try:
-            return int(await self._redis.zcount(key, time.time(), "+inf"))
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for field in fields:
+                    if self._counts[field] <= 0:
+                        del self._counts[field]
+                        pipe.hdel(counts_key(self.node), field)
+                    else:
+                        pipe.hincrby(counts_key(self.node), field, -1)
+                if last and user_id is not None:
+                    pipe.srem(users_key(self.node), user_id)
+                await pipe.execute()
+        except Exception as exc:
+            log.debug("presence unavailable for %s: %s", sid, exc)
+            self._dirty = True
+
+    async def count(self, field: str) -> int:
+        try:
+            if field == online_key():
+                return await count_online(self._redis)
+            args: list[str | float] = [time.time(), _node_prefix(), field, self.node]
+            return int(await self._count(keys=[nodes_key()], args=args))
         except Exception as exc:
             log.warning("presence unavailable: %s", exc)
             return 0
 
-    async def _touch(self, entries: list[tuple[Member, str | None]]) -> None:
-        expiry = time.time() + TTL
+    async def _heartbeat(self) -> None:
+        now = time.time()
         async with self._redis.pipeline(transaction=False) as pipe:
-            for member, user_id in entries:
-                for key in member.sets:
-                    online = key == online_key() and user_id is not None
-                    name = user_id if online and user_id else self._member(member.sid)
-                    pipe.zadd(key, {name: expiry})
-                    pipe.expire(key, int(TTL) + 2)
+            pipe.zadd(nodes_key(), {self.node: now + TTL})
+            pipe.zremrangebyscore(nodes_key(), "-inf", now)
+            pipe.expire(counts_key(self.node), int(TTL) + 2)
+            pipe.expire(users_key(self.node), int(TTL) + 2)
+            added, _, counts_alive, users_alive = await pipe.execute()
+        lost = (self._counts and not counts_alive) or (self._users and not users_alive)
+        if added or lost:
+            self._dirty = True  # new to Redis (restarted, or we were away too long)
+        if self._dirty:
+            await self._rewrite()
+
+    async def _rewrite(self) -> None:
+        """Replace this node's keys with what it holds. A write that started meanwhile may have
+        landed before or after, so then the next heartbeat rewrites again."""
+        writes = self._writes
+        counts = {field: n for field, n in self._counts.items() if n > 0}
+        users = list(self._users)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(counts_key(self.node), users_key(self.node))
+            if counts:
+                pipe.hset(counts_key(self.node), mapping=counts)
+                pipe.expire(counts_key(self.node), int(TTL) + 2)
+            if users:
+                pipe.sadd(users_key(self.node), *users)
+                pipe.expire(users_key(self.node), int(TTL) + 2)
             await pipe.execute()
+        self._dirty = self._writes != writes
 
     async def _refresh(self) -> None:
         while True:
             try:
-                await self._redis.zadd(nodes_key(), {self.node: time.time() + TTL})
-                await self._redis.zremrangebyscore(nodes_key(), "-inf", time.time())
-                if self._local:
-                    await self._touch(list(self._local.values()))
-                    await self._redis.zremrangebyscore(online_key(), "-inf", time.time())
+                await self._heartbeat()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.debug("presence refresh failed: %s", exc)
+                self._dirty = True
+                log.debug("presence heartbeat failed: %s", exc)
             await asyncio.sleep(REFRESH)
 
     def start(self) -> None:
@@ -147,5 +258,11 @@ class Presence:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for sid in list(self._local):
-            await self.leave(sid)
+        with contextlib.suppress(Exception):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(nodes_key(), self.node)
+                pipe.delete(counts_key(self.node), users_key(self.node))
+                await pipe.execute()
+        self._local.clear()
+        self._counts.clear()
+        self._users.clear()

@@ -196,5 +196,14 @@ async def test_redis_stopped_and_started_under_two_nodes_loses_nothing(
     await fan_socket.wait_for("tip.sent", count=3, timeout=15)
     assert amounts(creator_socket) == [10, 20, 30]
     assert creator_socket.client.connected and fan_socket.client.connected
+    # Presence is rewritten by each node once Redis is back: the creator's one live socket
+    # counts once, though a second one came and went while Redis was away.
+    async with httpx.AsyncClient(base_url=two.url, timeout=5) as client:
+        for _ in range(100):  # bounded: a node rewrites its presence within a heartbeat or two
+            counted = (await connections_of(client, creator), await connections_of(client, fan))
+            if counted == (1, 1):
+                break
+            await asyncio.sleep(0.1)
+    assert counted == (1, 1)
     await creator_socket.close()
     await fan_socket.close()
