@@ -69,7 +69,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    from hub.runtime import build_provider_clients, resolve, smtp_config
+    from hub.runtime import build_provider_clients, resolve, retention, smtp_config
     from jobs.worker import build_worker
 
     _logging(settings)
@@ -80,6 +80,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         redis_url=runtime.redis_url,
         providers=providers,
         smtp=smtp_config(settings),
+        retention=retention(settings),
         burst=args.burst,
     )
     worker.run()

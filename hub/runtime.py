@@ -15,6 +15,7 @@ from hub.providers.base import Provider
 from hub.providers.registry import ProviderConfig, build_providers
 from hub.settings import Settings, SettingsError
 from jobs.mail import SmtpConfig
+from jobs.maintenance import Retention
 
 
 @dataclass(frozen=True)
@@ -102,4 +103,12 @@ def smtp_config(settings: Settings) -> SmtpConfig | None:
         username=unquote(url.username) if url.username else None,
         password=unquote(url.password) if url.password else None,
         use_tls=secure,
+    )
+
+
+def retention(settings: Settings) -> Retention:
+    return Retention(
+        idempotency_key_hours=settings.idempotency_key_retention_hours,
+        event_hours=settings.event_retention_hours,
+        event_count=settings.event_retention_count,
     )

@@ -79,6 +79,13 @@ class Settings(BaseSettings):
     # serves clients that cannot open a WebSocket, and then the balancer must be sticky.
     socket_transports: Annotated[tuple[str, ...], NoDecode] = ("websocket",)
     socket_max_connections_per_user: int = Field(default=10, ge=1, le=1000)
+    # Retention, applied by the workers' housekeeping jobs. Keys are kept at least a day: a
+    # client retrying within one must get its saved response, not a second execution.
+    idempotency_key_retention_hours: int = Field(default=48, ge=24)
+    # Socket recovery's window: published events older than this that are also beyond each
+    # user's last `event_retention_count` are deleted (recovery then answers recovered: false).
+    event_retention_hours: int = Field(default=24, ge=1)
+    event_retention_count: int = Field(default=1_000, ge=1)
 
     @field_validator("database_url", "database_read_url")
     @classmethod

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from arq import Retry
@@ -25,8 +26,24 @@ from ledger.settlement import apply_event
 
 log = logging.getLogger(__name__)
 
-IDEMPOTENCY_KEY_HOURS = 48
 PENDING_PAYMENT_HOURS = 24
+
+
+@dataclass(frozen=True)
+class Retention:
+    """What the housekeeping jobs keep (HUB_IDEMPOTENCY_KEY_RETENTION_HOURS,
+    HUB_EVENT_RETENTION_HOURS, HUB_EVENT_RETENTION_COUNT): keys for `idempotency_key_hours`;
+    events for `event_hours` and, beyond that, each user's last `event_count`."""
+
+    idempotency_key_hours: int = 48
+    event_hours: int = 24
+    event_count: int = 1_000
+
+
+def _retention(ctx: dict[str, Any]) -> Retention:
+    retention: Retention = ctx.get("retention") or Retention()
+    return retention
+
 
 Job = Callable[..., Awaitable[Any]]
 
@@ -57,10 +74,11 @@ MAX_BATCHES = 100  # per run: batches of 10,000, each its own short transaction
 
 
 async def expire_keys(ctx: dict[str, Any]) -> int:
+    hours = _retention(ctx).idempotency_key_hours
     total = 0
     for _ in range(MAX_BATCHES):
         async with unit_of_work(ctx["sessions"]) as uow:
-            deleted = await expire_idempotency_keys(uow.session, IDEMPOTENCY_KEY_HOURS)
+            deleted = await expire_idempotency_keys(uow.session, hours)
         total += deleted
         if deleted < 10_000:
             break
@@ -68,10 +86,15 @@ async def expire_keys(ctx: dict[str, Any]) -> int:
 
 
 async def prune_event_history(ctx: dict[str, Any]) -> int:
+    retention = _retention(ctx)
     total = 0
     for _ in range(MAX_BATCHES):
         async with unit_of_work(ctx["sessions"]) as uow:
-            deleted = await prune_events(uow.session)
+            deleted = await prune_events(
+                uow.session,
+                older_than_hours=retention.event_hours,
+                keep_last=retention.event_count,
+            )
         total += deleted
         if deleted < 10_000:
             break

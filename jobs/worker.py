@@ -21,7 +21,7 @@ from jobs import (
     verification,
 )
 from jobs.mail import SmtpConfig
-from jobs.maintenance import dead_lettered
+from jobs.maintenance import Retention, dead_lettered
 from ledger.db import make_engine, make_sessions
 from ledger.provider_events import Provider
 from realtime.publisher import Publisher
@@ -74,17 +74,20 @@ def build_worker(
     redis_url: str,
     providers: Mapping[str, Provider] | None = None,
     smtp: SmtpConfig | None = None,
+    retention: Retention | None = None,
     burst: bool = False,
     handle_signals: bool = True,
     run_cron_at_startup: bool = False,
 ) -> Worker:
-    """`providers` are the payment provider adapters, built by the caller (the hub's CLI)."""
+    """`providers` are the payment provider adapters, built by the caller (the hub's CLI);
+    `retention` what the housekeeping jobs keep (the defaults when None)."""
 
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["engine"] = make_engine(database_url, pool_size=5, max_overflow=5)
         ctx["sessions"] = make_sessions(ctx["engine"])
         ctx["providers"] = dict(providers or {})
         ctx["smtp"] = smtp
+        ctx["retention"] = retention or Retention()
         ctx["redis"] = ArqRedis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
         ctx["publisher"] = Publisher(ctx["redis"], ctx["sessions"])
 

@@ -13,13 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ledger.checks import run_checks
 from ledger.schema import failed_jobs, reconciliations
 
-# What recovery promises (docs/events.md): at least 24 hours and the last 1,000 events per user.
-EVENT_WINDOW_HOURS = 24
-EVENT_WINDOW_COUNT = 1_000
-
 
 async def expire_idempotency_keys(session: AsyncSession, older_than_hours: int) -> int:
-    """Forget keys older than the given age (never less than the promised 24 hours)."""
+    """Forget up to 10,000 keys older than the given age (never less than 24 hours: a client
+    retrying within a day must get its saved response, not a second execution)."""
     hours = max(24, older_than_hours)
     result = await session.execute(
         text(
@@ -31,9 +28,12 @@ async def expire_idempotency_keys(session: AsyncSession, older_than_hours: int) 
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-async def prune_events(session: AsyncSession, limit: int = 10_000) -> int:
-    """Delete published events older than the window that are also beyond each user's last
-    1,000: what recovery no longer promises. Recovery answers `recovered: false` past it."""
+async def prune_events(
+    session: AsyncSession, *, older_than_hours: int, keep_last: int, limit: int = 10_000
+) -> int:
+    """Delete published events older than `older_than_hours` that are also beyond each user's
+    last `keep_last`: what recovery no longer promises. Recovery answers `recovered: false`
+    past it. Unpublished events are never deleted."""
     result = await session.execute(
         text(
             """
@@ -49,7 +49,7 @@ async def prune_events(session: AsyncSession, limit: int = 10_000) -> int:
             )
             """
         ),
-        {"hours": EVENT_WINDOW_HOURS, "keep": EVENT_WINDOW_COUNT, "limit": limit},
+        {"hours": older_than_hours, "keep": keep_last, "limit": limit},
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 

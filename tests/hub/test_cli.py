@@ -36,6 +36,9 @@ def hub(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.Comp
         ("HUB_PLATFORM_FEE_BPS", "-1"),
         ("HUB_JWT_SECRET", "short"),
         ("HUB_CURRENCIES", "naira"),
+        ("HUB_IDEMPOTENCY_KEY_RETENTION_HOURS", "12"),
+        ("HUB_EVENT_RETENTION_HOURS", "0"),
+        ("HUB_EVENT_RETENTION_COUNT", "-1000"),
     ],
 )
 @pytest.mark.parametrize("command", ["serve", "worker", "migrate"])

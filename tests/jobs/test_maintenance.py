@@ -10,6 +10,7 @@ import uuid
 from arq.connections import ArqRedis
 from sqlalchemy import func, select, text
 
+from hub.runtime import retention
 from jobs import maintenance
 from jobs.worker import build_worker
 from ledger.accounts import Role
@@ -17,7 +18,7 @@ from ledger.db import unit_of_work
 from ledger.events import record_events
 from ledger.operations import last_reconciliation, list_failed_jobs
 from ledger.schema import events, idempotency_keys
-from tests.conftest import auth, create_user
+from tests.conftest import auth, create_user, make_settings
 from tests.hub.test_cli import hub
 from tests.jobs.test_receipts import run_burst_worker
 from tests.money import balance, deliver, start_topup
@@ -166,18 +167,78 @@ async def test_operators_see_failed_jobs_and_the_status(http, services, uid) -> 
     assert failed.returncode == 0
 
 
-async def test_every_periodic_job_runs_in_a_real_worker(services, sessions, http, people) -> None:
+async def _aged_history(sessions, user: str) -> list[int]:
+    """Three published events of 3 hours ago, and idempotency keys of 36 and 25 hours ago."""
+    await create_user(sessions, user, Role.FAN)
+    async with unit_of_work(sessions) as uow:
+        written = await record_events(uow.session, [(user, "test.aged", {})] * 3)
+    async with sessions() as session, session.begin():
+        await session.execute(
+            text(
+                "UPDATE events SET occurred_at = now() - interval '3 hours', published_at = now()"
+                " WHERE user_id = :u"
+            ),
+            {"u": user},
+        )
+        for hours in (36, 25):
+            await session.execute(
+                idempotency_keys.insert().values(
+                    caller_id=user,
+                    key=f"{hours}h",
+                    request_hash="x",
+                    created_at=func.now() - func.make_interval(0, 0, 0, 0, hours),
+                )
+            )
+    return [event.id for event in written]
+
+
+async def _kept(sessions, user: str, event_ids: list[int]) -> tuple[list[int], list[str]]:
+    async with sessions() as session:
+        kept_events = (
+            (await session.execute(select(events.c.id).where(events.c.id.in_(event_ids))))
+            .scalars()
+            .all()
+        )
+        keys = (
+            (
+                await session.execute(
+                    select(idempotency_keys.c.key).where(idempotency_keys.c.caller_id == user)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    return sorted(kept_events), sorted(keys)
+
+
+async def test_every_periodic_job_runs_in_a_real_worker_with_the_retention_settings(
+    services, sessions, http, people, uid
+) -> None:
     tipped = await http.post(
         "/api/v1/tips",
         json={"creator_id": people.creator, "amount": 700, "currency": "NGN"},
         headers={**auth(people.fan, "fan"), "Idempotency-Key": uuid.uuid4().hex},
     )
     assert tipped.status_code == 201
+    user = uid("fan")
+    event_ids = await _aged_history(sessions, user)
+    # The default windows (48 h keys; 24 h and 1,000 events) keep all of it.
+    await maintenance.prune_event_history({"sessions": sessions})
+    await maintenance.expire_keys({"sessions": sessions})
+    assert await _kept(sessions, user, event_ids) == (event_ids, ["25h", "36h"])
+
     async with sessions() as session:
         before = await last_reconciliation(session)
+    settings = make_settings(
+        services,
+        idempotency_key_retention_hours=30,
+        event_retention_hours=2,
+        event_retention_count=1,
+    )
     worker = build_worker(
         database_url=services.database_url,
         redis_url=services.redis_url,
+        retention=retention(settings),
         burst=True,
         handle_signals=False,
         run_cron_at_startup=True,
@@ -194,3 +255,5 @@ async def test_every_periodic_job_runs_in_a_real_worker(services, sessions, http
     assert rolled >= 1
     assert worker.jobs_failed == 0
     assert worker.jobs_complete >= 5  # holds, rollup, keys, events, reconciliation
+    # Older than 2 hours and beyond the user's last event: gone; the 36-hour key too.
+    assert await _kept(sessions, user, event_ids) == (event_ids[-1:], ["25h"])
