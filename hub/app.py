@@ -65,6 +65,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
         providers, http_client = build_provider_clients(settings)
         limiter = RateLimiter(runtime.redis_url, fail_open=settings.rate_limit_fail_open)
         fees = FeeCache(redis, sessions, settings.platform_fee_bps)
+        publisher = Publisher(redis, sessions)
         hub = Hub(
             runtime=runtime,
             verifier=verifier,
@@ -75,7 +76,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
             queue=queue,
             sio=realtime.sio,
             realtime=realtime,
-            publisher=Publisher(redis, sessions),
+            publisher=publisher,
             limiter=limiter,
             fees=fees,
             providers=providers,
@@ -86,6 +87,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
         app.state.sampler = sampler
         app.state.metrics_multiprocess = settings.workers > 1
         fees.start()
+        publisher.start()
         await realtime.start()
         sampler.start()
         try:
@@ -93,6 +95,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
         finally:
             await sampler.stop()
             await realtime.stop()
+            await publisher.stop()
             await fees.stop()
             await limiter.close()
             await http_client.aclose()

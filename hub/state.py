@@ -19,7 +19,7 @@ from hub.providers.base import Provider
 from hub.ratelimit import RateLimiter
 from hub.runtime import Runtime
 from hub.settings import Settings
-from ledger.accounts import ensure_user
+from ledger.accounts import ensure_user, user_is_current
 from ledger.db import UnitOfWork, unit_of_work
 from ledger.events import Event
 from ledger.overlays import find_active
@@ -68,15 +68,18 @@ class Hub:
         """Create the principal's user and accounts the first time this process sees them."""
         if principal in self._known:
             return
-        async with unit_of_work(self.sessions) as uow:
-            await ensure_user(
-                uow.session,
-                principal.user_id,
-                principal.role,
-                self.settings.currencies,
-                principal.name,
-                principal.email,
-            )
+        facts = (
+            principal.user_id,
+            principal.role,
+            self.settings.currencies,
+            principal.name,
+            principal.email,
+        )
+        async with self.sessions() as session:
+            current = await user_is_current(session, *facts)
+        if not current:
+            async with unit_of_work(self.sessions) as uow:
+                await ensure_user(uow.session, *facts)
         if len(self._known) >= _KNOWN_USERS_MAX:
             self._known.clear()
         self._known.add(principal)

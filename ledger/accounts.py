@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -59,6 +59,42 @@ class Account:
 
 def _kinds_for(role: Role) -> list[Kind]:
     return [Kind.WALLET, Kind.EARNINGS] if role is Role.CREATOR else [Kind.WALLET]
+
+
+async def user_is_current(
+    session: AsyncSession,
+    user_id: str,
+    role: Role,
+    currencies: tuple[str, ...],
+    display_name: str | None = None,
+    email: str | None = None,
+) -> bool:
+    """Whether `ensure_user` would change nothing: one read, so that a known user's connect or
+    request writes nothing (a socket reconnect storm after a restart is mostly known users)."""
+    row = (
+        await session.execute(
+            select(users.c.role, users.c.display_name, users.c.email, func.count(accounts.c.id))
+            .select_from(
+                users.outerjoin(
+                    accounts,
+                    (accounts.c.owner_id == users.c.id)
+                    & accounts.c.kind.in_([kind.value for kind in _kinds_for(role)])
+                    & accounts.c.currency.in_(currencies),
+                )
+            )
+            .where(users.c.id == user_id)
+            .group_by(users.c.id)
+        )
+    ).first()
+    if row is None:
+        return False
+    known_role, known_name, known_email, account_count = row
+    return bool(
+        (role is not Role.CREATOR or known_role == Role.CREATOR.value)
+        and (display_name is None or display_name == known_name)
+        and (email is None or email == known_email)
+        and account_count >= len(_kinds_for(role)) * len(currencies)
+    )
 
 
 async def ensure_user(

@@ -46,6 +46,26 @@ async def test_a_worker_reaches_a_socket_on_the_server(live, services, sessions,
     assert await published(sessions, [written[0].id]) == [True]
 
 
+async def test_a_started_publisher_marks_in_batches(services, sessions, uid) -> None:
+    user = uid("fan")
+    await create_user(sessions, user, Role.FAN)
+    async with unit_of_work(sessions) as uow:
+        written = await record_events(
+            uow.session, [(user, "test.batched", {"n": n}) for n in (1, 2)]
+        )
+    redis = Redis.from_url(services.redis_url)
+    publisher = Publisher(redis, sessions, flush_interval=3600)
+    publisher.start()
+    try:
+        for event in written:  # two publishes, marked by one flush
+            await publisher.publish([event])
+        assert await published(sessions, [event.id for event in written]) == [False, False]
+    finally:
+        await publisher.stop()  # flushes what is pending
+        await redis.aclose()
+    assert await published(sessions, [event.id for event in written]) == [True, True]
+
+
 async def test_when_redis_is_down_events_stay_unpublished_until_swept(
     live, services, sessions, sockets, uid
 ) -> None:
