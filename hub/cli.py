@@ -61,6 +61,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         lifespan="on",
         log_config=None,  # hub.logs configured the root logger: JSON lines, redacted
         access_log=False,
+        # Engine.IO pings every socket already: a second WebSocket-level ping per socket (a
+        # task and a frame each) buys nothing (docs/benchmarks.md).
+        ws_ping_interval=None,
+        ws_ping_timeout=None,
         timeout_graceful_shutdown=10,
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
