@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -29,6 +31,7 @@ from sqlalchemy import func, select
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hub.auth import AuthError, bearer
 from ledger.operations import last_reconciliation
 from ledger.schema import failed_jobs
 
@@ -179,7 +182,22 @@ class Sampler:
                 await self._task
 
 
+def _authorize(request: Request) -> None:
+    """With HUB_METRICS_TOKEN set, only its bearer may scrape. Digests of equal length are
+    compared in constant time, so the answer's timing says nothing about the token."""
+    expected = request.app.state.hub.settings.metrics_token
+    if expected is None:
+        return
+    presented = bearer(request.headers.get("authorization"))
+    if not hmac.compare_digest(
+        hashlib.sha256(presented.encode()).digest(),
+        hashlib.sha256(expected.get_secret_value().encode()).digest(),
+    ):
+        raise AuthError("invalid_token", "this is not the metrics token")
+
+
 async def metrics(request: Request) -> Response:
+    _authorize(request)
     sampler: Sampler = request.app.state.sampler
     sampler.sample_process()  # this process's figures are current, not a second old
     if request.app.state.metrics_multiprocess:

@@ -350,7 +350,18 @@ def openapi_document() -> dict[str, Any]:
         },
         "/healthz": {"get": _op("Alive", {"200": "ok"}, auth=False)},
         "/metrics": {
-            "get": _op("Prometheus metrics (text format)", {"200": "metrics"}, auth=False)
+            "get": {
+                **_op(
+                    "Prometheus metrics (text format); with HUB_METRICS_TOKEN set, only for "
+                    "`Authorization: Bearer <that token>`",
+                    {
+                        "200": "metrics",
+                        "401": "HUB_METRICS_TOKEN is set and the request does not carry it",
+                    },
+                ),
+                # Open when no token is set; the bearer is then the metrics token, not a JWT.
+                "security": [{}, {"metricsToken": []}],
+            }
         },
         "/readyz": {
             "get": _op(
@@ -371,7 +382,12 @@ def openapi_document() -> dict[str, Any]:
         "components": {
             "schemas": {"Error": ERROR, "Money": MONEY},
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "metricsToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "HUB_METRICS_TOKEN, when the node has one",
+                },
             },
         },
         "security": [{"bearer": []}],

@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     # user's last `event_retention_count` are deleted (recovery then answers recovered: false).
     event_retention_hours: int = Field(default=24, ge=1)
     event_retention_count: int = Field(default=1_000, ge=1)
+    # When set, /metrics answers only `Authorization: Bearer <this token>` (401 otherwise).
+    metrics_token: SecretStr | None = None
 
     @field_validator("database_url", "database_read_url")
     @classmethod
@@ -157,6 +159,21 @@ class Settings(BaseSettings):
                 raise ValueError(f"sender name {sender!r} must be letters, digits, - or _")
             if not secret.get_secret_value().startswith("whsec_"):
                 raise ValueError(f"the secret for {sender!r} must start with whsec_")
+        return value
+
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        token = value.get_secret_value()
+        if len(token) < 16 or not token.isprintable() or any(c.isspace() for c in token):
+            raise ValueError("must be at least 16 printable characters without spaces")
         return value
 
     @field_validator("smtp_url")

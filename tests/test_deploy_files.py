@@ -306,6 +306,24 @@ def test_promtool_accepts_the_config_and_the_rules() -> None:
 
 
 @needs_promtool
+def test_promtool_accepts_the_scrape_config_with_the_metrics_token(tmp_path: Path) -> None:
+    commented = (
+        "    # authorization:\n    #   credentials_file: /etc/prometheus/hub-metrics-token\n"
+    )
+    text = PROMETHEUS.read_text()
+    assert commented in text
+    token = tmp_path / "hub-metrics-token"
+    token.write_text("metrics-" + "t" * 32)
+    enabled = text.replace(commented, f"    authorization:\n      credentials_file: {token}\n")
+    (tmp_path / PROMETHEUS.name).write_text(enabled)
+    shutil.copy(ALERTS, tmp_path / ALERTS.name)
+    config = yaml.safe_load(enabled)
+    [job] = [job for job in config["scrape_configs"] if job["job_name"] == "hub"]
+    assert job["authorization"] == {"credentials_file": str(token)}
+    promtool("check", "config", PROMETHEUS.name, cwd=tmp_path)
+
+
+@needs_promtool
 def test_promtool_parses_every_dashboard_query(tmp_path: Path) -> None:
     model = dashboard()
     exprs = [expr for panel in panels(model) for expr in panel_exprs(panel)]

@@ -68,6 +68,10 @@ def test_compose_has_the_production_topology() -> None:
     nginx = (ROOT / "deploy" / "nginx.conf").read_text()
     assert "server hub1:8000" in nginx and "server hub2:8000" in nginx
     assert "Upgrade $http_upgrade" in nginx
+    # /metrics is refused at the balancer (tests/hub/test_metrics.py runs nginx with it).
+    assert re.search(r"location \^~ /metrics \{\s*deny all;\s*\}", nginx)
+    # The nodes publish no port: the balancer is the only way in from outside.
+    assert all("ports" not in services[name] for name in ("hub1", "hub2"))
     assert (ROOT / services["hub1"]["build"] / "Dockerfile").exists()
 
 

@@ -39,6 +39,7 @@ def hub(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.Comp
         ("HUB_IDEMPOTENCY_KEY_RETENTION_HOURS", "12"),
         ("HUB_EVENT_RETENTION_HOURS", "0"),
         ("HUB_EVENT_RETENTION_COUNT", "-1000"),
+        ("HUB_METRICS_TOKEN", "short"),
     ],
 )
 @pytest.mark.parametrize("command", ["serve", "worker", "migrate"])

@@ -1,0 +1,120 @@
+"""/metrics: behind a bearer token when HUB_METRICS_TOKEN is set, and refused by the example
+balancer (deploy/nginx.conf) while the nodes still serve it to Prometheus directly."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hub.embedded import free_port
+from tests.conftest import LiveServer, Services, hub_server, make_settings
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+NGINX = shutil.which("nginx")
+METRICS_TOKEN = "metrics-" + "t" * 32
+
+
+async def test_metrics_are_open_when_no_token_is_set(http: httpx.AsyncClient) -> None:
+    answer = await http.get("/metrics")
+    assert answer.status_code == 200
+    assert "# TYPE hub_http_request_duration_seconds histogram" in answer.text
+
+
+async def test_metrics_need_the_token_when_one_is_set(services: Services) -> None:
+    server = hub_server(make_settings(services, metrics_token=METRICS_TOKEN))
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            missing = await client.get("/metrics")
+            assert missing.status_code == 401
+            assert missing.json()["error"]["type"] == "missing_token"
+            assert missing.headers["www-authenticate"].startswith("Bearer")
+            for wrong in (
+                f"Bearer {METRICS_TOKEN[:-1]}",
+                f"Bearer {METRICS_TOKEN}x",
+                f"Bearer {METRICS_TOKEN.upper()}",
+                f"Basic {METRICS_TOKEN}",
+                METRICS_TOKEN,
+            ):
+                refused = await client.get("/metrics", headers={"Authorization": wrong})
+                assert refused.status_code == 401, wrong
+                assert "hub_" not in refused.text
+            allowed = await client.get(
+                "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+            )
+            assert allowed.status_code == 200
+            assert "# TYPE hub_http_request_duration_seconds histogram" in allowed.text
+            # Only /metrics is guarded: health, the API and its document are as before.
+            assert (await client.get("/healthz")).status_code == 200
+            assert (await client.get("/openapi.json")).status_code == 200
+    finally:
+        await server.stop()
+
+
+def _balancer_config(folder: Path, node_port: int, port: int) -> Path:
+    """deploy/nginx.conf as the compose balancer uses it, pointed at a node on loopback, inside
+    a minimal main configuration that keeps every file under `folder`."""
+    site = (DEPLOY / "nginx.conf").read_text()
+    for node in ("hub1:8000", "hub2:8000"):
+        assert f"server {node} " in site, node
+        site = site.replace(f"server {node} ", f"server 127.0.0.1:{node_port} ")
+    assert "listen 80;" in site
+    site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
+    (folder / "hub.conf").write_text(site)
+    temp = " ".join(
+        f"{kind}_temp_path {folder / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    main = folder / "nginx.conf"
+    main.write_text(
+        f"daemon off;\nmaster_process off;\npid {folder / 'nginx.pid'};\n"
+        f"error_log {folder / 'error.log'} warn;\nevents {{}}\n"
+        f"http {{\n  access_log off;\n  {temp}\n  include {folder / 'hub.conf'};\n}}\n"
+    )
+    return main
+
+
+@pytest.mark.skipif(NGINX is None, reason="nginx not installed (Debian package nginx-light)")
+async def test_the_balancer_refuses_metrics_and_forwards_the_rest(
+    live: LiveServer, tmp_path: Path
+) -> None:
+    assert NGINX is not None
+    port = free_port()
+    config = _balancer_config(tmp_path, live.port, port)
+    process = await asyncio.create_subprocess_exec(
+        NGINX,
+        "-e",
+        str(tmp_path / "error.log"),
+        "-p",
+        str(tmp_path),
+        "-c",
+        str(config),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    balancer = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            for _ in range(100):
+                try:
+                    health = await client.get(f"{balancer}/healthz")
+                    break
+                except httpx.TransportError:
+                    assert process.returncode is None, (tmp_path / "error.log").read_text()
+                    await asyncio.sleep(0.1)
+            assert health.status_code == 200 and health.json() == {"status": "ok"}
+            assert (await client.get(f"{balancer}/openapi.json")).status_code == 200
+            for path in ("/metrics", "/metrics/", "//metrics", "/%6Detrics", "/metrics?x=1"):
+                refused = await client.get(f"{balancer}{path}")
+                assert refused.status_code == 403, path
+                assert "hub_" not in refused.text
+            # Prometheus scrapes the node itself.
+            assert (await client.get(f"{live.url}/metrics")).status_code == 200
+    finally:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 30)
