@@ -68,6 +68,7 @@ ROUTES = [
     Route("/api/v1/refunds", admin.refund, methods=["POST"]),
     Route("/api/v1/admin/platform-fee", admin.platform_fee, methods=["GET", "PUT"]),
     Route("/api/v1/admin/jobs/failed", admin.failed_jobs, methods=["GET"]),
+    Route("/api/v1/admin/jobs/failed/{failed_id}/retry", admin.retry_failed_job, methods=["POST"]),
     Route("/api/v1/admin/analytics/revenue", analytics.revenue_report, methods=["GET"]),
     Route("/api/v1/admin/analytics/top-creators", analytics.top_creators_report, methods=["GET"]),
     Route("/api/v1/admin/analytics/payments", analytics.payments_report, methods=["GET"]),

@@ -144,26 +144,80 @@ def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
     import json
 
     from hub.runtime import resolve
+
+    runtime = resolve(settings)
+    if args.action == "failed":
+        if args.ids or args.all:
+            raise CommandError("`hub jobs failed` takes no ids and no --all")
+        try:
+            jobs = asyncio.run(_failed_jobs(runtime.database_url, args.limit))
+        except (OSError, TimeoutError, SQLAlchemyError) as exc:
+            raise CommandError(
+                f"cannot read the failed jobs: {type(exc).__name__}: {exc}"
+            ) from None
+        for job in jobs:
+            print(json.dumps(job, default=str))
+        return 0
+    if bool(args.ids) == args.all:
+        raise CommandError("`hub jobs retry` takes the ids of failed jobs, or --all")
+    try:
+        retried, refused = asyncio.run(
+            _retry_failed_jobs(runtime.database_url, runtime.redis_url, args.ids, args.all)
+        )
+    except (OSError, TimeoutError, SQLAlchemyError, RedisError) as exc:
+        raise CommandError(f"cannot retry: {type(exc).__name__}: {exc}") from None
+    for job in retried:
+        print(json.dumps(job, default=str))
+    for message in refused:
+        print(f"hub: {message}", file=sys.stderr)
+    print(f"{len(retried)} failed job(s) enqueued again", file=sys.stderr)
+    return 1 if refused else 0
+
+
+async def _failed_jobs(database_url: str, limit: int) -> list[dict[str, object]]:
     from ledger.db import make_engine, make_sessions
     from ledger.operations import list_failed_jobs
 
-    runtime = resolve(settings)
-
-    async def failed() -> list[dict[str, object]]:
-        engine = make_engine(runtime.database_url, pool_size=1)
-        try:
-            async with make_sessions(engine)() as session:
-                return await list_failed_jobs(session, limit=args.limit)
-        finally:
-            await engine.dispose()
-
+    engine = make_engine(database_url, pool_size=1)
     try:
-        jobs = asyncio.run(failed())
-    except (OSError, TimeoutError, SQLAlchemyError) as exc:
-        raise CommandError(f"cannot read the failed jobs: {type(exc).__name__}: {exc}") from None
-    for job in jobs:
-        print(json.dumps(job, default=str))
-    return 0
+        async with make_sessions(engine)() as session:
+            return await list_failed_jobs(session, limit=limit)
+    finally:
+        await engine.dispose()
+
+
+async def _retry_failed_jobs(
+    database_url: str, redis_url: str, ids: list[int], every: bool
+) -> tuple[list[dict[str, object]], list[str]]:
+    """Retry each entry (with --all, each one not retried yet); the refusals are messages."""
+    from arq.connections import ArqRedis
+
+    from jobs import deadletter
+    from ledger.db import make_engine, make_sessions
+    from ledger.errors import FailedJobAlreadyRetried, LedgerError
+    from ledger.operations import unretried_failed_jobs
+
+    engine = make_engine(database_url, pool_size=1)
+    pool = ArqRedis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
+    sessions = make_sessions(engine)
+    retried: list[dict[str, object]] = []
+    refused: list[str] = []
+    try:
+        if every:
+            async with sessions() as session:
+                ids = await unretried_failed_jobs(session)
+        for failed_id in ids:
+            try:
+                retried.append(await deadletter.retry(sessions, pool, failed_id, "hub jobs retry"))
+            except FailedJobAlreadyRetried:
+                if not every:  # with --all, another operator got there first: nothing to say
+                    refused.append(f"failed job {failed_id} was already retried")
+            except LedgerError as exc:
+                refused.append(exc.message)
+    finally:
+        await pool.aclose()
+        await engine.dispose()
+    return retried, refused
 
 
 def cmd_sandbox(settings: Settings, args: argparse.Namespace) -> int:
@@ -263,9 +317,16 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--revision", default="head")
     status = add("status", cmd_status, "one screen for an operator: nodes, backlog, jobs, books")
     status.add_argument("--json", action="store_true")
-    jobs = add("jobs", cmd_jobs, "jobs that failed for good (the dead-letter list)")
-    jobs.add_argument("action", choices=["failed"])
-    jobs.add_argument("--limit", type=int, default=50)
+    jobs = add(
+        "jobs",
+        cmd_jobs,
+        "jobs that failed for good (the dead-letter list): `failed` lists them, "
+        "`retry ID...` or `retry --all` enqueues them again (each entry once)",
+    )
+    jobs.add_argument("action", choices=["failed", "retry"])
+    jobs.add_argument("ids", nargs="*", type=int, metavar="ID", help="failed job ids (retry)")
+    jobs.add_argument("--all", action="store_true", help="retry every entry not retried yet")
+    jobs.add_argument("--limit", type=int, default=50, help="entries listed (failed)")
     add("check", cmd_check, "verify the ledger's invariants; exit 1 with a report if one fails")
     sandbox = add("sandbox", cmd_sandbox, "run the sandbox payment provider on 127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8001)

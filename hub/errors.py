@@ -47,6 +47,9 @@ LEDGER_ERRORS: dict[type[ledger.LedgerError], tuple[int, str]] = {
     ledger.RefundExceedsPayment: (422, "refund_exceeds_payment"),
     ledger.Forbidden: (403, "forbidden"),
     ledger.InvalidFee: (422, "invalid_request"),
+    ledger.UnknownFailedJob: (404, "failed_job_not_found"),
+    ledger.FailedJobAlreadyRetried: (409, "failed_job_already_retried"),
+    ledger.FailedJobNotRetriable: (409, "failed_job_not_retriable"),
     UnknownOverlayKey: (404, "overlay_key_not_found"),
 }
 

@@ -243,9 +243,24 @@ def openapi_document() -> dict[str, Any]:
             "get": _op(
                 "Jobs that failed for good, newest first (admins)",
                 {
-                    "200": "{data: [{job, job_id, args, error, tries, failed_at}]}",
+                    "200": "{data: [{id, job, job_id, args, error, tries, failed_at, "
+                    "retried_at, retried_by, retry_job_id}]}",
                     "403": "Not an admin",
                 },
+            )
+        },
+        "/api/v1/admin/jobs/failed/{failed_id}/retry": {
+            "post": _op(
+                "Enqueue a failed job again with its arguments; each entry once (admins)",
+                {
+                    "202": "The entry, with retried_at, retried_by and retry_job_id",
+                    "403": "Not an admin",
+                    "404": "failed_job_not_found",
+                    "409": "failed_job_already_retried, or failed_job_not_retriable (a job "
+                    "this release does not run)",
+                    "503": "service_unavailable: Redis did not take the job; nothing changed",
+                },
+                params=[_path("failed_id")],
             )
         },
         "/api/v1/admin/analytics/revenue": {

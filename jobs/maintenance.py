@@ -1,15 +1,12 @@
-"""Periodic housekeeping (arq cron jobs, each unique across workers) and the dead-letter
-record of jobs that failed for good."""
+"""Periodic housekeeping: arq cron jobs, each unique across workers."""
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from arq import Retry
 from sqlalchemy import func, select
 
 from ledger.db import unit_of_work
@@ -18,7 +15,6 @@ from ledger.operations import (
     expire_idempotency_keys,
     prune_events,
     reconcile,
-    record_failed_job,
 )
 from ledger.provider_events import EventKind, ProviderEvent
 from ledger.schema import payments
@@ -43,31 +39,6 @@ class Retention:
 def _retention(ctx: dict[str, Any]) -> Retention:
     retention: Retention = ctx.get("retention") or Retention()
     return retention
-
-
-Job = Callable[..., Awaitable[Any]]
-
-
-def dead_lettered(name: str, job: Job, max_tries: int) -> Job:
-    """Record a job in failed_jobs when it fails for good: an error (arq does not retry it),
-    or a Retry on its last try. The failure still reaches arq as before."""
-
-    @functools.wraps(job)
-    async def run(ctx: dict[str, Any], *args: Any) -> Any:
-        try:
-            return await job(ctx, *args)
-        except Exception as exc:
-            tries = int(ctx.get("job_try", 1))
-            if not isinstance(exc, Retry) or tries >= max_tries:
-                cause = exc.__cause__ if isinstance(exc, Retry) and exc.__cause__ else exc
-                log.error("job %s failed for good after %d tries: %s", name, tries, cause)
-                async with unit_of_work(ctx["sessions"]) as uow:
-                    await record_failed_job(
-                        uow.session, name, ctx.get("job_id"), args, repr(cause), tries
-                    )
-            raise
-
-    return run
 
 
 MAX_BATCHES = 100  # per run: batches of 10,000, each its own short transaction

@@ -20,8 +20,9 @@ from jobs import (
     resweep,
     verification,
 )
+from jobs.deadletter import dead_lettered
 from jobs.mail import SmtpConfig
-from jobs.maintenance import Retention, dead_lettered
+from jobs.maintenance import Retention
 from ledger.db import make_engine, make_sessions
 from ledger.provider_events import Provider
 from realtime.publisher import Publisher
@@ -38,6 +39,7 @@ FUNCTIONS = [
     _job(refunds.execute, refunds.NAME, 20),
     _job(verification.verify, verification.NAME, 10),
 ]
+JOB_NAMES = frozenset(function.name for function in FUNCTIONS)
 
 
 def cron_jobs(run_at_startup: bool = False) -> list[Any]:

@@ -74,3 +74,15 @@ class Forbidden(LedgerError):
 
 class InvalidFee(LedgerError):
     pass
+
+
+class UnknownFailedJob(LedgerError):
+    pass
+
+
+class FailedJobAlreadyRetried(LedgerError):
+    """A dead-lettered job is retried once; a retry that fails for good is a new entry."""
+
+
+class FailedJobNotRetriable(LedgerError):
+    """The entry names a job this release's worker does not run."""

@@ -11,6 +11,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger.checks import run_checks
+from ledger.errors import FailedJobAlreadyRetried, UnknownFailedJob
 from ledger.schema import failed_jobs, reconciliations
 
 
@@ -64,20 +65,71 @@ async def record_failed_job(
     )
 
 
+def _failed_job(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "job": row.job,
+        "job_id": row.job_id,
+        "args": row.args,
+        "error": row.error,
+        "tries": row.tries,
+        "failed_at": row.failed_at.isoformat(),
+        "retried_at": row.retried_at.isoformat() if row.retried_at else None,
+        "retried_by": row.retried_by,
+        "retry_job_id": row.retry_job_id,
+    }
+
+
 async def list_failed_jobs(session: AsyncSession, limit: int = 100) -> list[dict[str, Any]]:
     rows = await session.execute(select(failed_jobs).order_by(failed_jobs.c.id.desc()).limit(limit))
-    return [
-        {
-            "id": row.id,
-            "job": row.job,
-            "job_id": row.job_id,
-            "args": row.args,
-            "error": row.error,
-            "tries": row.tries,
-            "failed_at": row.failed_at.isoformat(),
-        }
-        for row in rows
-    ]
+    return [_failed_job(row) for row in rows]
+
+
+async def unretried_failed_jobs(session: AsyncSession, limit: int = 1_000) -> list[int]:
+    """Ids of the dead-letter entries not retried yet, oldest first."""
+    rows = await session.scalars(
+        select(failed_jobs.c.id)
+        .where(failed_jobs.c.retried_at.is_(None))
+        .order_by(failed_jobs.c.id)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def claim_failed_job(session: AsyncSession, failed_id: int) -> dict[str, Any]:
+    """Lock a dead-letter entry for its one retry, until the transaction ends.
+
+    Raises UnknownFailedJob, or FailedJobAlreadyRetried once `mark_failed_job_retried` has
+    committed for it: two concurrent retries of one entry wait on the lock, and the second
+    sees the first's mark.
+    """
+    row = (
+        await session.execute(
+            select(failed_jobs).where(failed_jobs.c.id == failed_id).with_for_update()
+        )
+    ).one_or_none()
+    if row is None:
+        raise UnknownFailedJob(f"no failed job {failed_id}", param="failed_id")
+    if row.retried_at is not None:
+        raise FailedJobAlreadyRetried(
+            f"failed job {failed_id} was retried at {row.retried_at.isoformat()} "
+            f"as {row.retry_job_id}"
+        )
+    return _failed_job(row)
+
+
+async def mark_failed_job_retried(
+    session: AsyncSession, failed_id: int, retry_job_id: str, retried_by: str
+) -> dict[str, Any]:
+    row = (
+        await session.execute(
+            update(failed_jobs)
+            .where(failed_jobs.c.id == failed_id)
+            .values(retried_at=func.now(), retried_by=retried_by, retry_job_id=retry_job_id)
+            .returning(*failed_jobs.c)
+        )
+    ).one()
+    return _failed_job(row)
 
 
 async def reconcile(session: AsyncSession) -> dict[str, Any]:

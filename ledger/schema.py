@@ -261,6 +261,9 @@ failed_jobs = Table(
     Column("error", Text, nullable=False),
     Column("tries", Integer, nullable=False),
     Column("failed_at", DateTime(timezone=True), nullable=False),
+    Column("retried_at", DateTime(timezone=True)),
+    Column("retried_by", Text),
+    Column("retry_job_id", Text),
 )
 
 reconciliations = Table(

@@ -1,18 +1,22 @@
-"""Admin routes: refunds and the platform fee."""
+"""Admin routes: refunds, the platform fee, and the dead-letter list."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hub.errors import ApiError
 from hub.http import hub_of, json_object, json_response, parse, require_role, respond_once
 from hub.idempotency import idempotency_key
+from jobs import deadletter
 from jobs import refunds as refund_jobs
 from ledger.accounts import Role
 from ledger.db import UnitOfWork, unit_of_work
+from ledger.errors import UnknownFailedJob
 from ledger.fees import MAX_FEE_BPS, current_fee_bps, set_fee_bps
 from ledger.operations import list_failed_jobs
 from ledger.refunds import refund_payment
@@ -76,3 +80,28 @@ async def failed_jobs(request: Request) -> Response:
     async with unit_of_work(hub.sessions) as uow:
         jobs = await list_failed_jobs(uow.session, limit=100)
     return json_response({"data": jobs})
+
+
+def _failed_id(text: str) -> int:
+    try:
+        failed_id = int(text)
+    except ValueError:
+        failed_id = 0
+    if not 0 < failed_id < 2**63:  # a bigint, or PostgreSQL would refuse the parameter
+        raise UnknownFailedJob(f"no failed job {text}", param="failed_id")
+    return failed_id
+
+
+async def retry_failed_job(request: Request) -> Response:
+    """Enqueue a dead-lettered job again with its arguments, once per entry (admins)."""
+    hub = hub_of(request)
+    principal = await hub.authenticate(request.headers.get("authorization"))
+    require_role(principal, Role.ADMIN)
+    failed_id = _failed_id(request.path_params["failed_id"])
+    try:
+        retried = await deadletter.retry(hub.sessions, hub.queue, failed_id, principal.user_id)
+    except (RedisError, OSError, TimeoutError):
+        raise ApiError(
+            503, "service_unavailable", "the job queue (Redis) is unavailable; retry shortly"
+        ) from None
+    return json_response(retried, 202)

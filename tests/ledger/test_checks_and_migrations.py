@@ -116,6 +116,8 @@ async def test_migrations_apply_from_empty_and_downgrade(services: Services) -> 
         await admin.execute(f'CREATE DATABASE "{name}"')
         scratch = url.set(database=name).render_as_string(hide_password=False)
         await asyncio.to_thread(upgrade, scratch)
+        await asyncio.to_thread(downgrade, scratch, "0005")
+        assert "retried_at" not in await _columns(url, name, "failed_jobs")
         await asyncio.to_thread(downgrade, scratch, "0004")
         await asyncio.to_thread(downgrade, scratch, "0003")
         await asyncio.to_thread(downgrade, scratch, "0002")
@@ -132,10 +134,34 @@ async def test_migrations_apply_from_empty_and_downgrade(services: Services) -> 
         try:
             tables = {r["tablename"] for r in await check.fetch("SELECT tablename FROM pg_tables")}
             version = await check.fetchval("SELECT version_num FROM alembic_version")
+            indexes = {
+                r["indexname"] for r in await check.fetch("SELECT indexname FROM pg_indexes")
+            }
         finally:
             await check.close()
         assert {"accounts", "entries", "payments", "webhook_events", "holds"} <= tables
-        assert version == "0005"
+        assert {"retried_at", "retried_by", "retry_job_id"} <= await _columns(
+            url, name, "failed_jobs"
+        )
+        assert "payments_unconfirmed" in indexes
+        assert version == "0006"
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+async def _columns(url, database: str, table: str) -> set[str]:
+    connection = await asyncpg.connect(
+        host=url.host,
+        port=url.port,
+        user=url.username,
+        password=url.password or None,
+        database=database,
+    )
+    try:
+        rows = await connection.fetch(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = $1", table
+        )
+    finally:
+        await connection.close()
+    return {row["column_name"] for row in rows}
