@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,42 +34,56 @@ class Event:
         }
 
 
+# One statement for any number of events and users: lock the users' rows in id order (no
+# deadlocks), take a block of seq numbers from each, and insert the events numbered in the
+# order given. The rows stay locked until the commit.
+_RECORD = text(
+    """
+    WITH pending AS (
+        SELECT e->>'user_id' AS user_id, e->>'type' AS type, e->'data' AS data, ord
+        FROM jsonb_array_elements(CAST(:pending AS jsonb)) WITH ORDINALITY AS x(e, ord)
+    ), counts AS (
+        SELECT user_id, count(*) AS n FROM pending GROUP BY user_id
+    ), locked AS (
+        SELECT users.id, counts.n FROM users JOIN counts ON counts.user_id = users.id
+        ORDER BY users.id FOR UPDATE OF users
+    ), bumped AS (
+        UPDATE users SET event_seq = users.event_seq + locked.n
+        FROM locked WHERE users.id = locked.id
+        RETURNING users.id, users.event_seq AS top, locked.n
+    )
+    INSERT INTO events (user_id, seq, type, data)
+    SELECT p.user_id, b.top - b.n + row_number() OVER (PARTITION BY p.user_id ORDER BY p.ord),
+           p.type, p.data
+    FROM pending p JOIN bumped b ON b.id = p.user_id
+    ORDER BY p.ord
+    RETURNING id, user_id, seq, type, occurred_at, data
+    """
+).columns(
+    events.c.id, events.c.user_id, events.c.seq, events.c.type, events.c.occurred_at, events.c.data
+)
+
+
 async def record_events(
     session: AsyncSession, pending: Sequence[tuple[str, str, Mapping[str, Any]]]
 ) -> list[Event]:
-    """Write (user_id, type, data) events in the caller's transaction.
+    """Write (user_id, type, data) events in the caller's transaction, in one statement.
 
     Each user's events are numbered from that user's row, which stays locked until the commit:
     so a user's seq order is the order in which their events committed, and replay by seq can
     never skip an event that committed late. Users are locked in sorted order (no deadlocks).
     """
-    seqs: dict[str, list[int]] = {}
-    counts: dict[str, int] = {}
-    for user_id, _, _ in pending:
-        counts[user_id] = counts.get(user_id, 0) + 1
-    for user_id in sorted(counts):
-        top = await session.scalar(
-            text("UPDATE users SET event_seq = event_seq + :n WHERE id = :id RETURNING event_seq"),
-            {"id": user_id, "n": counts[user_id]},
-        )
-        assert top is not None, f"unknown user {user_id}"
-        seqs[user_id] = list(range(top - counts[user_id] + 1, top + 1))
-    rows = [
-        {"user_id": user_id, "seq": seqs[user_id].pop(0), "type": type_, "data": dict(data)}
-        for user_id, type_, data in pending
-    ]
-    result = await session.execute(
-        events.insert().returning(
-            events.c.id,
-            events.c.user_id,
-            events.c.seq,
-            events.c.type,
-            events.c.occurred_at,
-            events.c.data,
-            sort_by_parameter_order=True,
-        ),
-        rows,
+    if not pending:
+        return []
+    document = json.dumps(
+        [{"user_id": user_id, "type": type_, "data": data} for user_id, type_, data in pending]
     )
+    rows = list(await session.execute(_RECORD, {"pending": document}))
+    if len(rows) != len(pending):
+        known = {row.user_id for row in rows}
+        missing = sorted({user_id for user_id, _, _ in pending} - known)
+        raise AssertionError(f"unknown user {', '.join(missing)}")
+    rows.sort(key=lambda row: row.id)  # ids follow the order given
     return [
         Event(
             id=r.id,
@@ -78,7 +93,7 @@ async def record_events(
             occurred_at=r.occurred_at,
             data=r.data,
         )
-        for r in result
+        for r in rows
     ]
 
 

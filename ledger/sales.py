@@ -6,11 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import ScalarSelect, Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger.accounts import Account, Kind, Role, ensure_system_account, find_account, user_role
 from ledger.errors import InvalidTransfer, UnknownAccount, UnknownCreator
 from ledger.money import Money, platform_fee
+from ledger.schema import accounts, users
 from ledger.transfers import Leg, PostedEntry, PostedTransfer, post_transfer
 
 
@@ -20,6 +22,7 @@ class Sale:
     fee: int
     wallet: PostedEntry
     earnings: PostedEntry
+    payer_name: str | None = None
 
     @property
     def net(self) -> int:
@@ -57,12 +60,22 @@ async def pay_creator(
         raise InvalidTransfer("amount must be a positive integer", param="amount")
     if payer_id == creator_id:
         raise InvalidTransfer("you cannot pay yourself", param="creator_id")
-    earnings = await creator_earnings(session, creator_id, amount.currency)
-    wallet = await find_account(session, payer_id, Kind.WALLET, amount.currency)
-    fee_account = await ensure_system_account(session, Kind.PLATFORM_FEE, amount.currency)
+    parties = (await session.execute(_parties(payer_id, creator_id, amount.currency))).one()
+    if parties.creator_role != Role.CREATOR.value:
+        raise UnknownCreator(f"no creator {creator_id!r}", param="creator_id")
+    if parties.earnings is None:
+        raise UnknownCreator(
+            f"creator {creator_id!r} has no earnings account in {amount.currency}",
+            param="currency",
+        )
+    if parties.wallet is None:
+        raise UnknownAccount(f"no wallet account in {amount.currency} for {payer_id}")
     fee = platform_fee(amount.amount, fee_bps)
-    legs = [Leg(wallet.id, -amount.amount), Leg(earnings.id, amount.amount - fee)]
+    legs = [Leg(parties.wallet, -amount.amount), Leg(parties.earnings, amount.amount - fee)]
     if fee:
+        fee_account = parties.fee or await ensure_system_account(
+            session, Kind.PLATFORM_FEE, amount.currency
+        )
         legs.append(Leg(fee_account, fee))
     transfer = await post_transfer(
         session,
@@ -76,6 +89,32 @@ async def pay_creator(
     return Sale(
         transfer=transfer,
         fee=fee,
-        wallet=transfer.entry(wallet.id),
-        earnings=transfer.entry(earnings.id),
+        wallet=transfer.entry(parties.wallet),
+        earnings=transfer.entry(parties.earnings),
+        payer_name=parties.payer_name,
+    )
+
+
+def _parties(payer_id: str, creator_id: str, currency: str) -> Select[Any]:
+    """One read for everything a sale needs to know before it posts: the creator's role and
+    earnings account, the payer's wallet and name, and the platform-fee account."""
+
+    def account(owner_id: str | None, kind: Kind) -> ScalarSelect[Any]:
+        owner = (
+            accounts.c.owner_id.is_(None) if owner_id is None else accounts.c.owner_id == owner_id
+        )
+        where = [owner, accounts.c.kind == kind.value, accounts.c.currency == currency]
+        if owner_id is None:
+            where.append(accounts.c.provider.is_(None))
+        return select(accounts.c.id).where(*where).scalar_subquery()
+
+    def of_user(user_id: str, column: str) -> ScalarSelect[Any]:
+        return select(users.c[column]).where(users.c.id == user_id).scalar_subquery()
+
+    return select(
+        of_user(creator_id, "role").label("creator_role"),
+        account(creator_id, Kind.EARNINGS).label("earnings"),
+        account(payer_id, Kind.WALLET).label("wallet"),
+        account(None, Kind.PLATFORM_FEE).label("fee"),
+        of_user(payer_id, "display_name").label("payer_name"),
     )

@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger.accounts import display_name
 from ledger.events import Event, record_events
 from ledger.money import Money
 from ledger.sales import Sale, pay_creator
@@ -91,7 +90,7 @@ async def send_tip(
     tip_data = {
         "tip_id": sale.transfer.id,
         "fan_id": fan_id,
-        "fan_name": await display_name(session, fan_id),
+        "fan_name": sale.payer_name,
         "creator_id": creator_id,
         "amount": amount.amount,
         "fee": sale.fee,

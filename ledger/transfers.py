@@ -7,12 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, bindparam, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import BigInteger, Integer, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger.errors import DuplicateTransfer, InsufficientFunds, InvalidTransfer, UnknownAccount
-from ledger.schema import accounts, entries, transfers
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,21 +58,51 @@ class PostedTransfer:
         return next(e for e in self.entries if e.account_id == account_id)
 
 
-# A debit may not take an account below its holds (available = balance - held < 0), unless the
-# account may go negative, or the transfer is a reversal allowed to push earnings below zero.
-_APPLY = text(
+# Posting is two statements, whatever the number of legs: lock the accounts (and read what the
+# checks need), then, once the checks passed in Python on the locked rows, one statement that
+# inserts the transfer, applies every leg and writes the entries. Accounts are locked owners'
+# first, then system accounts (platform fee, provider clearing), each group in ascending id:
+# one fixed order, so concurrent transfers never deadlock, and the hot system rows are held
+# for the shortest time.
+_LOCK = text(
     """
-    UPDATE accounts SET balance = balance + :amount, version = version + 1
-    WHERE id = :id AND currency = :currency
-      AND (:amount >= 0 OR may_go_negative OR balance + :amount >= held
-           OR (:negative_earnings AND kind = 'earnings'))
-    RETURNING owner_id, kind, balance, version, held
+    SELECT id, owner_id, kind, currency, balance, held, may_go_negative
+    FROM accounts WHERE id = ANY(:ids)
+    ORDER BY owner_id IS NULL, id
+    FOR UPDATE
+    """
+).bindparams(bindparam("ids", type_=ARRAY(BigInteger)))
+
+# A reference taken already inserts no transfer, so no leg applies and nothing is returned.
+_POST = text(
+    """
+    WITH t AS (
+        INSERT INTO transfers (kind, currency, reference, metadata, fee_bps, reverses_id)
+        VALUES (:kind, :currency, :reference, :metadata, :fee_bps, :reverses_id)
+        ON CONFLICT (reference) DO NOTHING
+        RETURNING id, created_at
+    ), legs AS (
+        SELECT * FROM unnest(:ids, :amounts) AS leg(id, amount)
+    ), applied AS (
+        UPDATE accounts SET balance = accounts.balance + legs.amount,
+                            version = accounts.version + 1
+        FROM legs, t WHERE accounts.id = legs.id
+        RETURNING accounts.id, accounts.owner_id, accounts.kind, accounts.balance,
+                  accounts.version, accounts.held, legs.amount
+    ), written AS (
+        INSERT INTO entries (transfer_id, account_id, amount, currency, balance_after)
+        SELECT t.id, applied.id, applied.amount, :currency, applied.balance FROM t, applied
+    )
+    SELECT t.id AS transfer_id, t.created_at, applied.* FROM t CROSS JOIN applied
+    ORDER BY applied.id
     """
 ).bindparams(
-    # Typed: untyped, asyncpg would take :amount for a 32-bit integer and refuse ≥ 2^31.
-    bindparam("amount", type_=BigInteger),
-    bindparam("id", type_=BigInteger),
-    bindparam("negative_earnings", type_=Boolean),
+    # Typed: untyped, asyncpg would take amounts for 32-bit integers and refuse ≥ 2^31.
+    bindparam("ids", type_=ARRAY(BigInteger)),
+    bindparam("amounts", type_=ARRAY(BigInteger)),
+    bindparam("metadata", type_=JSONB),
+    bindparam("fee_bps", type_=Integer),
+    bindparam("reverses_id", type_=BigInteger),
 )
 
 
@@ -92,11 +121,10 @@ async def post_transfer(
     """Post one transfer atomically within the caller's transaction.
 
     Invariants: the legs sum to zero; every account exists and is in `currency`; no account that
-    may not go negative ends below its pending holds (else InsufficientFunds and the caller must
-    roll back) — only a reversal (refund, chargeback) may pass `negative_earnings` to let a
-    creator's earnings go below zero;
-    `reference`, when given, is unique across all transfers. Accounts are locked in ascending id
-    order so that concurrent transfers never deadlock. Each entry records the balance after it.
+    may not go negative ends below its pending holds (else InsufficientFunds, before anything is
+    written) — only a reversal (refund, chargeback) may pass `negative_earnings` to let a
+    creator's earnings go below zero; `reference`, when given, is unique across all transfers
+    (else DuplicateTransfer, with nothing written). Each entry records the balance after it.
     """
     if not legs or any(leg.amount == 0 for leg in legs):
         raise InvalidTransfer("a transfer needs legs with non-zero amounts")
@@ -105,85 +133,57 @@ async def post_transfer(
     if len({leg.account_id for leg in legs}) != len(legs):
         raise InvalidTransfer("each account may appear once in a transfer")
 
-    try:
-        async with session.begin_nested():
-            row = (
-                await session.execute(
-                    transfers.insert()
-                    .values(
-                        kind=kind,
-                        currency=currency,
-                        reference=reference,
-                        metadata=dict(metadata or {}),
-                        fee_bps=fee_bps,
-                        reverses_id=reverses_id,
-                    )
-                    .returning(transfers.c.id, transfers.c.created_at)
-                )
-            ).one()
-    except IntegrityError:
-        raise DuplicateTransfer(f"a transfer with reference {reference!r} exists") from None
-    transfer_id, created_at = row
-
-    posted: list[PostedEntry] = []
-    for leg in sorted(legs, key=lambda leg: leg.account_id):
-        applied = (
-            await session.execute(
-                _APPLY,
-                {
-                    "id": leg.account_id,
-                    "amount": leg.amount,
-                    "currency": currency,
-                    "negative_earnings": negative_earnings,
-                },
-            )
-        ).one_or_none()
-        if applied is None:
-            await _explain_refusal(session, leg, currency)
-        assert applied is not None
-        posted.append(
-            PostedEntry(
-                account_id=leg.account_id,
-                owner_id=applied.owner_id,
-                kind=applied.kind,
-                amount=leg.amount,
-                balance_after=applied.balance,
-                version=applied.version,
-                held=applied.held,
-            )
+    ids = [leg.account_id for leg in legs]
+    locked = {row.id: row for row in await session.execute(_LOCK, {"ids": ids})}
+    for leg in legs:
+        row = locked.get(leg.account_id)
+        if row is None or row.currency != currency:
+            raise UnknownAccount(f"account {leg.account_id} does not exist in {currency}")
+        allowed = (
+            leg.amount > 0
+            or row.may_go_negative
+            or row.balance + leg.amount >= row.held
+            or (negative_earnings and row.kind == "earnings")
         )
-    await session.execute(
-        entries.insert(),
-        [
+        if not allowed:
+            raise InsufficientFunds(
+                f"the {row.kind} account has too little {currency} for this transfer",
+                param="amount",
+            )
+
+    rows = (
+        await session.execute(
+            _POST,
             {
-                "transfer_id": transfer_id,
-                "account_id": e.account_id,
-                "amount": e.amount,
+                "kind": kind,
                 "currency": currency,
-                "balance_after": e.balance_after,
-            }
-            for e in posted
-        ],
+                "reference": reference,
+                "metadata": dict(metadata or {}),
+                "fee_bps": fee_bps,
+                "reverses_id": reverses_id,
+                "ids": ids,
+                "amounts": [leg.amount for leg in legs],
+            },
+        )
+    ).all()
+    if not rows:
+        raise DuplicateTransfer(f"a transfer with reference {reference!r} exists")
+    posted = tuple(
+        PostedEntry(
+            account_id=row.id,
+            owner_id=row.owner_id,
+            kind=row.kind,
+            amount=row.amount,
+            balance_after=row.balance,
+            version=row.version,
+            held=row.held,
+        )
+        for row in rows
     )
     return PostedTransfer(
-        id=transfer_id,
+        id=rows[0].transfer_id,
         kind=kind,
         currency=currency,
-        created_at=created_at,
-        entries=tuple(posted),
-    )
-
-
-async def _explain_refusal(session: AsyncSession, leg: Leg, currency: str) -> None:
-    row = (
-        await session.execute(
-            select(accounts.c.currency, accounts.c.owner_id, accounts.c.kind).where(
-                accounts.c.id == leg.account_id
-            )
-        )
-    ).one_or_none()
-    if row is None or row.currency != currency:
-        raise UnknownAccount(f"account {leg.account_id} does not exist in {currency}")
-    raise InsufficientFunds(
-        f"the {row.kind} account has too little {currency} for this transfer", param="amount"
+        created_at=rows[0].created_at,
+        entries=posted,
     )

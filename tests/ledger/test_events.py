@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from ledger.accounts import Role
 from ledger.db import unit_of_work
 from ledger.events import record_events
@@ -53,3 +55,27 @@ async def test_seqs_are_contiguous_per_user(sessions, uid) -> None:
     assert seqs == list(range(1, 25))
     for batch in batches:
         assert batch == list(range(batch[0], batch[0] + 3))
+
+
+async def test_events_of_several_users_come_back_in_the_order_given(sessions, uid) -> None:
+    fan, creator = uid("fan"), uid("creator")
+    await create_user(sessions, fan, Role.FAN)
+    await create_user(sessions, creator, Role.CREATOR)
+    pending = [
+        (creator, "test.first", {"n": 1, "nested": {"b": [1, 2], "a": None}}),
+        (fan, "test.second", {"n": 2}),
+        (creator, "test.third", {"n": 3}),
+    ]
+    async with unit_of_work(sessions) as uow:
+        written = await record_events(uow.session, pending)
+    assert [(e.user_id, e.type, dict(e.data)) for e in written] == pending
+    assert [e.seq for e in written] == [1, 1, 2]
+    assert [e.id for e in written] == sorted(e.id for e in written)
+
+
+async def test_an_event_for_an_unknown_user_is_refused(sessions, uid) -> None:
+    fan = uid("fan")
+    await create_user(sessions, fan, Role.FAN)
+    with pytest.raises(AssertionError, match="unknown user nobody"):
+        async with unit_of_work(sessions) as uow:
+            await record_events(uow.session, [(fan, "test", {}), ("nobody", "test", {})])
