@@ -14,8 +14,8 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
@@ -37,6 +37,7 @@ from ledger.schema import failed_jobs
 
 if TYPE_CHECKING:
     from hub.state import Hub
+    from realtime.bus import Frame
 
 log = logging.getLogger(__name__)
 
@@ -101,17 +102,9 @@ def count_postings(events: Any) -> None:
             POSTINGS.labels(kind).inc()
 
 
-def observe_delivery(event: str, data: dict[str, Any]) -> None:
-    occurred = data.get("occurred_at") if isinstance(data, dict) else None
-    if isinstance(occurred, str):
-        with contextlib.suppress(ValueError):
-            DELIVERY_LAG.observe(
-                max(0.0, datetime.now().astimezone().timestamp() - _timestamp(occurred))
-            )
-
-
-def _timestamp(iso: str) -> float:
-    return datetime.fromisoformat(iso).timestamp()
+def observe_delivery(frame: Frame) -> None:
+    if frame.occurred is not None:
+        DELIVERY_LAG.observe(max(0.0, time.time() - frame.occurred))
 
 
 class Sampler:

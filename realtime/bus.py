@@ -33,20 +33,69 @@ class PublishFailed(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Frame:
+    """What a socket receives, encoded once: a Socket.IO EVENT packet for the default
+    namespace. Every socket of every user it goes to gets the same text."""
+
+    type: str
+    packet: str
+    occurred: float | None = None  # the event's commit time (seconds since the epoch)
+
+    @property
+    def data(self) -> Any:
+        return json.loads(self.packet[1:])[1]
+
+
+def frame(type_: str, data: Any, occurred: float | None = None) -> Frame:
+    return Frame(type_, "2" + json.dumps([type_, data], separators=(",", ":")), occurred)
+
+
+@dataclass(frozen=True, slots=True)
 class BusEvent:
     user_id: str
     seq: int
-    envelope: dict[str, Any]
+    frame: Frame
 
     @property
     def type(self) -> str:
-        return str(self.envelope["type"])
+        return self.frame.type
+
+    @property
+    def envelope(self) -> dict[str, Any]:
+        """Decoded again from the packet: only for the rare reader (overlay alerts)."""
+        return dict(self.frame.data)
+
+
+def bus_event(event: Event) -> BusEvent:
+    """An event row as a node delivers it (live, or read back from the log)."""
+    return BusEvent(
+        event.user_id,
+        event.seq,
+        frame(event.type, event.envelope(), event.occurred_at.timestamp()),
+    )
 
 
 def encode(event: Event) -> str:
-    return json.dumps(
-        {"u": event.user_id, "s": event.seq, "e": event.envelope()}, separators=(",", ":")
-    )
+    """A bus message: a small JSON header line, then the packet every socket gets, so that a
+    node reads the header and passes the packet on without decoding or encoding it again."""
+    delivered = bus_event(event)
+    header = [event.user_id, event.seq, event.type, delivered.frame.occurred]
+    return json.dumps(header, separators=(",", ":")) + "\n" + delivered.frame.packet
+
+
+def decode(raw: bytes | str) -> BusEvent | dict[str, Any]:
+    """A BusEvent, or a control message (a dict). Raises ValueError if malformed."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    if text.startswith("{"):
+        control = json.loads(text)["control"]
+        if not isinstance(control, dict):
+            raise ValueError("a control message is an object")
+        return control
+    header, packet = text.split("\n", 1)
+    user_id, seq, type_, occurred = json.loads(header)
+    if not isinstance(user_id, str) or not isinstance(type_, str) or not packet.startswith("2["):
+        raise ValueError("malformed event")
+    return BusEvent(user_id, int(seq), Frame(type_, packet, occurred))
 
 
 async def publish(redis: Redis, events: Sequence[Event]) -> None:
@@ -146,20 +195,14 @@ class Subscriber:
 
     async def _dispatch(self, raw: bytes | str) -> None:
         try:
-            message = json.loads(raw)
-            control = message.get("control")
-            event = (
-                None
-                if control is not None
-                else BusEvent(user_id=message["u"], seq=int(message["s"]), envelope=message["e"])
-            )
-        except (ValueError, KeyError, TypeError, AttributeError):
+            message = decode(raw)
+        except (ValueError, KeyError, TypeError):
             log.warning("ignoring a malformed bus message")
             return
         try:
-            if event is not None:
-                await self._on_event(event)
+            if isinstance(message, BusEvent):
+                await self._on_event(message)
             elif self._on_control is not None:
-                await self._on_control(control)
+                await self._on_control(message)
         except Exception:
             log.exception("handling a bus message failed")

@@ -23,13 +23,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ledger.events import events_between, latest_event, oldest_seq, seq_of
-from realtime.bus import BusEvent
+from realtime.bus import BusEvent, Frame, bus_event, frame
 
 log = logging.getLogger(__name__)
 
 MAX_REPLAY = 5_000  # a larger gap is answered with recovered: false (refetch over HTTP)
 
-Send = Callable[[str, str, dict[str, Any]], Awaitable[bool]]  # (sid, event, data) → still open
+Send = Callable[[str, Frame], Awaitable[bool]]  # (sid, frame) → still open
 
 
 @dataclass(eq=False)
@@ -83,7 +83,7 @@ class Delivery:
             recovered, missed = await self._replay(connection, last_event_id)
             if connection.closed:
                 return
-            await self._send_raw(connection, "recovered", {"recovered": recovered, **missed})
+            await self._send_raw(connection, frame("recovered", {"recovered": recovered, **missed}))
             connection.recovering = False
             buffered, connection.buffer = connection.buffer, []
             for event in sorted(buffered, key=lambda e: e.seq):
@@ -114,7 +114,7 @@ class Delivery:
             connection.delivered = newest_seq
             return False, {"missed": None, "last_event_id": newest_id}
         for event in missed:
-            if not await self._send_raw(connection, event.type, event.envelope()):
+            if not await self._send_raw(connection, bus_event(event).frame):
                 return False, {}
             connection.delivered = event.seq
         last_id = missed[-1].id if missed else (last_event_id or newest_id)
@@ -145,7 +145,7 @@ class Delivery:
             await self._fill(connection, event.seq)
             if event.seq <= connection.delivered:
                 return
-        if await self._send_raw(connection, event.type, event.envelope):
+        if await self._send_raw(connection, event.frame):
             connection.delivered = event.seq
 
     async def _fill(self, connection: Connection, before_seq: int | None) -> None:
@@ -155,16 +155,16 @@ class Delivery:
                     session, connection.user_id, connection.delivered, before_seq, 500
                 )
             for event in missing:
-                if not await self._send_raw(connection, event.type, event.envelope()):
+                if not await self._send_raw(connection, bus_event(event).frame):
                     return
                 connection.delivered = event.seq
             if len(missing) < 500:
                 return
 
-    async def _send_raw(self, connection: Connection, event: str, data: dict[str, Any]) -> bool:
+    async def _send_raw(self, connection: Connection, frame: Frame) -> bool:
         if connection.closed:
             return False
-        open_ = await self._send(connection.sid, event, data)
+        open_ = await self._send(connection.sid, frame)
         if open_:
             self.sent += 1
         else:

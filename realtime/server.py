@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import socketio
+from engineio import packet as eio_packet
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from realtime.bus import BusEvent, Subscriber
+from realtime.bus import BusEvent, Frame, Subscriber, frame
 from realtime.delivery import Delivery
 from realtime.presence import Presence, overlay_key, viewer_key
 from realtime.sweeper import Sweeper
@@ -83,7 +84,7 @@ class Realtime:
         cors_origins: Sequence[str] | str = "*",
         transports: Sequence[str] = ("websocket",),
         limits: SocketLimits | None = None,
-        on_sent: Callable[[str, dict[str, Any]], None] | None = None,
+        on_sent: Callable[[Frame], None] | None = None,
     ) -> None:
         self.limits = limits or SocketLimits()
         self._on_sent = on_sent
@@ -181,10 +182,11 @@ class Realtime:
 
     async def _alert_overlays(self, event: BusEvent) -> None:
         """The public part of a tip, for the creator's overlays: never balances or ids."""
-        data = event.envelope["data"]
+        envelope = event.envelope
+        data = envelope["data"]
         alert = {
             "type": "tip.alert",
-            "occurred_at": event.envelope["occurred_at"],
+            "occurred_at": envelope["occurred_at"],
             "data": {
                 "tip_id": data.get("tip_id"),
                 "name": data.get("fan_name") or "Someone",
@@ -193,8 +195,9 @@ class Realtime:
                 "message": data.get("message"),
             },
         }
+        alert_frame = frame("tip.alert", alert, event.frame.occurred)
         for sid in list(self._overlays.get(event.user_id, {})):
-            await self._send(sid, "tip.alert", alert)
+            await self._send(sid, alert_frame)
 
     async def _on_control(self, message: dict[str, Any]) -> None:
         if message.get("type") == "overlay_key.revoked":
@@ -202,9 +205,8 @@ class Realtime:
             for sids in list(self._overlays.values()):
                 for sid, key in list(sids.items()):
                     if key == key_id:
-                        await self._send(
-                            sid, "hub.error", _error("overlay_key_revoked", "this key was revoked")
-                        )
+                        revoked = _error("overlay_key_revoked", "this key was revoked")
+                        await self._send(sid, frame("hub.error", revoked))
                         await self.sio.disconnect(sid)
 
     async def _client_event(self, event: str, sid: str, data: Any = None) -> dict[str, Any]:
@@ -216,7 +218,7 @@ class Realtime:
         )
         if tokens < 1:
             log.warning("disconnecting %s: too many messages", sid)
-            await self._send(sid, "hub.error", _error("rate_limited", "too many messages"))
+            await self._send(sid, frame("hub.error", _error("rate_limited", "too many messages")))
             await self.sio.disconnect(sid)
             return _error("rate_limited", "too many messages")
         self._buckets[sid] = (tokens - 1, now)
@@ -224,9 +226,12 @@ class Realtime:
             "forbidden", f"clients send no events ({event!r} refused): the server assigns rooms"
         )
 
-    async def _send(self, sid: str, event: str, data: dict[str, Any]) -> bool:
+    async def _send(self, sid: str, outbound: Frame) -> bool:
         """Send to one local socket; False when it is gone. A client whose outbound queue is
-        full (it does not read) is disconnected; it recovers what it missed on reconnect."""
+        full (it does not read) is disconnected; it recovers what it missed on reconnect.
+
+        The frame's packet was encoded once (on the bus, or when read from the log): it goes
+        to the Engine.IO socket as it is, past python-socketio's per-recipient encoding."""
         eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
         socket = self.sio.eio.sockets.get(eio_sid) if eio_sid else None
         if socket is None or socket.closed:
@@ -236,9 +241,9 @@ class Realtime:
             log.warning("disconnecting %s: it does not read (outbound queue full)", sid)
             await self.sio.disconnect(sid)
             return False
-        await self.sio.manager.emit(event, data, namespace="/", room=sid, ignore_queue=True)
+        await socket.send(eio_packet.Packet(eio_packet.MESSAGE, data=outbound.packet))
         if self._on_sent is not None:
-            self._on_sent(event, data)
+            self._on_sent(outbound)
         return True
 
 
