@@ -16,6 +16,7 @@ import hmac
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
@@ -33,6 +34,7 @@ from starlette.responses import Response
 
 from hub.auth import AuthError, bearer
 from ledger.operations import last_reconciliation
+from ledger.payments import count_unconfirmed
 from ledger.schema import failed_jobs
 
 if TYPE_CHECKING:
@@ -74,6 +76,16 @@ RECONCILIATION_OK = Gauge(
     "1 if the last reconciliation found the books right, 0 if not (absent before the first)",
     multiprocess_mode="min",
 )
+RECONCILIATION_FINISHED = Gauge(
+    "hub_reconciliation_last_finished_timestamp_seconds",
+    "When the last reconciliation finished, in Unix time (absent before the first)",
+    multiprocess_mode="max",
+)
+PAYMENTS_UNCONFIRMED = Gauge(
+    "hub_payments_unconfirmed",
+    "Succeeded payments that their provider's API did not confirm (payments.verify)",
+    multiprocess_mode="max",
+)
 COUNTERS = {
     "bus_lost": Counter("hub_event_bus_subscription_lost", "Event bus subscriptions lost"),
     "sent": Counter("hub_events_sent", "Events sent to sockets"),
@@ -109,7 +121,7 @@ def observe_delivery(frame: Frame) -> None:
 
 class Sampler:
     """Every second: the process's own counters into the series; every 5 s the cluster-wide
-    samples (backlog, queue depth, failed jobs) from PostgreSQL and Redis."""
+    samples (backlog, queue depth, failed jobs, the books) from PostgreSQL and Redis."""
 
     def __init__(self, hub: Hub) -> None:
         self._hub = hub
@@ -155,6 +167,10 @@ class Sampler:
                 last = await last_reconciliation(session)
                 if last is not None:
                     RECONCILIATION_OK.set(1 if last["ok"] else 0)
+                    RECONCILIATION_FINISHED.set(
+                        datetime.fromisoformat(last["finished_at"]).timestamp()
+                    )
+                PAYMENTS_UNCONFIRMED.set(await count_unconfirmed(session))
 
     async def _run(self) -> None:
         tick = 0

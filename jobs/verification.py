@@ -16,7 +16,7 @@ from arq.connections import ArqRedis
 from sqlalchemy import func, select, update
 
 from ledger.db import unit_of_work
-from ledger.payments import get_payment
+from ledger.payments import NOT_CONFIRMED, get_payment
 from ledger.provider_events import ProviderError
 from ledger.schema import payments
 
@@ -52,7 +52,7 @@ async def verify(ctx: dict[str, Any], payment_id: int) -> str:
             and int(answer.get("amount", -1)) == payment.amount.amount
             and str(answer.get("currency", "")).upper() == payment.amount.currency
         )
-        outcome = "confirmed" if confirmed else f"NOT CONFIRMED: {answer.get('status')}"
+        outcome = "confirmed" if confirmed else f"{NOT_CONFIRMED}: {answer.get('status')}"
         if not confirmed:
             log.error(
                 "payment %s not confirmed by %s: %s",

@@ -9,12 +9,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger.errors import UnknownPayment
 from ledger.money import Money
 from ledger.schema import payments
+
+# How payments.verification starts when the provider's own API did not confirm a succeeded
+# payment (migration 0006 indexes exactly these rows).
+NOT_CONFIRMED = "NOT CONFIRMED"
 
 
 class Purpose(StrEnum):
@@ -137,6 +141,18 @@ async def set_status(
     if failure_reason is not None:
         values["failure_reason"] = failure_reason
     await session.execute(update(payments).where(payments.c.id == payment_id).values(**values))
+
+
+async def count_unconfirmed(session: AsyncSession) -> int:
+    """Succeeded payments that their provider's API did not confirm (money credited anyway)."""
+    # The pattern is written out, not bound: only then may PostgreSQL use the partial index.
+    count = await session.scalar(
+        text(
+            "SELECT count(*) FROM payments WHERE status = 'succeeded' "
+            f"AND verification LIKE '{NOT_CONFIRMED}%'"
+        )
+    )
+    return int(count or 0)
 
 
 def _payment(row: object) -> Payment:

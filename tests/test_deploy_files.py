@@ -43,6 +43,8 @@ REQUIRED_ALERTS = {
     "HubEventBusNotSubscribed": "hub_event_bus_subscribed",
     "HubJobsFailing": "hub_jobs_failed",
     "HubQueueDepthHigh": "hub_queue_depth",
+    "HubReconciliationStale": "hub_reconciliation_last_finished_timestamp_seconds",
+    "HubPaymentsUnconfirmed": "hub_payments_unconfirmed",
 }
 
 # Dashboard panels by title, each with the series its queries must read.
@@ -60,6 +62,8 @@ REQUIRED_PANELS = {
     "Fee cache hit ratio": {"hub_fee_cache_hits_total", "hub_fee_cache_misses_total"},
     "DB pool in use": {"hub_db_pool_in_use"},
     "Event bus subscribed per instance": {"hub_event_bus_subscribed"},
+    "Since the last reconciliation": {"hub_reconciliation_last_finished_timestamp_seconds"},
+    "Unconfirmed payments": {"hub_payments_unconfirmed"},
 }
 
 _SUFFIXES = {
@@ -190,6 +194,8 @@ def test_the_required_alerts_are_there() -> None:
     assert "> 1000" in rules["HubEventBacklog"]["expr"]
     assert "== 0" in rules["HubReconciliationFailed"]["expr"]
     assert rules["HubEventBusNotSubscribed"]["for"] == "1m"
+    assert "> 7200" in rules["HubReconciliationStale"]["expr"]
+    assert "time()" in rules["HubReconciliationStale"]["expr"]
 
 
 @pytest.mark.parametrize("rule", alert_rules(), ids=lambda rule: rule["alert"])
@@ -354,6 +360,7 @@ def fires(minute: int, alert: str, severity: str | None = None, **labels: str) -
 
 
 HTTP = "hub_http_request_duration_seconds"
+RECONCILED = "hub_reconciliation_last_finished_timestamp_seconds"
 TIPS = {"route": "/api/v1/tips", "method": "POST"}
 PROMTOOL_TESTS = {
     "rule_files": ["alerts.yml"],
@@ -380,6 +387,9 @@ PROMTOOL_TESTS = {
                 series("hub_event_bus_subscribed", "1x9 0x20", instance="hub2:8000"),
                 # A job fails for good at minute 20.
                 series("hub_jobs_failed", "3x19 4x10"),
+                # A payment the provider does not confirm at minute 20, seen by both nodes.
+                series("hub_payments_unconfirmed", "0x19 1x20"),
+                series("hub_payments_unconfirmed", "0x19 1x20", instance="hub2:8000"),
                 series("up", "1x30"),
             ],
             "alert_rule_test": [
@@ -395,8 +405,29 @@ PROMTOOL_TESTS = {
                 fires(19, "HubJobsFailing"),
                 fires(22, "HubJobsFailing", "warning"),
                 fires(22, "HubNodeDown"),
+                fires(19, "HubPaymentsUnconfirmed"),
+                fires(22, "HubPaymentsUnconfirmed", "critical"),
+                fires(36, "HubPaymentsUnconfirmed"),  # none new in the last 15 minutes
             ],
-        }
+        },
+        {
+            "interval": "1m",
+            "input_series": [
+                # Runs finish at 0:00 and 1:00 (promtool's clock starts at Unix time 0), then
+                # no more. Both nodes report the same time.
+                series(RECONCILED, "0x59 3600x200"),
+                series(RECONCILED, "0x59 3600x200", instance="hub2:8000"),
+                series("hub_reconciliation_ok", "1x260"),
+                series("up", "1x260"),
+            ],
+            "alert_rule_test": [
+                fires(179, "HubReconciliationStale"),  # the 1:00 run is 1 h 59 min old
+                fires(183, "HubReconciliationStale"),  # over 2 h old since 3:01: pending 5 min
+                fires(187, "HubReconciliationStale", "warning"),
+                fires(250, "HubReconciliationStale", "warning"),
+                fires(250, "HubReconciliationMissing"),  # that one is for "never ran"
+            ],
+        },
     ],
 }
 

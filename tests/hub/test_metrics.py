@@ -1,22 +1,127 @@
-"""/metrics: behind a bearer token when HUB_METRICS_TOKEN is set, and refused by the example
-balancer (deploy/nginx.conf) while the nodes still serve it to Prometheus directly."""
+"""/metrics: the cluster-wide gauges of the books (last reconciliation, unconfirmed payments);
+a bearer token when HUB_METRICS_TOKEN is set; refused by the example balancer
+(deploy/nginx.conf) while the nodes still serve it to Prometheus directly."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import func, select, text
 
 from hub.embedded import free_port
-from tests.conftest import LiveServer, Services, hub_server, make_settings
+from hub.providers.signatures import sign_paystack
+from hub.runtime import build_provider_clients
+from jobs import maintenance
+from jobs.verification import verify
+from ledger.payments import count_unconfirmed
+from ledger.schema import reconciliations
+from tests.conftest import (
+    PAYSTACK_SECRET,
+    LiveServer,
+    Services,
+    Stack,
+    hub_server,
+    make_settings,
+)
+from tests.money import start_topup
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 NGINX = shutil.which("nginx")
 METRICS_TOKEN = "metrics-" + "t" * 32
+
+
+async def gauge(http: httpx.AsyncClient, name: str) -> float | None:
+    body = (await http.get("/metrics")).text
+    match = re.search(rf"^{name} (\S+)$", body, flags=re.MULTILINE)
+    return float(match.group(1)) if match else None
+
+
+async def sampled(http: httpx.AsyncClient, name: str, expected: float) -> float | None:
+    """The gauge once the sampler (every 5 s) has caught up with `expected`, or its last value
+    after 30 s of trying."""
+    value = None
+    for _ in range(150):
+        value = await gauge(http, name)
+        if value is not None and abs(value - expected) < 0.001:
+            break
+        await asyncio.sleep(0.2)
+    return value
+
+
+async def _forged_paystack_success(http: httpx.AsyncClient, fan: str) -> int:
+    """A signed success for a payment Paystack never saw (as a leaked key would allow)."""
+    unpaid = await start_topup(http, fan, 2_500, "paystack")
+    body = json.dumps(
+        {
+            "event": "charge.success",
+            "data": {
+                "id": 515151,
+                "reference": unpaid["reference"],
+                "amount": 2_500,
+                "currency": "NGN",
+                "status": "success",
+            },
+        }
+    ).encode()
+    answer = await http.post(
+        "/webhooks/paystack",
+        content=body,
+        headers={"x-paystack-signature": sign_paystack(body, PAYSTACK_SECRET)},
+    )
+    assert answer.json()["outcome"] == "applied"
+    return int(unpaid["id"])
+
+
+async def test_unconfirmed_payments_are_counted(
+    http, sessions, services: Services, stack: Stack, uid
+) -> None:
+    payment_id = await _forged_paystack_success(http, uid("fan"))
+    async with sessions() as session:
+        before = await count_unconfirmed(session)
+    providers, client = build_provider_clients(make_settings(services, stack.sandbox.url))
+    try:
+        outcome = await verify({"sessions": sessions, "providers": providers}, payment_id)
+    finally:
+        await client.aclose()
+    assert outcome.startswith("NOT CONFIRMED")
+    async with sessions() as session:
+        now = await count_unconfirmed(session)
+        # The count reads the partial index of migration 0006, not every payment.
+        await session.execute(text("SET LOCAL enable_seqscan = off"))
+        plan = "\n".join(
+            (
+                await session.execute(
+                    text(
+                        "EXPLAIN SELECT count(*) FROM payments WHERE status = 'succeeded' "
+                        "AND verification LIKE 'NOT CONFIRMED%'"
+                    )
+                )
+            ).scalars()
+        )
+    assert now == before + 1
+    assert "payments_unconfirmed" in plan, plan
+    assert await sampled(http, "hub_payments_unconfirmed", now) == now
+
+
+async def test_the_last_reconciliation_time_is_exported(http, sessions) -> None:
+    report = await maintenance.run_reconciliation({"sessions": sessions, "providers": {}})
+    async with sessions() as session:
+        finished = await session.scalar(
+            select(func.extract("epoch", reconciliations.c.finished_at)).where(
+                reconciliations.c.id == report["id"]
+            )
+        )
+    name = "hub_reconciliation_last_finished_timestamp_seconds"
+    value = await sampled(http, name, float(finished))
+    assert value is not None and abs(value - float(finished)) < 0.001
+    assert await gauge(http, "hub_reconciliation_ok") == 1.0
 
 
 async def test_metrics_are_open_when_no_token_is_set(http: httpx.AsyncClient) -> None:
