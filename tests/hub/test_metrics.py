@@ -33,7 +33,8 @@ from tests.conftest import (
 from tests.money import start_topup
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-NGINX = shutil.which("nginx")
+# .ci/run installs Debian's nginx-light where it is missing; /usr/sbin may be off a user's PATH.
+NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
 METRICS_TOKEN = "metrics-" + "t" * 32
 
 
