@@ -160,12 +160,16 @@ def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     if bool(args.ids) == args.all:
         raise CommandError("`hub jobs retry` takes the ids of failed jobs, or --all")
+    retried: list[dict[str, object]] = []
+    refused: list[str] = []
     try:
-        retried, refused = asyncio.run(
-            _retry_failed_jobs(runtime.database_url, runtime.redis_url, args.ids, args.all)
+        asyncio.run(
+            _retry_failed_jobs(
+                runtime.database_url, runtime.redis_url, args.ids, args.all, retried, refused
+            )
         )
     except (OSError, TimeoutError, SQLAlchemyError, RedisError) as exc:
-        raise CommandError(f"cannot retry: {type(exc).__name__}: {exc}") from None
+        refused.append(f"cannot retry: {type(exc).__name__}: {exc}")  # after those done
     for job in retried:
         print(json.dumps(job, default=str))
     for message in refused:
@@ -187,9 +191,15 @@ async def _failed_jobs(database_url: str, limit: int) -> list[dict[str, object]]
 
 
 async def _retry_failed_jobs(
-    database_url: str, redis_url: str, ids: list[int], every: bool
-) -> tuple[list[dict[str, object]], list[str]]:
-    """Retry each entry (with --all, each one not retried yet); the refusals are messages."""
+    database_url: str,
+    redis_url: str,
+    ids: list[int],
+    every: bool,
+    retried: list[dict[str, object]],
+    refused: list[str],
+) -> None:
+    """Retry each entry (with --all, each one not retried yet) into `retried`, or say why not
+    in `refused`; an unreachable database or Redis stops it with what was done so far."""
     from arq.connections import ArqRedis
 
     from jobs import deadletter
@@ -200,8 +210,6 @@ async def _retry_failed_jobs(
     engine = make_engine(database_url, pool_size=1)
     pool = ArqRedis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
     sessions = make_sessions(engine)
-    retried: list[dict[str, object]] = []
-    refused: list[str] = []
     try:
         if every:
             async with sessions() as session:
@@ -217,7 +225,6 @@ async def _retry_failed_jobs(
     finally:
         await pool.aclose()
         await engine.dispose()
-    return retried, refused
 
 
 def cmd_sandbox(settings: Settings, args: argparse.Namespace) -> int:

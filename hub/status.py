@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from ledger.db import make_engine, make_sessions
 from ledger.operations import last_reconciliation, list_failed_jobs
+from ledger.payments import count_unconfirmed
 from ledger.schema import events, failed_jobs
 from realtime.presence import count_nodes, count_online
 
@@ -31,6 +32,7 @@ async def gather_status(database_url: str, redis_url: str) -> dict[str, Any]:
             )
             status["recent_failed_jobs"] = await list_failed_jobs(session, limit=5)
             status["last_reconciliation"] = await last_reconciliation(session)
+            status["unconfirmed_payments"] = await count_unconfirmed(session)
     finally:
         await redis.aclose()
         await engine.dispose()
@@ -51,7 +53,9 @@ def render(status: dict[str, Any]) -> str:
         f"queue depth       {status['queue_depth']} jobs waiting",
         f"failed jobs       {status['failed_jobs']}",
         f"reconciliation    {reconciliation}",
+        f"unconfirmed       {status['unconfirmed_payments']} payments (provider did not confirm)",
     ]
     for job in status["recent_failed_jobs"]:
-        lines.append(f"  failed: {job['failed_at']} {job['job']} {job['error'][:80]}")
+        retried = f" (retried as {job['retry_job_id']})" if job["retry_job_id"] else ""
+        lines.append(f"  failed: {job['failed_at']} {job['job']} {job['error'][:80]}{retried}")
     return "\n".join(lines)

@@ -234,6 +234,16 @@ async def test_an_entry_stays_unretried_when_the_queue_is_away_or_the_job_unknow
         await server.stop()
     assert away.status_code == 503 and away.json()["error"]["type"] == "service_unavailable"
     assert [row["retried_at"] for row in await _entries(sessions, id=known["id"])] == [None]
+    cli = await asyncio.to_thread(
+        hub,
+        "jobs",
+        "retry",
+        str(known["id"]),
+        env={**_env(services), "HUB_REDIS_URL": f"redis://127.0.0.1:{dead}/0"},
+    )
+    assert cli.returncode == 1 and "cannot retry: ConnectionError" in cli.stderr, cli.stderr
+    assert "Traceback" not in cli.stderr and cli.stdout == ""
+    assert [row["retried_at"] for row in await _entries(sessions, id=known["id"])] == [None]
 
     back = await http.post(f"/api/v1/admin/jobs/failed/{known['id']}/retry", headers=admin)
     assert back.status_code == 202

@@ -17,6 +17,7 @@ from ledger.accounts import Role
 from ledger.db import unit_of_work
 from ledger.events import record_events
 from ledger.operations import last_reconciliation, list_failed_jobs
+from ledger.payments import count_unconfirmed
 from ledger.schema import events, idempotency_keys
 from tests.conftest import auth, create_user, make_settings
 from tests.hub.test_cli import hub
@@ -139,7 +140,7 @@ async def test_a_job_that_fails_for_good_is_in_the_dead_letter_list(services, se
     assert "UnknownPayout" in mine[0]["error"]
 
 
-async def test_operators_see_failed_jobs_and_the_status(http, services, uid) -> None:
+async def test_operators_see_failed_jobs_and_the_status(http, services, sessions, uid) -> None:
     listed = await http.get("/api/v1/admin/jobs/failed", headers=auth(uid("admin"), "admin"))
     assert listed.status_code == 200 and isinstance(listed.json()["data"], list)
     assert (
@@ -160,9 +161,13 @@ async def test_operators_see_failed_jobs_and_the_status(http, services, uid) -> 
         "queue_depth",
         "failed_jobs",
         "last_reconciliation",
+        "unconfirmed_payments",
     } <= shown.keys()
+    async with sessions() as session:
+        assert shown["unconfirmed_payments"] == await count_unconfirmed(session)
     screen = await asyncio.to_thread(hub, "status", env=env)
     assert "reconciliation" in screen.stdout
+    assert f"unconfirmed       {shown['unconfirmed_payments']} payments" in screen.stdout
     failed = await asyncio.to_thread(hub, "jobs", "failed", env=env)
     assert failed.returncode == 0
 
