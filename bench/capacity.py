@@ -36,7 +36,9 @@ LEVELS = (1_000, 5_000, 10_000)
 CONCURRENCY = 200  # connections being opened at once
 
 
-async def measure(server: Server, users: list[str], levels: list[int]) -> dict[str, Any]:
+async def measure(
+    server: Server, users: list[str], levels: list[int], profile: bool = False
+) -> dict[str, Any]:
     client = await LoadClient.start()
     out: dict[str, Any] = {}
     try:
@@ -51,6 +53,12 @@ async def measure(server: Server, users: list[str], levels: list[int]) -> dict[s
         for level in levels:
             before = usage([server.pid])
             client_before = usage([client.pid])
+            recording = None
+            if profile and server.name == "hub":
+                from bench.profiles import Recording
+
+                # About as long as the connects take (py-spy does not sample an idle loop).
+                recording = Recording(server.pid, f"capacity-hub-{level}", (level - done) / 200)
             answer = await client.call(
                 "connect",
                 url=server.url,
@@ -61,6 +69,8 @@ async def measure(server: Server, users: list[str], levels: list[int]) -> dict[s
             )
             after = usage([server.pid])
             client_after = usage([client.pid])
+            if recording is not None:
+                recording.finish()
             done = level
             seconds += answer["seconds_to_recovered"] or answer["seconds"]
             connected += answer["connected"]
@@ -97,7 +107,7 @@ async def measure(server: Server, users: list[str], levels: list[int]) -> dict[s
 
 
 async def main_async(
-    services: Services, levels: list[int], runs: int, kinds: list[str]
+    services: Services, levels: list[int], runs: int, kinds: list[str], profile: bool = False
 ) -> dict[str, Any]:
     users = [f"cap-{i:05d}" for i in range(max(levels))]
     await create_users(services.database_url, [*users, "cap-warm"], "fan")
@@ -107,7 +117,7 @@ async def main_async(
             server = start_hub(services) if kind == "hub" else start_node_peer(services)
             started = time.monotonic()
             with server:
-                result = await measure(server, users, levels)
+                result = await measure(server, users, levels, profile and run_index == 0)
             result["run"] = run_index
             results[kind].append(result)
             log(f"capacity {kind} run {run_index + 1}: {time.monotonic() - started:.0f} s")
@@ -123,12 +133,13 @@ def main() -> None:
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)))
     parser.add_argument("--runs", type=int, default=runs_wanted())
     parser.add_argument("--only", choices=["hub", "node"], default=None)
+    parser.add_argument("--profile", action="store_true", help="py-spy the hub while connecting")
     args = parser.parse_args()
     levels = sorted(int(x) for x in args.levels.split(","))
     kinds = [args.only] if args.only else ["hub", "node"]
     raise_nofile()
     with Services() as services:
-        payload = run(main_async(services, levels, args.runs, kinds))
+        payload = run(main_async(services, levels, args.runs, kinds, args.profile))
     write_result("capacity", payload)
 
 

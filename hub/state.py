@@ -105,7 +105,8 @@ class Hub:
             principal = self.verifier.verify(token)
         except AuthError as exc:
             raise Refused(exc.type, exc.message) from None
-        await self.identify(principal)
+        # No identify(): a socket only reads the user's events (none for a user not yet
+        # written), and the user's first HTTP request writes them. A connect writes nothing.
         viewing = auth.get("viewing")
         return Identity(
             principal.user_id,

@@ -126,30 +126,46 @@ _COLUMNS = (
 )
 
 
-async def latest_event(session: AsyncSession, user_id: str) -> tuple[int, int]:
-    """(id, seq) of the user's newest event, or (0, 0) when they have none."""
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a user's log stands, for a connecting client: in one read."""
+
+    newest_id: int  # 0 when the user has no events
+    newest_seq: int
+    oldest_seq: int | None  # the oldest kept
+    since_seq: int | None  # the seq of the client's last event id, if it is theirs and kept
+
+
+async def position(session: AsyncSession, user_id: str, last_event_id: int | None) -> Position:
+    newest = (
+        select(events.c.id, events.c.seq)
+        .where(events.c.user_id == user_id)
+        .order_by(events.c.seq.desc())
+        .limit(1)
+        .subquery()
+    )
+    since = (
+        select(events.c.seq)
+        .where(events.c.id == (last_event_id or 0), events.c.user_id == user_id)
+        .scalar_subquery()
+    )
+    oldest = select(func.min(events.c.seq)).where(events.c.user_id == user_id).scalar_subquery()
     row = (
         await session.execute(
-            select(events.c.id, events.c.seq)
-            .where(events.c.user_id == user_id)
-            .order_by(events.c.seq.desc())
-            .limit(1)
+            select(
+                select(newest.c.id).scalar_subquery().label("newest_id"),
+                select(newest.c.seq).scalar_subquery().label("newest_seq"),
+                oldest.label("oldest_seq"),
+                since.label("since_seq"),
+            )
         )
-    ).one_or_none()
-    return (row.id, row.seq) if row is not None else (0, 0)
-
-
-async def seq_of(session: AsyncSession, user_id: str, event_id: int) -> int | None:
-    """The user's seq of event `event_id`, or None if it is not theirs or no longer kept."""
-    value = await session.scalar(
-        select(events.c.seq).where(events.c.id == event_id, events.c.user_id == user_id)
+    ).one()
+    return Position(
+        newest_id=row.newest_id or 0,
+        newest_seq=row.newest_seq or 0,
+        oldest_seq=row.oldest_seq,
+        since_seq=row.since_seq,
     )
-    return int(value) if value is not None else None
-
-
-async def oldest_seq(session: AsyncSession, user_id: str) -> int | None:
-    value = await session.scalar(select(func.min(events.c.seq)).where(events.c.user_id == user_id))
-    return int(value) if value is not None else None
 
 
 async def events_between(

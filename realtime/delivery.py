@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ledger.events import events_between, latest_event, oldest_seq, seq_of
+from ledger.events import events_between, position
 from realtime.bus import BusEvent, Frame, bus_event, frame
 
 log = logging.getLogger(__name__)
@@ -94,20 +94,21 @@ class Delivery:
     ) -> tuple[bool, dict[str, Any]]:
         user = connection.user_id
         async with self._sessions() as session:
-            newest_id, newest_seq = await latest_event(session, user)
+            where = await position(session, user, last_event_id)
+            newest_id, newest_seq = where.newest_id, where.newest_seq
             if last_event_id is None:
                 # A fresh client: nothing to replay. Its position is the newest event, which
                 # it keeps as its last id even if it receives nothing before a reconnect.
                 connection.delivered = newest_seq
                 return True, {"missed": 0, "last_event_id": newest_id}
-            since = 0 if last_event_id == 0 else await seq_of(session, user, last_event_id)
-            oldest = await oldest_seq(session, user)
+            since = 0 if last_event_id == 0 else where.since_seq
+            oldest = where.oldest_seq
             gap_kept = since is not None and (
                 newest_seq <= since or oldest is None or oldest <= since + 1
             )
             missed = (
                 await events_between(session, user, since, None, MAX_REPLAY + 1)
-                if gap_kept and since is not None
+                if gap_kept and since is not None and newest_seq > since
                 else []
             )
         if not gap_kept or len(missed) > MAX_REPLAY:
