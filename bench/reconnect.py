@@ -91,7 +91,12 @@ async def write_while_away(
 
 
 async def main_async(
-    services: Services, runs: int, users_n: int, events_n: int, spread: float
+    services: Services,
+    runs: int,
+    users_n: int,
+    events_n: int,
+    spread: float,
+    profile: bool = False,
 ) -> dict[str, Any]:
     users = [f"rfan-{i:05d}" for i in range(users_n)]
     await create_users(services.database_url, users, "fan")
@@ -116,6 +121,11 @@ async def main_async(
             await client.call("mark")
             stats0 = await db_stats(services.database_url)
             pg0, hub0 = usage(services.postgres_pids()), server.usage()
+            recording = None
+            if profile and run_index == 0:
+                from bench.profiles import Recording
+
+                recording = Recording(server.pid, "reconnect-hub", spread + 20)
             answer = await client.call(
                 "connect",
                 url=server.url,
@@ -126,6 +136,8 @@ async def main_async(
                 timeout=180,
             )
             pg1, hub1 = usage(services.postgres_pids()), server.usage()
+            if recording is not None:
+                recording.finish()
             await asyncio.sleep(1.5)  # backends flush their statistics within a second
             stats1 = await db_stats(services.database_url)
             with scratch_file(".json") as path:
@@ -192,10 +204,13 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--spread", type=float, default=10)
     parser.add_argument("--runs", type=int, default=runs_wanted())
+    parser.add_argument("--profile", action="store_true", help="py-spy the hub while reconnecting")
     args = parser.parse_args()
     raise_nofile()
     with Services() as services:
-        payload = run(main_async(services, args.runs, args.users, args.events, args.spread))
+        payload = run(
+            main_async(services, args.runs, args.users, args.events, args.spread, args.profile)
+        )
     write_result("reconnect", payload)
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from realtime.bus import BusEvent, Frame, Subscriber, frame
 from realtime.delivery import Delivery
+from realtime.manager import HubManager
 from realtime.presence import Presence, overlay_key, viewer_key
 from realtime.sweeper import Sweeper
 
@@ -54,10 +55,6 @@ class SocketLimits:
     connections_per_user: int = 10  # cluster-wide; the next connection is refused
 
 
-def user_room(user_id: str) -> str:
-    return f"user:{user_id}"
-
-
 def _last_event_id(auth: Any) -> int | None:
     value = auth.get("last_event_id") if isinstance(auth, dict) else None
     if value is None or value == "":
@@ -90,7 +87,7 @@ class Realtime:
         self._on_sent = on_sent
         self.sio = socketio.AsyncServer(
             async_mode="asgi",
-            client_manager=socketio.AsyncRedisManager(redis_url, channel=SOCKETIO_CHANNEL),
+            client_manager=HubManager(redis_url, channel=SOCKETIO_CHANNEL),
             cors_allowed_origins=list(cors_origins) if not isinstance(cors_origins, str) else "*",
             transports=list(transports),
             max_http_buffer_size=self.limits.max_message_bytes,
@@ -151,7 +148,6 @@ class Realtime:
         viewing = (viewer_key(identity.viewing),) if identity.viewing else ()
         await self.presence.join(sid, identity.user_id, viewing)
         await self.sio.save_session(sid, {"user_id": identity.user_id, "role": identity.role})
-        await self.sio.enter_room(sid, user_room(identity.user_id))
         connection = self.delivery.attach(sid, identity.user_id)
         self.sio.start_background_task(self._recover, sid, connection, last_event_id)
 
