@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import BigInteger, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger.schema import events
@@ -136,29 +136,23 @@ class Position:
     since_seq: int | None  # the seq of the client's last event id, if it is theirs and kept
 
 
+# Read on every socket connect: plain SQL, so that SQLAlchemy has no statement tree to walk.
+_POSITION = text(
+    """
+    SELECT newest.id AS newest_id, newest.seq AS newest_seq,
+           (SELECT min(seq) FROM events WHERE user_id = :user_id) AS oldest_seq,
+           (SELECT seq FROM events WHERE id = :last_id AND user_id = :user_id) AS since_seq
+    FROM (SELECT 1) AS one
+    LEFT JOIN LATERAL (
+        SELECT id, seq FROM events WHERE user_id = :user_id ORDER BY seq DESC LIMIT 1
+    ) AS newest ON true
+    """
+).bindparams(bindparam("last_id", type_=BigInteger))
+
+
 async def position(session: AsyncSession, user_id: str, last_event_id: int | None) -> Position:
-    newest = (
-        select(events.c.id, events.c.seq)
-        .where(events.c.user_id == user_id)
-        .order_by(events.c.seq.desc())
-        .limit(1)
-        .subquery()
-    )
-    since = (
-        select(events.c.seq)
-        .where(events.c.id == (last_event_id or 0), events.c.user_id == user_id)
-        .scalar_subquery()
-    )
-    oldest = select(func.min(events.c.seq)).where(events.c.user_id == user_id).scalar_subquery()
     row = (
-        await session.execute(
-            select(
-                select(newest.c.id).scalar_subquery().label("newest_id"),
-                select(newest.c.seq).scalar_subquery().label("newest_seq"),
-                oldest.label("oldest_seq"),
-                since.label("since_seq"),
-            )
-        )
+        await session.execute(_POSITION, {"user_id": user_id, "last_id": last_event_id or 0})
     ).one()
     return Position(
         newest_id=row.newest_id or 0,
@@ -168,19 +162,25 @@ async def position(session: AsyncSession, user_id: str, last_event_id: int | Non
     )
 
 
+_BETWEEN = text(
+    """
+    SELECT id, user_id, seq, type, occurred_at, data FROM events
+    WHERE user_id = :user_id AND seq > :after AND seq < :before
+    ORDER BY seq LIMIT :limit
+    """
+).bindparams(bindparam("after", type_=BigInteger), bindparam("before", type_=BigInteger))
+_BETWEEN_TYPED = _BETWEEN.columns(*_COLUMNS)
+
+
 async def events_between(
     session: AsyncSession, user_id: str, after_seq: int, before_seq: int | None, limit: int
 ) -> list[Event]:
     """The user's events with after_seq < seq < before_seq, in seq order, at most `limit`."""
-    query = (
-        select(*_COLUMNS)
-        .where(events.c.user_id == user_id, events.c.seq > after_seq)
-        .order_by(events.c.seq)
-        .limit(limit)
+    before = before_seq if before_seq is not None else 2**63 - 1
+    rows = await session.execute(
+        _BETWEEN_TYPED, {"user_id": user_id, "after": after_seq, "before": before, "limit": limit}
     )
-    if before_seq is not None:
-        query = query.where(events.c.seq < before_seq)
-    return [_event(row) for row in await session.execute(query)]
+    return [_event(row) for row in rows]
 
 
 async def claim_unpublished(
