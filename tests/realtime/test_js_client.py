@@ -78,6 +78,7 @@ async def test_the_official_client_recovers_missed_tips_once(live, http, session
         await tip(http, fan, creator, 100)
         first = await client.next("tip.received")
         assert first["data"]["data"]["amount"] == 100
+        await client.next("balance.updated")  # the tip's last event: the client is up to date
 
         await client.send("drop")
         await client.next("disconnect")
