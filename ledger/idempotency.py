@@ -13,8 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger.errors import IdempotencyInFlight, IdempotencyKeyReused
@@ -34,6 +33,27 @@ def request_fingerprint(method: str, path: str, body: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+_CLAIM = text(
+    """
+    WITH lock AS (SELECT pg_try_advisory_xact_lock(hashtextextended(:scope, 0)) AS locked),
+    claimed AS (
+        INSERT INTO idempotency_keys (caller_id, key, request_hash)
+        SELECT :caller_id, :key, :fingerprint FROM lock WHERE locked
+        ON CONFLICT DO NOTHING
+        RETURNING key
+    )
+    SELECT lock.locked, EXISTS (SELECT 1 FROM claimed) AS inserted FROM lock
+    """
+)
+
+_SAVE = text(
+    """
+    UPDATE idempotency_keys SET status_code = :status_code, response = :body, completed_at = now()
+    WHERE caller_id = :caller_id AND key = :key
+    """
+)
+
+
 async def claim(
     session: AsyncSession, caller_id: str, key: str, fingerprint: str
 ) -> SavedResponse | None:
@@ -42,19 +62,21 @@ async def claim(
     Raises IdempotencyInFlight when another transaction holds the key, and IdempotencyKeyReused
     when the key was used with a different request.
     """
-    locked = await session.scalar(
-        text("SELECT pg_try_advisory_xact_lock(hashtextextended(:scope, 0))"),
-        {"scope": f"idempotency:{caller_id}:{key}"},
-    )
+    # One round trip: take the key's lock, and only with it claim the key.
+    locked, inserted = (
+        await session.execute(
+            _CLAIM,
+            {
+                "scope": f"idempotency:{caller_id}:{key}",
+                "caller_id": caller_id,
+                "key": key,
+                "fingerprint": fingerprint,
+            },
+        )
+    ).one()
     if not locked:
         raise IdempotencyInFlight("a request with this Idempotency-Key is still in progress")
-    inserted = await session.scalar(
-        insert(idempotency_keys)
-        .values(caller_id=caller_id, key=key, request_hash=fingerprint)
-        .on_conflict_do_nothing()
-        .returning(idempotency_keys.c.key)
-    )
-    if inserted is not None:
+    if inserted:
         return None
     row = (
         await session.execute(
@@ -78,7 +100,5 @@ async def save(
     session: AsyncSession, caller_id: str, key: str, status_code: int, body: str
 ) -> None:
     await session.execute(
-        update(idempotency_keys)
-        .where(idempotency_keys.c.caller_id == caller_id, idempotency_keys.c.key == key)
-        .values(status_code=status_code, response=body, completed_at=func.now())
+        _SAVE, {"caller_id": caller_id, "key": key, "status_code": status_code, "body": body}
     )

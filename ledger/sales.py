@@ -6,13 +6,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ScalarSelect, Select, select
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger.accounts import Account, Kind, Role, ensure_system_account, find_account, user_role
 from ledger.errors import InvalidTransfer, UnknownAccount, UnknownCreator
 from ledger.money import Money, platform_fee
-from ledger.schema import accounts, users
 from ledger.transfers import Leg, PostedEntry, PostedTransfer, post_transfer
 
 
@@ -41,6 +40,23 @@ async def creator_earnings(session: AsyncSession, creator_id: str, currency: str
         ) from None
 
 
+# One read for everything a sale needs to know before it posts: the creator's role and
+# earnings account, the payer's wallet and name, and the platform-fee account.
+_PARTIES = text(
+    """
+    SELECT
+      (SELECT role FROM users WHERE id = :creator) AS creator_role,
+      (SELECT id FROM accounts
+        WHERE owner_id = :creator AND kind = 'earnings' AND currency = :currency) AS earnings,
+      (SELECT id FROM accounts
+        WHERE owner_id = :payer AND kind = 'wallet' AND currency = :currency) AS wallet,
+      (SELECT id FROM accounts WHERE owner_id IS NULL AND kind = 'platform_fee'
+        AND currency = :currency AND provider IS NULL) AS fee,
+      (SELECT display_name FROM users WHERE id = :payer) AS payer_name
+    """
+)
+
+
 async def pay_creator(
     session: AsyncSession,
     *,
@@ -60,7 +76,11 @@ async def pay_creator(
         raise InvalidTransfer("amount must be a positive integer", param="amount")
     if payer_id == creator_id:
         raise InvalidTransfer("you cannot pay yourself", param="creator_id")
-    parties = (await session.execute(_parties(payer_id, creator_id, amount.currency))).one()
+    parties = (
+        await session.execute(
+            _PARTIES, {"payer": payer_id, "creator": creator_id, "currency": amount.currency}
+        )
+    ).one()
     if parties.creator_role != Role.CREATOR.value:
         raise UnknownCreator(f"no creator {creator_id!r}", param="creator_id")
     if parties.earnings is None:
@@ -92,29 +112,4 @@ async def pay_creator(
         wallet=transfer.entry(parties.wallet),
         earnings=transfer.entry(parties.earnings),
         payer_name=parties.payer_name,
-    )
-
-
-def _parties(payer_id: str, creator_id: str, currency: str) -> Select[Any]:
-    """One read for everything a sale needs to know before it posts: the creator's role and
-    earnings account, the payer's wallet and name, and the platform-fee account."""
-
-    def account(owner_id: str | None, kind: Kind) -> ScalarSelect[Any]:
-        owner = (
-            accounts.c.owner_id.is_(None) if owner_id is None else accounts.c.owner_id == owner_id
-        )
-        where = [owner, accounts.c.kind == kind.value, accounts.c.currency == currency]
-        if owner_id is None:
-            where.append(accounts.c.provider.is_(None))
-        return select(accounts.c.id).where(*where).scalar_subquery()
-
-    def of_user(user_id: str, column: str) -> ScalarSelect[Any]:
-        return select(users.c[column]).where(users.c.id == user_id).scalar_subquery()
-
-    return select(
-        of_user(creator_id, "role").label("creator_role"),
-        account(creator_id, Kind.EARNINGS).label("earnings"),
-        account(payer_id, Kind.WALLET).label("wallet"),
-        account(None, Kind.PLATFORM_FEE).label("fee"),
-        of_user(payer_id, "display_name").label("payer_name"),
     )

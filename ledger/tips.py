@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import BigInteger, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger.events import Event, record_events
 from ledger.money import Money
 from ledger.sales import Sale, pay_creator
-from ledger.schema import tips
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +50,19 @@ class Tip:
         }
 
 
+_INSERT_TIP = text(
+    """
+    INSERT INTO tips (transfer_id, fan_id, creator_id, amount, fee, currency, message, payment_id)
+    VALUES (:transfer_id, :fan_id, :creator_id, :amount, :fee, :currency, :message, :payment_id)
+    """
+).bindparams(
+    bindparam("transfer_id", type_=BigInteger),
+    bindparam("amount", type_=BigInteger),
+    bindparam("fee", type_=BigInteger),
+    bindparam("payment_id", type_=BigInteger),
+)
+
+
 async def send_tip(
     session: AsyncSession,
     *,
@@ -76,16 +89,17 @@ async def send_tip(
         metadata={"fan_id": fan_id, "creator_id": creator_id, "payment_id": payment_id},
     )
     await session.execute(
-        tips.insert().values(
-            transfer_id=sale.transfer.id,
-            fan_id=fan_id,
-            creator_id=creator_id,
-            amount=amount.amount,
-            fee=sale.fee,
-            currency=amount.currency,
-            message=message,
-            payment_id=payment_id,
-        )
+        _INSERT_TIP,
+        {
+            "transfer_id": sale.transfer.id,
+            "fan_id": fan_id,
+            "creator_id": creator_id,
+            "amount": amount.amount,
+            "fee": sale.fee,
+            "currency": amount.currency,
+            "message": message,
+            "payment_id": payment_id,
+        },
     )
     tip_data = {
         "tip_id": sale.transfer.id,
