@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Text, bindparam, func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -136,6 +136,21 @@ async def ensure_user(
     await session.execute(insert(accounts).values(rows).on_conflict_do_nothing())
 
 
+# Plain SQL on the money paths: nothing for SQLAlchemy to key and compile per request.
+_SYSTEM_ACCOUNT = text(
+    """
+    SELECT id FROM accounts
+    WHERE owner_id IS NULL AND kind = :kind AND currency = :currency
+      AND provider IS NOT DISTINCT FROM :provider
+    """
+).bindparams(bindparam("provider", type_=Text))
+
+_FIND_ACCOUNT = text(
+    f"SELECT {', '.join(accounts.c.keys())} FROM accounts "
+    "WHERE owner_id = :owner_id AND kind = :kind AND currency = :currency"
+).columns(*accounts.c)
+
+
 async def ensure_system_account(
     session: AsyncSession, kind: Kind, currency: str, provider: str | None = None
 ) -> int:
@@ -147,7 +162,9 @@ async def ensure_system_account(
         accounts.c.currency == currency,
         accounts.c.provider.is_(None) if provider is None else accounts.c.provider == provider,
     )
-    account_id = await session.scalar(select(accounts.c.id).where(*where))
+    account_id = await session.scalar(
+        _SYSTEM_ACCOUNT, {"kind": kind.value, "currency": currency, "provider": provider}
+    )
     if account_id is not None:
         return int(account_id)
     await session.execute(
@@ -169,11 +186,7 @@ async def ensure_system_account(
 async def find_account(session: AsyncSession, owner_id: str, kind: Kind, currency: str) -> Account:
     row = (
         await session.execute(
-            select(accounts).where(
-                accounts.c.owner_id == owner_id,
-                accounts.c.kind == kind.value,
-                accounts.c.currency == currency,
-            )
+            _FIND_ACCOUNT, {"owner_id": owner_id, "kind": kind.value, "currency": currency}
         )
     ).one_or_none()
     if row is None:

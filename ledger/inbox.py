@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import BigInteger, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger.schema import webhook_events
+# Plain SQL on the webhook path: nothing for SQLAlchemy to key and compile per delivery.
+_RECORD = text(
+    """
+    INSERT INTO webhook_events (provider, event_id, event_type, outcome, detail, payload)
+    VALUES (:provider, :event_id, :event_type, :outcome, :detail, :payload)
+    ON CONFLICT ON CONSTRAINT webhook_events_once DO NOTHING
+    RETURNING id
+    """
+)
+_OUTCOME = text(
+    "UPDATE webhook_events SET outcome = :outcome, detail = :detail WHERE id = :id"
+).bindparams(bindparam("id", type_=BigInteger))
 
 
 async def record_delivery(
@@ -27,17 +37,15 @@ async def record_delivery(
     any number of simultaneous deliveries exactly one proceeds.
     """
     inserted = await session.scalar(
-        insert(webhook_events)
-        .values(
-            provider=provider,
-            event_id=event_id,
-            event_type=event_type,
-            outcome=outcome,
-            detail=detail,
-            payload=payload,
-        )
-        .on_conflict_do_nothing(constraint="webhook_events_once")
-        .returning(webhook_events.c.id)
+        _RECORD,
+        {
+            "provider": provider,
+            "event_id": event_id,
+            "event_type": event_type,
+            "outcome": outcome,
+            "detail": detail,
+            "payload": payload,
+        },
     )
     return int(inserted) if inserted is not None else None
 
@@ -45,11 +53,7 @@ async def record_delivery(
 async def set_outcome(
     session: AsyncSession, delivery_id: int, outcome: str, detail: str | None = None
 ) -> None:
-    await session.execute(
-        update(webhook_events)
-        .where(webhook_events.c.id == delivery_id)
-        .values(outcome=outcome, detail=detail)
-    )
+    await session.execute(_OUTCOME, {"id": delivery_id, "outcome": outcome, "detail": detail})
 
 
 def malformed_event_id(body: bytes) -> str:

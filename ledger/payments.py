@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import BigInteger, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger.errors import UnknownPayment
@@ -114,13 +114,25 @@ async def get_payment(session: AsyncSession, payment_id: int, *, lock: bool = Fa
     return _payment(row)
 
 
+_BY_REFERENCE = text(
+    f"SELECT {', '.join(payments.c.keys())} FROM payments WHERE reference = :reference FOR UPDATE"
+).columns(*payments.c)
+
+# A value left None is left as it is.
+_SET_STATUS = text(
+    """
+    UPDATE payments SET status = :status, updated_at = now(),
+        provider_ref = COALESCE(:provider_ref, provider_ref),
+        transfer_id = COALESCE(:transfer_id, transfer_id),
+        failure_reason = COALESCE(:failure_reason, failure_reason)
+    WHERE id = :id
+    """
+).bindparams(bindparam("id", type_=BigInteger), bindparam("transfer_id", type_=BigInteger))
+
+
 async def find_by_reference(session: AsyncSession, reference: str) -> Payment | None:
     """The payment with our `reference`, locked for the caller's transaction."""
-    row = (
-        await session.execute(
-            select(payments).where(payments.c.reference == reference).with_for_update()
-        )
-    ).one_or_none()
+    row = (await session.execute(_BY_REFERENCE, {"reference": reference})).one_or_none()
     return _payment(row) if row is not None else None
 
 
@@ -133,14 +145,16 @@ async def set_status(
     failure_reason: str | None = None,
     provider_ref: str | None = None,
 ) -> None:
-    values: dict[str, Any] = {"status": status, "updated_at": func.now()}
-    if provider_ref is not None:
-        values["provider_ref"] = provider_ref
-    if transfer_id is not None:
-        values["transfer_id"] = transfer_id
-    if failure_reason is not None:
-        values["failure_reason"] = failure_reason
-    await session.execute(update(payments).where(payments.c.id == payment_id).values(**values))
+    await session.execute(
+        _SET_STATUS,
+        {
+            "id": payment_id,
+            "status": status,
+            "provider_ref": provider_ref,
+            "transfer_id": transfer_id,
+            "failure_reason": failure_reason,
+        },
+    )
 
 
 async def count_unconfirmed(session: AsyncSession) -> int:
