@@ -71,14 +71,19 @@ BUS_SUBSCRIBED = Gauge(
 BACKLOG = Gauge("hub_events_unpublished", "Events not yet published", multiprocess_mode="max")
 QUEUE_DEPTH = Gauge("hub_queue_depth", "Jobs waiting in the arq queue", multiprocess_mode="max")
 JOBS_FAILED = Gauge("hub_jobs_failed", "Jobs that failed for good", multiprocess_mode="max")
+# Labelled (scope="cluster") so that they are absent until the first reconciliation is read: an
+# unlabelled gauge is exported as 0 from the start, which would read as "the books are wrong"
+# and as a reconciliation stale since 1970 on every fresh deployment.
 RECONCILIATION_OK = Gauge(
     "hub_reconciliation_ok",
     "1 if the last reconciliation found the books right, 0 if not (absent before the first)",
+    ["scope"],
     multiprocess_mode="min",
 )
 RECONCILIATION_FINISHED = Gauge(
     "hub_reconciliation_last_finished_timestamp_seconds",
     "When the last reconciliation finished, in Unix time (absent before the first)",
+    ["scope"],
     multiprocess_mode="max",
 )
 PAYMENTS_UNCONFIRMED = Gauge(
@@ -166,8 +171,8 @@ class Sampler:
                 )
                 last = await last_reconciliation(session)
                 if last is not None:
-                    RECONCILIATION_OK.set(1 if last["ok"] else 0)
-                    RECONCILIATION_FINISHED.set(
+                    RECONCILIATION_OK.labels("cluster").set(1 if last["ok"] else 0)
+                    RECONCILIATION_FINISHED.labels("cluster").set(
                         datetime.fromisoformat(last["finished_at"]).timestamp()
                     )
                 PAYMENTS_UNCONFIRMED.set(await count_unconfirmed(session))

@@ -9,6 +9,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -40,7 +41,7 @@ METRICS_TOKEN = "metrics-" + "t" * 32
 
 async def gauge(http: httpx.AsyncClient, name: str) -> float | None:
     body = (await http.get("/metrics")).text
-    match = re.search(rf"^{name} (\S+)$", body, flags=re.MULTILINE)
+    match = re.search(rf"^{name}(?:{{[^}}]*}})? (\S+)$", body, flags=re.MULTILINE)
     return float(match.group(1)) if match else None
 
 
@@ -224,3 +225,21 @@ async def test_the_balancer_refuses_metrics_and_forwards_the_rest(
     finally:
         process.terminate()
         await asyncio.wait_for(process.wait(), 30)
+
+
+def test_reconciliation_gauges_are_absent_until_a_reconciliation_is_read() -> None:
+    """A fresh node must not export hub_reconciliation_ok 0 (HubReconciliationFailed would page
+    someone) nor a finish time of 0 (HubReconciliationStale) before any reconciliation ran."""
+    exposition = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import hub.metrics, prometheus_client as p; print(p.generate_latest().decode())",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "# TYPE hub_reconciliation_ok gauge" in exposition
+    samples = [line for line in exposition.splitlines() if line.startswith("hub_reconciliation")]
+    assert samples == []
