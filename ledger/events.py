@@ -162,14 +162,17 @@ async def position(session: AsyncSession, user_id: str, last_event_id: int | Non
     )
 
 
-_BETWEEN = text(
-    """
-    SELECT id, user_id, seq, type, occurred_at, data FROM events
-    WHERE user_id = :user_id AND seq > :after AND seq < :before
-    ORDER BY seq LIMIT :limit
-    """
-).bindparams(bindparam("after", type_=BigInteger), bindparam("before", type_=BigInteger))
-_BETWEEN_TYPED = _BETWEEN.columns(*_COLUMNS)
+_BETWEEN = (
+    text(
+        """
+        SELECT id, user_id, seq, type, occurred_at, data FROM events
+        WHERE user_id = :user_id AND seq > :after AND seq < :before
+        ORDER BY seq LIMIT :limit
+        """
+    )
+    .bindparams(bindparam("after", type_=BigInteger), bindparam("before", type_=BigInteger))
+    .columns(*_COLUMNS)
+)
 
 
 async def events_between(
@@ -178,7 +181,7 @@ async def events_between(
     """The user's events with after_seq < seq < before_seq, in seq order, at most `limit`."""
     before = before_seq if before_seq is not None else 2**63 - 1
     rows = await session.execute(
-        _BETWEEN_TYPED, {"user_id": user_id, "after": after_seq, "before": before, "limit": limit}
+        _BETWEEN, {"user_id": user_id, "after": after_seq, "before": before, "limit": limit}
     )
     return [_event(row) for row in rows]
 

@@ -31,13 +31,21 @@ class Sale:
 async def creator_earnings(session: AsyncSession, creator_id: str, currency: str) -> Account:
     """The creator's earnings account in `currency`; UnknownCreator if there is no such creator."""
     if await user_role(session, creator_id) is not Role.CREATOR:
-        raise UnknownCreator(f"no creator {creator_id!r}", param="creator_id")
+        raise _no_creator(creator_id)
     try:
         return await find_account(session, creator_id, Kind.EARNINGS, currency)
     except UnknownAccount:
-        raise UnknownCreator(
-            f"creator {creator_id!r} has no earnings account in {currency}", param="currency"
-        ) from None
+        raise _no_earnings(creator_id, currency) from None
+
+
+def _no_creator(creator_id: str) -> UnknownCreator:
+    return UnknownCreator(f"no creator {creator_id!r}", param="creator_id")
+
+
+def _no_earnings(creator_id: str, currency: str) -> UnknownCreator:
+    return UnknownCreator(
+        f"creator {creator_id!r} has no earnings account in {currency}", param="currency"
+    )
 
 
 # One read for everything a sale needs to know before it posts: the creator's role and
@@ -82,12 +90,9 @@ async def pay_creator(
         )
     ).one()
     if parties.creator_role != Role.CREATOR.value:
-        raise UnknownCreator(f"no creator {creator_id!r}", param="creator_id")
+        raise _no_creator(creator_id)
     if parties.earnings is None:
-        raise UnknownCreator(
-            f"creator {creator_id!r} has no earnings account in {amount.currency}",
-            param="currency",
-        )
+        raise _no_earnings(creator_id, amount.currency)
     if parties.wallet is None:
         raise UnknownAccount(f"no wallet account in {amount.currency} for {payer_id}")
     fee = platform_fee(amount.amount, fee_bps)

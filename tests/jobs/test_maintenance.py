@@ -36,39 +36,17 @@ async def test_reconciliation_is_recorded(services, sessions) -> None:
 
 async def test_old_idempotency_keys_and_events_are_pruned_but_not_the_window(sessions, uid) -> None:
     user = uid("fan")
-    await create_user(sessions, user, Role.FAN)
-    async with unit_of_work(sessions) as uow:
-        written = await record_events(uow.session, [(user, "test.old", {})] * 3)
+    event_ids = await _aged_history(sessions, user, event_hours=72, keys={"old": 72, "fresh": 0})
     async with sessions() as session, session.begin():
-        await session.execute(
-            text(
-                "UPDATE events SET occurred_at = now() - interval '3 days', published_at = now()"
-                " WHERE user_id = :u"
-            ),
-            {"u": user},
-        )
         # Pretend the user has had 1,003 events: the three old ones are beyond the last 1,000.
         await session.execute(
             text("UPDATE users SET event_seq = event_seq + 1000 WHERE id = :u"), {"u": user}
-        )
-        await session.execute(
-            idempotency_keys.insert().values(
-                caller_id=user,
-                key="old",
-                request_hash="x",
-                created_at=func.now() - text("interval '3 days'"),
-            )
-        )
-        await session.execute(
-            idempotency_keys.insert().values(caller_id=user, key="fresh", request_hash="x")
         )
     ctx = {"sessions": sessions}
     assert await maintenance.prune_event_history(ctx) >= 3
     assert await maintenance.expire_keys(ctx) >= 1
     async with sessions() as session:
-        left = await session.scalar(
-            select(func.count()).where(events.c.id.in_([e.id for e in written]))
-        )
+        left = await session.scalar(select(func.count()).where(events.c.id.in_(event_ids)))
         keys = (
             (
                 await session.execute(
@@ -172,24 +150,27 @@ async def test_operators_see_failed_jobs_and_the_status(http, services, sessions
     assert failed.returncode == 0
 
 
-async def _aged_history(sessions, user: str) -> list[int]:
-    """Three published events of 3 hours ago, and idempotency keys of 36 and 25 hours ago."""
+async def _aged_history(
+    sessions, user: str, event_hours: int = 3, keys: dict[str, int] | None = None
+) -> list[int]:
+    """Three published events of `event_hours` ago, and idempotency keys by name and age in
+    hours (by default 36 and 25)."""
     await create_user(sessions, user, Role.FAN)
     async with unit_of_work(sessions) as uow:
         written = await record_events(uow.session, [(user, "test.aged", {})] * 3)
     async with sessions() as session, session.begin():
         await session.execute(
             text(
-                "UPDATE events SET occurred_at = now() - interval '3 hours', published_at = now()"
-                " WHERE user_id = :u"
+                "UPDATE events SET occurred_at = now() - make_interval(hours => :hours),"
+                " published_at = now() WHERE user_id = :u"
             ),
-            {"u": user},
+            {"u": user, "hours": event_hours},
         )
-        for hours in (36, 25):
+        for key, hours in (keys or {"36h": 36, "25h": 25}).items():
             await session.execute(
                 idempotency_keys.insert().values(
                     caller_id=user,
-                    key=f"{hours}h",
+                    key=key,
                     request_hash="x",
                     created_at=func.now() - func.make_interval(0, 0, 0, 0, hours),
                 )
