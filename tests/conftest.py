@@ -44,6 +44,9 @@ STRIPE_WEBHOOK_SECRET = "whsec_stripe" + "w" * 24
 SANDBOX_WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"sandbox-signing-key-0123456789").decode()
 UNLIMITED = "1000000/minute"
 FEE_BPS = 1000
+# The test clients drop idle connections after 2 s, before uvicorn closes them (after 5 s): with
+# equal timeouts a request may go out on a connection the server is closing (httpx.ReadError).
+KEEPALIVE = httpx.Limits(keepalive_expiry=2.0)
 FAST_POSTGRES = ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
 
 
@@ -204,13 +207,14 @@ def live(stack: Stack) -> LiveServer:
 
 @pytest.fixture
 async def sandbox(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.sandbox.url, timeout=30) as client:
+    url = stack.sandbox.url
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=KEEPALIVE) as client:
         yield client
 
 
 @pytest.fixture
 async def http(live: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=live.url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=live.url, timeout=10, limits=KEEPALIVE) as client:
         yield client
 
 
