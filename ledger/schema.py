@@ -155,6 +155,7 @@ content = Table(
     Column("price", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("body", Text),
 )
 
 payments = Table(
