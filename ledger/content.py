@@ -14,6 +14,7 @@ from ledger.events import Event, record_events
 from ledger.money import Money
 from ledger.sales import Sale, creator_earnings, pay_creator
 from ledger.schema import content, entitlements
+from ledger.statements import MAX_PAGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,8 +24,10 @@ class Content:
     title: str
     price: Money
     created_at: datetime
+    body: str | None = None  # what a purchase gives access to
 
     def as_json(self) -> dict[str, Any]:
+        """Without the body: safe to show anyone."""
         return {
             "id": self.id,
             "creator_id": self.creator_id,
@@ -32,6 +35,13 @@ class Content:
             "price": self.price.as_json(),
             "created_at": self.created_at.isoformat(),
         }
+
+    def as_seen(self, access: bool) -> dict[str, Any]:
+        """The item as a caller sees it: `has_access`, and the body only with access."""
+        seen = {**self.as_json(), "has_access": access}
+        if access:
+            seen["body"] = self.body
+        return seen
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +67,19 @@ class Purchase:
 
 
 async def create_content(
-    session: AsyncSession, creator_id: str, title: str, price: Money
+    session: AsyncSession, creator_id: str, title: str, price: Money, *, body: str | None = None
 ) -> Content:
     await creator_earnings(session, creator_id, price.currency)  # a creator, in this currency
     row = (
         await session.execute(
             content.insert()
-            .values(creator_id=creator_id, title=title, price=price.amount, currency=price.currency)
+            .values(
+                creator_id=creator_id,
+                title=title,
+                price=price.amount,
+                currency=price.currency,
+                body=body,
+            )
             .returning(*content.c)
         )
     ).one()
@@ -89,6 +105,42 @@ async def has_access(session: AsyncSession, user_id: str, item: Content) -> bool
             )
         )
     )
+
+
+_LIST_CONTENT = """
+    SELECT c.id, c.creator_id, c.title, c.price, c.currency, c.created_at, c.body,
+           (c.creator_id = :viewer_id OR e.buyer_id IS NOT NULL) AS has_access
+    FROM content c
+    LEFT JOIN entitlements e ON e.content_id = c.id AND e.buyer_id = :viewer_id
+    WHERE c.creator_id = :creator_id {paged}
+    ORDER BY c.id DESC
+    LIMIT :limit
+"""
+_LIST_FIRST = text(_LIST_CONTENT.format(paged=""))
+_LIST_AFTER = text(_LIST_CONTENT.format(paged="AND c.id < :before"))
+
+
+async def list_content(
+    session: AsyncSession,
+    creator_id: str,
+    viewer_id: str,
+    *,
+    limit: int,
+    before: int | None = None,
+) -> tuple[list[dict[str, Any]], int | None]:
+    """The creator's content newest first, as `viewer_id` sees it (Content.as_seen); (page,
+    cursor for the next page or None). One query for the page and the viewer's access (an index
+    range scan on content_creator, a primary-key probe of entitlements per item).
+    """
+    limit = max(1, min(limit, MAX_PAGE))
+    params: dict[str, Any] = {"creator_id": creator_id, "viewer_id": viewer_id, "limit": limit + 1}
+    if before is not None:
+        params["before"] = before
+    statement = _LIST_FIRST if before is None else _LIST_AFTER
+    rows = (await session.execute(statement, params)).all()
+    page = [_content(row).as_seen(bool(row.has_access)) for row in rows[:limit]]
+    cursor = rows[limit - 1].id if len(rows) > limit else None
+    return page, cursor
 
 
 async def ensure_purchasable(session: AsyncSession, buyer_id: str, item: Content) -> None:
@@ -178,4 +230,5 @@ def _content(row: object) -> Content:
         title=m["title"],
         price=Money(m["price"], m["currency"]),
         created_at=m["created_at"],
+        body=m["body"],
     )

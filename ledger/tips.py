@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import BigInteger, bindparam, text
+from sqlalchemy import BigInteger, TextClause, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger.events import Event, record_events
 from ledger.money import Money
 from ledger.sales import Sale, pay_creator
+from ledger.statements import MAX_PAGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,3 +131,68 @@ async def send_tip(
         message=message,
         events=events,
     )
+
+
+TipDirection = Literal["received", "sent"]
+
+
+def _list_tips(owner: str, paged: bool) -> TextClause:
+    # `owner` is a column name from _TIP_LISTS below, never user input.
+    return text(
+        f"""
+        SELECT t.transfer_id, t.fan_id, fan.display_name AS fan_name, t.creator_id,
+               creator.display_name AS creator_name, t.amount, t.fee, t.currency, t.message,
+               t.payment_id, t.created_at
+        FROM tips t
+        JOIN users fan ON fan.id = t.fan_id
+        JOIN users creator ON creator.id = t.creator_id
+        WHERE t.{owner} = :user_id {"AND t.transfer_id < :before" if paged else ""}
+        ORDER BY t.transfer_id DESC
+        LIMIT :limit
+        """
+    )
+
+
+# One statement per (direction, paged): each an index range scan on tips_creator or tips_fan.
+_TIP_LISTS = {
+    (direction, paged): _list_tips(owner, paged)
+    for direction, owner in (("received", "creator_id"), ("sent", "fan_id"))
+    for paged in (False, True)
+}
+
+
+async def list_tips(
+    session: AsyncSession,
+    user_id: str,
+    direction: TipDirection,
+    *,
+    limit: int,
+    before: int | None = None,
+) -> tuple[list[dict[str, Any]], int | None]:
+    """The tips `user_id` received (as the creator) or sent (as the fan), newest first; (page,
+    cursor for the next page or None). Keyset pagination on the tip's transfer id, as in
+    ledger.statements.list_entries: nobody else's tips, and none twice across pages.
+    """
+    limit = max(1, min(limit, MAX_PAGE))
+    params: dict[str, Any] = {"user_id": user_id, "limit": limit + 1}
+    if before is not None:
+        params["before"] = before
+    rows = (await session.execute(_TIP_LISTS[direction, before is not None], params)).all()
+    page = [
+        {
+            "id": row.transfer_id,
+            "fan_id": row.fan_id,
+            "fan_name": row.fan_name,
+            "creator_id": row.creator_id,
+            "creator_name": row.creator_name,
+            "amount": {"amount": row.amount, "currency": row.currency},
+            "fee": {"amount": row.fee, "currency": row.currency},
+            "net": {"amount": row.amount - row.fee, "currency": row.currency},
+            "message": row.message,
+            "payment_id": row.payment_id,
+            "created_at": row.created_at.isoformat(),
+        }
+        for row in rows[:limit]
+    ]
+    cursor = rows[limit - 1].transfer_id if len(rows) > limit else None
+    return page, cursor

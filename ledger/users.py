@@ -1,0 +1,38 @@
+"""Users as others see them: id, role and display name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ledger.accounts import Role
+from ledger.errors import UnknownCreator
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: str
+    role: Role
+    name: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.id, "role": self.role.value, "name": self.name}
+
+
+_USER = text("SELECT id, role, display_name FROM users WHERE id = :user_id")
+
+
+async def find_user(session: AsyncSession, user_id: str) -> User | None:
+    row = (await session.execute(_USER, {"user_id": user_id})).one_or_none()
+    return User(row.id, Role(row.role), row.display_name) if row is not None else None
+
+
+async def get_creator(session: AsyncSession, creator_id: str) -> User:
+    """The creator `creator_id`; UnknownCreator when there is no such user or not a creator."""
+    user = await find_user(session, creator_id)
+    if user is None or user.role is not Role.CREATOR:
+        raise UnknownCreator(f"no creator {creator_id}", param="creator_id")
+    return user
