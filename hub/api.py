@@ -13,7 +13,17 @@ from starlette.routing import Route
 from hub.http import hub_of, json_response
 from hub.metrics import metrics
 from hub.openapi import openapi_document
-from hub.routes import admin, analytics, content, live, money, payments, payouts, webhooks
+from hub.routes import (
+    admin,
+    analytics,
+    content,
+    live,
+    money,
+    payments,
+    payouts,
+    users,
+    webhooks,
+)
 
 
 async def healthz(request: Request) -> Response:
@@ -55,7 +65,9 @@ async def openapi(request: Request) -> Response:
 
 
 ROUTES = [
+    Route("/api/v1/me", users.me, methods=["GET"]),
     Route("/api/v1/tips", money.create_tip, methods=["POST"]),
+    Route("/api/v1/tips", money.tips, methods=["GET"]),
     Route("/api/v1/wallet", money.wallet, methods=["GET"]),
     Route("/api/v1/transactions", money.transactions, methods=["GET"]),
     Route("/api/v1/payments", payments.create, methods=["POST"]),
@@ -77,6 +89,8 @@ ROUTES = [
     Route("/api/v1/overlay-keys/{key_id}", live.revoke, methods=["DELETE"]),
     Route("/api/v1/overlay-keys/{key_id}/rotate", live.rotate, methods=["POST"]),
     Route("/api/v1/presence", live.presence, methods=["GET"]),
+    Route("/api/v1/creators/{creator_id}", users.creator, methods=["GET"]),
+    Route("/api/v1/creators/{creator_id}/content", content.by_creator, methods=["GET"]),
     Route("/api/v1/creators/{creator_id}/presence", live.creator_presence, methods=["GET"]),
     Route("/webhooks/{provider}", webhooks.receive, methods=["POST"]),
     Route("/checkout/return", payments.checkout_return, methods=["GET"]),

@@ -17,6 +17,7 @@ from hub.ratelimit import RateLimited
 from hub.state import Hub
 from ledger.accounts import Role
 from ledger.idempotency import request_fingerprint
+from ledger.statements import MAX_PAGE
 
 M = TypeVar("M", bound=BaseModel)
 MAX_SAFE_INTEGER = 2**53 - 1  # the largest amount a JavaScript client reads exactly
@@ -73,6 +74,15 @@ def query_int(request: Request, name: str, default: int | None = None) -> int | 
         return int(value)
     except ValueError:
         raise ApiError(422, "invalid_request", f"{name}: must be an integer", name) from None
+
+
+def page_query(request: Request, default_limit: int = 20) -> tuple[int, int | None]:
+    """`?limit=` (1 to MAX_PAGE) and `?before=` (a previous page's next_cursor) of a keyset page."""
+    limit = query_int(request, "limit", default_limit)
+    assert limit is not None
+    if not 1 <= limit <= MAX_PAGE:
+        raise ApiError(422, "invalid_request", f"limit: must be 1 to {MAX_PAGE}", "limit")
+    return limit, query_int(request, "before")
 
 
 def client_ip(request: Request) -> str:

@@ -95,6 +95,13 @@ def _query(name: str, schema: dict[str, Any], text: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": text}
 
 
+PAGE = [
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "Page size (default 20)"),
+    _query("before", {"type": "integer"}, "The next_cursor of the previous page"),
+]
+CREATOR_ID = {"name": "creator_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     from hub.routes.admin import FeeRequest, RefundRequest
@@ -118,7 +125,27 @@ def openapi_document() -> dict[str, Any]:
                 body=TipRequest,
                 idempotent=True,
                 limited=True,
-            )
+            ),
+            "get": _op(
+                "The caller's tips, newest first (keyset pagination): received as the creator, "
+                "or sent as the fan",
+                {
+                    "200": "A page: data [{id, fan_id, fan_name, creator_id, creator_name, "
+                    "amount, fee, net, message, payment_id, created_at}], next_cursor, has_more",
+                    "422": "A bad query parameter",
+                },
+                params=[
+                    _query(
+                        "direction",
+                        {"enum": ["received", "sent"]},
+                        "Default received for creators, sent for everyone else",
+                    ),
+                    *PAGE,
+                ],
+            ),
+        },
+        "/api/v1/me": {
+            "get": _op("The caller: {id, role, name}", {"200": "The caller"}),
         },
         "/api/v1/wallet": {
             "get": _op(
@@ -171,8 +198,11 @@ def openapi_document() -> dict[str, Any]:
         },
         "/api/v1/content/{content_id}": {
             "get": _op(
-                "Content and whether the caller has access",
-                {"200": "The content with has_access", "404": "content_not_found"},
+                "Content and whether the caller has access; its body only with access",
+                {
+                    "200": "The content with has_access, and body when has_access is true",
+                    "404": "content_not_found",
+                },
                 params=[_path("content_id")],
             )
         },
@@ -326,6 +356,25 @@ def openapi_document() -> dict[str, Any]:
                 "Users connected now across the cluster; ?user_id= adds one user's connections",
                 {"200": "{connected_users, user?: {id, connections}}", "403": "Not an admin"},
                 params=[_query("user_id", {"type": "string"}, "One user to count")],
+            )
+        },
+        "/api/v1/creators/{creator_id}": {
+            "get": _op(
+                "A creator's public profile",
+                {"200": "{id, name}", "404": "creator_not_found"},
+                params=[CREATOR_ID],
+            )
+        },
+        "/api/v1/creators/{creator_id}/content": {
+            "get": _op(
+                "A creator's content, newest first (keyset pagination), as the caller sees it",
+                {
+                    "200": "A page: data (each with has_access, and body when it is true), "
+                    "next_cursor, has_more",
+                    "404": "creator_not_found",
+                    "422": "A bad query parameter",
+                },
+                params=[CREATOR_ID, *PAGE],
             )
         },
         "/api/v1/creators/{creator_id}/presence": {

@@ -14,6 +14,7 @@ from hub.http import (
     hub_of,
     json_object,
     json_response,
+    page_query,
     parse,
     rate_limit,
     require_role,
@@ -22,11 +23,19 @@ from hub.http import (
 from hub.idempotency import idempotency_key
 from hub.routes.payments import provider_named, start_payment
 from ledger.accounts import Role
-from ledger.content import create_content, ensure_purchasable, get_content, has_access, purchase
+from ledger.content import (
+    create_content,
+    ensure_purchasable,
+    get_content,
+    has_access,
+    list_content,
+    purchase,
+)
 from ledger.db import UnitOfWork, unit_of_work
 from ledger.errors import UnknownContent
 from ledger.money import Money
 from ledger.payments import Purpose
+from ledger.users import get_creator
 
 
 class ContentRequest(BaseModel):
@@ -35,6 +44,7 @@ class ContentRequest(BaseModel):
     title: StrictStr = Field(min_length=1, max_length=200)
     price: StrictInt = Field(gt=0, le=MAX_SAFE_INTEGER)
     currency: StrictStr
+    body: StrictStr | None = Field(default=None, max_length=20_000)  # text, or a link
 
 
 class PurchaseRequest(BaseModel):
@@ -59,9 +69,13 @@ async def create(request: Request) -> Response:
     check_currency(hub, body.currency)
     async with unit_of_work(hub.sessions) as uow:
         item = await create_content(
-            uow.session, principal.user_id, body.title, Money(body.price, body.currency)
+            uow.session,
+            principal.user_id,
+            body.title,
+            Money(body.price, body.currency),
+            body=body.body,
         )
-    return json_response(item.as_json(), 201)
+    return json_response({**item.as_json(), "body": item.body}, 201)
 
 
 async def show(request: Request) -> Response:
@@ -70,7 +84,20 @@ async def show(request: Request) -> Response:
     async with unit_of_work(hub.sessions) as uow:
         item = await get_content(uow.session, _content_id(request))
         access = await has_access(uow.session, principal.user_id, item)
-    return json_response({**item.as_json(), "has_access": access})
+    return json_response(item.as_seen(access))
+
+
+async def by_creator(request: Request) -> Response:
+    """A creator's content, newest first, as the caller sees it; `?limit=&before=`."""
+    hub = hub_of(request)
+    principal = await hub.authenticate(request.headers.get("authorization"))
+    limit, before = page_query(request)
+    async with unit_of_work(hub.sessions) as uow:  # the primary: access right after a purchase
+        creator = await get_creator(uow.session, request.path_params["creator_id"])
+        page, cursor = await list_content(
+            uow.session, creator.id, principal.user_id, limit=limit, before=before
+        )
+    return json_response({"data": page, "next_cursor": cursor, "has_more": cursor is not None})
 
 
 async def buy(request: Request) -> Response:

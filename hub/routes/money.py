@@ -16,6 +16,7 @@ from hub.http import (
     hub_of,
     json_object,
     json_response,
+    page_query,
     parse,
     query_int,
     rate_limit,
@@ -24,14 +25,14 @@ from hub.http import (
 from hub.idempotency import idempotency_key
 from hub.routes.payments import provider_named, start_payment
 from jobs import receipts
-from ledger.accounts import balances
+from ledger.accounts import Role, balances
 from ledger.db import UnitOfWork, unit_of_work
 from ledger.errors import InvalidTransfer
 from ledger.money import Money
 from ledger.payments import Purpose
 from ledger.sales import creator_earnings
 from ledger.statements import MAX_PAGE, balance_as_of, list_entries
-from ledger.tips import send_tip
+from ledger.tips import list_tips, send_tip
 
 
 class TipRequest(BaseModel):
@@ -91,6 +92,26 @@ async def create_tip(request: Request) -> Response:
     return await respond_once(
         hub, request, principal, key, payload, by_provider if by_card else from_wallet, headers
     )
+
+
+async def tips(request: Request) -> Response:
+    """The caller's tips, newest first; `?direction=received|sent&limit=&before=`."""
+    hub = hub_of(request)
+    principal = await hub.authenticate(request.headers.get("authorization"))
+    default = "received" if principal.role is Role.CREATOR else "sent"
+    direction = request.query_params.get("direction", default)
+    if direction not in ("received", "sent"):
+        raise ApiError(422, "invalid_request", "direction: must be received or sent", "direction")
+    limit, before = page_query(request)
+    async with unit_of_work(hub.read_sessions) as uow:
+        page, cursor = await list_tips(
+            uow.session,
+            principal.user_id,
+            "received" if direction == "received" else "sent",
+            limit=limit,
+            before=before,
+        )
+    return json_response({"data": page, "next_cursor": cursor, "has_more": cursor is not None})
 
 
 async def wallet(request: Request) -> Response:
