@@ -20,6 +20,7 @@ from hub.logs import AccessLog
 from hub.metrics import Sampler, observe_delivery
 from hub.middleware import RequestId
 from hub.ratelimit import RateLimiter
+from hub.routes import pages
 from hub.runtime import Runtime, build_provider_clients
 from hub.state import Hub
 from ledger.db import make_engine, make_sessions
@@ -106,7 +107,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
                 await read_engine.dispose()
 
     http = Starlette(
-        routes=ROUTES,
+        routes=[*ROUTES, *pages.ROUTES],  # the API (in the OpenAPI document), then the pages
         middleware=[Middleware(RequestId), Middleware(AccessLog)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,

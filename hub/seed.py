@@ -1,4 +1,4 @@
-"""Demo data for `hub dev`: one creator and two fans, funded through the ledger."""
+"""Demo data for `hub dev`: one creator, two fans funded through the ledger, one admin."""
 
 from __future__ import annotations
 
@@ -15,10 +15,16 @@ from ledger.money import Money
 class DemoUser:
     user_id: str
     role: Role
+    name: str
 
 
-CREATOR = DemoUser("demo-creator", Role.CREATOR)
-FANS = (DemoUser("demo-fan-1", Role.FAN), DemoUser("demo-fan-2", Role.FAN))
+CREATOR = DemoUser("demo-creator", Role.CREATOR, "Demo Creator")
+FANS = (
+    DemoUser("demo-fan-1", Role.FAN, "Ada (demo fan)"),
+    DemoUser("demo-fan-2", Role.FAN, "Tunde (demo fan)"),
+)
+ADMIN = DemoUser("demo-admin", Role.ADMIN, "Demo Admin")
+DEMO_USERS = (CREATOR, *FANS, ADMIN)
 FUNDING = {"NGN": 5_000_000, "USD": 10_000}  # ₦50,000.00 and $100.00 per fan
 
 
@@ -28,8 +34,8 @@ async def seed(runtime: Runtime) -> list[DemoUser]:
     engine = make_engine(runtime.database_url, pool_size=1)
     try:
         async with unit_of_work(make_sessions(engine)) as uow:
-            for user in (CREATOR, *FANS):
-                await ensure_user(uow.session, user.user_id, user.role, currencies)
+            for user in DEMO_USERS:
+                await ensure_user(uow.session, user.user_id, user.role, currencies, user.name)
             for fan in FANS:
                 for currency, amount in FUNDING.items():
                     if currency in currencies:
@@ -41,4 +47,4 @@ async def seed(runtime: Runtime) -> list[DemoUser]:
                         )
     finally:
         await engine.dispose()
-    return [CREATOR, *FANS]
+    return list(DEMO_USERS)

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     # user's last `event_retention_count` are deleted (recovery then answers recovered: false).
     event_retention_hours: int = Field(default=24, ge=1)
     event_retention_count: int = Field(default=1_000, ge=1)
+    # Demo sign-in on the web pages (/app/): one click signs in as a demo user. `hub dev` sets
+    # it; a production hub never does (anyone could take a demo user's token).
+    dev_signin: bool = False
     # When set, /metrics answers only `Authorization: Bearer <this token>` (401 otherwise).
     metrics_token: SecretStr | None = None
 

@@ -192,7 +192,8 @@ async def stack(services: Services) -> AsyncIterator[Stack]:
         ),
         sandbox_port,
     )
-    hub = hub_server(make_settings(services, sandbox_url), hub_port)
+    # port: the hub builds providers' return links from it ("Back to the merchant")
+    hub = hub_server(make_settings(services, sandbox_url, port=hub_port), hub_port)
     await sandbox.start()
     await hub.start()
     yield Stack(hub, sandbox)

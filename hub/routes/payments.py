@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import RedirectResponse, Response
 
 from hub.errors import ApiError
 from hub.http import (
@@ -123,10 +124,8 @@ async def show(request: Request) -> Response:
 
 
 async def checkout_return(request: Request) -> Response:
-    """Where a provider's checkout sends the payer back: the webhook, not this page, credits."""
+    """Where a provider's checkout sends the payer back: to the fan page, which says "being
+    confirmed" until the payment's event arrives. The webhook, not this visit, credits."""
     reference = request.query_params.get("reference", "")[:64]
-    return HTMLResponse(
-        "<!doctype html><title>Hub</title><h1>Thank you</h1>"
-        "<p>Your payment is being confirmed; your balance updates as soon as the provider "
-        f"confirms it.</p><p><small>{reference.replace('<', '')}</small></p>"
-    )
+    query = urlencode({"topup": reference}) if reference else ""
+    return RedirectResponse(f"/app/fan?{query}" if query else "/app/fan", status_code=303)

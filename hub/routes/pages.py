@@ -1,0 +1,206 @@
+"""The web pages: creator dashboard, streaming overlay, fan wallet and admin, as one PWA.
+
+The pages are static files that talk to the same HTTP API and Socket.IO endpoint as any other
+client, with the token in an Authorization header or the Socket.IO auth payload (never in a
+URL). The one exception is the overlay key, in the overlay URL's fragment: revocable, and never
+sent to a server (fragments are not part of a request).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, StrictStr
+from starlette.datastructures import MutableHeaders
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hub.auth import issue_token
+from hub.errors import ApiError
+from hub.http import hub_of, json_object, json_response, parse
+from hub.seed import DEMO_USERS
+
+STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
+PAGES = {
+    "": "index.html",
+    "creator": "creator.html",
+    "fan": "fan.html",
+    "admin": "admin.html",
+    "overlay": "overlay.html",
+}
+VENDOR = STATIC / "vendor" / "socket.io.esm.min.js"
+DEV_TOKEN_TTL = 12 * 3600
+
+# No inline script or style anywhere, no third-party origin: an injected `<script>` or
+# `onerror=` does not run even if some text were ever rendered as HTML. 'self' covers the
+# same-origin WebSocket (CSP 3). frame-ancestors: no page may be framed (clickjacking).
+CSP = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "manifest-src 'self'",
+        "worker-src 'self'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+SECURITY_HEADERS = {
+    "content-security-policy": CSP,
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "permissions-policy": "camera=(), microphone=(), geolocation=()",
+    "cross-origin-opener-policy": "same-origin",
+}
+
+
+class SecurityHeaders:
+    """Adds the pages' security headers to every response under /app."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _version() -> str:
+    """A digest of every static file: a new release gets a new service-worker cache."""
+    digest = hashlib.sha256()
+    for path in sorted(STATIC.rglob("*")):
+        if path.is_file() and path.name != "sw.js":
+            digest.update(path.relative_to(STATIC).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+async def page(request: Request) -> Response:
+    name = PAGES.get(request.path_params.get("page", ""))
+    if name is None:
+        raise ApiError(404, "not_found", "no such page")
+    return FileResponse(STATIC / name, headers={"cache-control": "no-cache"})
+
+
+async def service_worker(request: Request) -> Response:
+    state = request.app.state
+    if not hasattr(state, "service_worker"):
+        source = (STATIC / "sw.js").read_text()
+        state.service_worker = source.replace("__VERSION__", _version())
+    return Response(
+        state.service_worker,
+        media_type="text/javascript",
+        headers={"cache-control": "no-cache", "service-worker-allowed": "/app/"},
+    )
+
+
+async def manifest(request: Request) -> Response:
+    return FileResponse(
+        STATIC / "manifest.webmanifest",
+        media_type="application/manifest+json",
+        headers={"cache-control": "no-cache"},
+    )
+
+
+async def vendor(request: Request) -> Response:
+    if not VENDOR.exists():
+        raise ApiError(
+            503,
+            "assets_missing",
+            "the Socket.IO client is not installed: run `make web` (or `make run`)",
+        )
+    return FileResponse(VENDOR, media_type="text/javascript")
+
+
+async def config(request: Request) -> Response:
+    """What the pages need to draw their forms: currencies, providers, demo sign-in."""
+    hub = hub_of(request)
+    settings = hub.settings
+    return json_response(
+        {
+            "currencies": list(settings.currencies),
+            "providers": sorted(hub.providers),
+            "dev_signin": settings.dev_signin,
+        }
+    )
+
+
+class DevTokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: StrictStr
+
+
+def _dev_only(request: Request) -> None:
+    if not hub_of(request).settings.dev_signin:
+        raise ApiError(404, "not_found", "demo sign-in is only on under `hub dev`")
+
+
+async def dev_users(request: Request) -> Response:
+    _dev_only(request)
+    return json_response(
+        {
+            "data": [
+                {"id": user.user_id, "role": user.role.value, "name": user.name}
+                for user in DEMO_USERS
+            ]
+        }
+    )
+
+
+async def dev_token(request: Request) -> Response:
+    """A token for one of the demo users (only with HUB_DEV_SIGNIN, which `hub dev` sets)."""
+    _dev_only(request)
+    body = parse(DevTokenRequest, await json_object(request))
+    user = next((u for u in DEMO_USERS if u.user_id == body.user_id), None)
+    if user is None:
+        raise ApiError(404, "not_found", "not a demo user", "user_id")
+    hub = hub_of(request)
+    token = issue_token(
+        hub.runtime.jwt_secret,
+        user.user_id,
+        user.role,
+        DEV_TOKEN_TTL,
+        issuer=hub.settings.jwt_issuer,
+        audience=hub.settings.jwt_audience,
+        name=user.name,
+    )
+    return json_response({"token": token}, headers={"cache-control": "no-store"})
+
+
+async def root(request: Request) -> Response:
+    return RedirectResponse("/app/", status_code=307)
+
+
+ROUTES = [
+    Route("/", root, methods=["GET"]),
+    Mount(
+        "/app",
+        routes=[
+            Route("/", page, methods=["GET"]),
+            Route("/sw.js", service_worker, methods=["GET"]),
+            Route("/manifest.webmanifest", manifest, methods=["GET"]),
+            Route("/config.json", config, methods=["GET"]),
+            Route("/vendor/socket.io.esm.min.js", vendor, methods=["GET"]),
+            Route("/dev/users", dev_users, methods=["GET"]),
+            Route("/dev/token", dev_token, methods=["POST"]),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+            Route("/{page}", page, methods=["GET"]),
+        ],
+        middleware=[Middleware(SecurityHeaders)],
+    ),
+]

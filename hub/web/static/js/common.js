@@ -1,0 +1,363 @@
+// What every page shares: the session's token, the HTTP API, money formatting, safe DOM
+// building, and the live Socket.IO connection with recovery and de-duplication.
+import { io } from "/app/vendor/socket.io.esm.min.js";
+
+const TOKEN = "hub:token";
+
+// The token lives in sessionStorage: one tab's sign-in, gone when the tab closes, never in a URL.
+export const session = {
+  token: () => sessionStorage.getItem(TOKEN),
+  signIn: (token) => sessionStorage.setItem(TOKEN, token),
+  signOut() {
+    for (const key of Object.keys(sessionStorage)) {
+      if (key.startsWith("hub:")) sessionStorage.removeItem(key);
+    }
+  },
+};
+
+export class ApiError extends Error {
+  constructor(status, error) {
+    super(error?.message || `HTTP ${status}`);
+    this.status = status;
+    this.type = error?.type || "http_error";
+    this.param = error?.param ?? null;
+  }
+}
+
+export function newKey() {
+  return crypto.randomUUID();
+}
+
+// One call to the HTTP API. A money-moving call passes its Idempotency-Key: the caller makes one
+// key per user action and reuses it if it retries that action.
+export async function api(path, { method = "GET", body, key, token = session.token() } = {}) {
+  const headers = { Accept: "application/json" };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (key) headers["Idempotency-Key"] = key;
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: "no-store",
+    });
+  } catch (error) {
+    offline(true);
+    throw error;
+  }
+  offline(false);
+  if (response.status === 204) return null;
+  const payload = await response.json().catch(() => null);
+  if (!response.ok) {
+    if (response.status === 401 && token && token === session.token()) expired();
+    throw new ApiError(response.status, payload?.error);
+  }
+  return payload;
+}
+
+function expired() {
+  session.signOut();
+  location.assign("/app/?expired=1");
+}
+
+// The signed-in user, or back to sign-in. A page for another role says so and links home.
+export async function requireUser(...roles) {
+  if (!session.token()) {
+    location.assign("/app/");
+    throw new Error("not signed in");
+  }
+  let me;
+  try {
+    me = await api("/api/v1/me");
+  } catch (error) {
+    if (!(error instanceof ApiError)) startedOffline = true;
+    throw error;
+  }
+  if (roles.length && !roles.includes(me.role)) {
+    document.body.replaceChildren(
+      el("main", { class: "narrow" },
+        el("h1", {}, "Not for this account"),
+        el("p", {}, `You are signed in as ${me.name || me.id} (${me.role}); this page is for ${roles.join(" or ")}s.`),
+        el("p", {}, el("a", { href: home(me.role) }, "Go to your page"), " · ",
+          el("a", { href: "/app/", "data-action": "sign-out" }, "Sign in as someone else"))));
+    wireSignOut();
+    throw new Error("wrong role");
+  }
+  return me;
+}
+
+export function home(role) {
+  return { creator: "/app/creator", fan: "/app/fan", admin: "/app/admin" }[role] || "/app/";
+}
+
+export function wireSignOut() {
+  for (const link of document.querySelectorAll("[data-action=sign-out]")) {
+    link.addEventListener("click", () => session.signOut());
+  }
+}
+
+let configPromise;
+export function pageConfig() {
+  configPromise ??= fetch("/app/config.json", { cache: "no-store" }).then((r) => r.json());
+  return configPromise;
+}
+
+// ---- DOM: text goes in as text nodes, never as HTML ------------------------------------------
+
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === false || value === null || value === undefined) continue;
+    node.setAttribute(name, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+export function $(selector) {
+  return document.querySelector(selector);
+}
+
+export function show(node, message, kind = "info") {
+  node.textContent = message;
+  node.dataset.kind = kind;
+  node.hidden = !message;
+}
+
+// ---- money: integer minor units in, the currency's usual format out ---------------------------
+
+const formats = new Map();
+function currencyFormat(currency) {
+  if (!formats.has(currency)) {
+    formats.set(currency, new Intl.NumberFormat(undefined, {
+      style: "currency", currency, currencyDisplay: "narrowSymbol",
+    }));
+  }
+  return formats.get(currency);
+}
+
+export function minorDigits(currency) {
+  return currencyFormat(currency).resolvedOptions().maximumFractionDigits;
+}
+
+// Exact for any amount: the number goes to Intl as a decimal string, never through a float.
+export function formatMoney(amount, currency) {
+  const digits = minorDigits(currency);
+  const negative = amount < 0;
+  const units = String(Math.abs(amount)).padStart(digits + 1, "0");
+  const whole = units.slice(0, units.length - digits) || "0";
+  const decimal = digits ? `${whole}.${units.slice(units.length - digits)}` : whole;
+  return currencyFormat(currency).format(`${negative ? "-" : ""}${decimal}`);
+}
+
+// "1,500.50" → 150050 (minor units) for a 2-digit currency; null when it is not an amount.
+export function parseAmount(text, currency) {
+  const digits = minorDigits(currency);
+  const cleaned = String(text).trim().replace(/[,\s_]/g, "");
+  const pattern = digits ? new RegExp(`^(\\d+)(?:\\.(\\d{1,${digits}}))?$`) : /^(\d+)$/;
+  const match = pattern.exec(cleaned);
+  if (!match) return null;
+  const minor = Number(match[1] + (match[2] || "").padEnd(digits, "0"));
+  return Number.isSafeInteger(minor) && minor > 0 ? minor : null;
+}
+
+export function currencyOptions(select, currencies, preferred) {
+  select.replaceChildren(...currencies.map((c) => el("option", { value: c }, c)));
+  if (preferred && currencies.includes(preferred)) select.value = preferred;
+}
+
+export function when(iso) {
+  const date = new Date(iso);
+  return date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+}
+
+// ---- the live connection -----------------------------------------------------------------------
+
+// Status shown to the person: "connecting", "live", "reconnecting" (with the reason) or "signed-out".
+export function statusIndicator(node) {
+  const labels = {
+    connecting: "Connecting…",
+    live: "Live",
+    reconnecting: "Reconnecting…",
+  };
+  return (state, detail) => {
+    node.dataset.state = state;
+    node.textContent = labels[state] || state;
+    node.title = detail || "";
+    document.body.dataset.live = state;
+  };
+}
+
+// Connects with the token in the auth payload and the last event id this tab has seen, so a
+// reconnect (after a network blip, a server restart, or a reload) replays exactly what was
+// missed. Events are handed on once: an id already seen is dropped (delivery is at least once).
+// `onResync` runs when the server cannot replay the gap (recovered: false) and on first connect
+// after the position is known: the page then reads its state over HTTP.
+export function live({ user, onEvent, onResync, onStatus }) {
+  const positionKey = `hub:last-event:${user}`;
+  let lastEventId = sessionStorage.getItem(positionKey);
+  let synced = false;
+  const seen = new Set();
+  const remember = (id) => {
+    lastEventId = String(id);
+    sessionStorage.setItem(positionKey, lastEventId);
+  };
+
+  onStatus("connecting");
+  const socket = io(location.origin, {
+    transports: ["websocket"],
+    reconnectionDelayMax: 5000,
+    auth: (cb) => {
+      const auth = { token: session.token() };
+      if (lastEventId !== null) auth.last_event_id = Number(lastEventId);
+      cb(auth);
+    },
+  });
+  socket.on("connect", () => onStatus("live"));
+  socket.on("disconnect", (reason) => {
+    onStatus("reconnecting", reason);
+    if (reason === "io server disconnect") socket.connect(); // the server closed it: come back
+  });
+  socket.on("connect_error", (error) => {
+    const type = error?.data?.type;
+    if (type === "token_expired" || type === "invalid_token" || type === "missing_token") {
+      expired();
+      return;
+    }
+    onStatus("reconnecting", error?.data?.message || error.message);
+  });
+  socket.onAny((type, event) => {
+    if (type === "recovered") {
+      const resync = !event.recovered || !synced;
+      if (!event.recovered || lastEventId === null) remember(event.last_event_id ?? 0);
+      synced = true;
+      if (resync) onResync?.();
+      return;
+    }
+    if (!event || event.id === undefined) return;
+    if (seen.has(event.id)) return;
+    seen.add(event.id);
+    remember(event.id);
+    onEvent(type, event);
+  });
+  return socket;
+}
+
+export function registerServiceWorker() {
+  if ("serviceWorker" in navigator) {
+    navigator.serviceWorker.register("/app/sw.js", { scope: "/app/" }).catch(() => {});
+  }
+}
+
+// A short chime made on the spot (no audio file to fetch); browsers only play it after the page
+// was clicked once, which the sound switch itself is.
+let audio;
+export function chime() {
+  audio ??= new AudioContext();
+  const now = audio.currentTime;
+  for (const [offset, frequency] of [[0, 880], [0.12, 1320]]) {
+    const osc = audio.createOscillator();
+    const gain = audio.createGain();
+    osc.frequency.value = frequency;
+    gain.gain.setValueAtTime(0.0001, now + offset);
+    gain.gain.exponentialRampToValueAtTime(0.2, now + offset + 0.02);
+    gain.gain.exponentialRampToValueAtTime(0.0001, now + offset + 0.35);
+    osc.connect(gain).connect(audio.destination);
+    osc.start(now + offset);
+    osc.stop(now + offset + 0.4);
+  }
+}
+
+// One Idempotency-Key per thing the person means to do: pressing the button again for the same
+// form values (after a timeout, say) reuses the key, so the money moves at most once; changed
+// values, or a finished request, start a new one.
+export function draftKey(form) {
+  const values = JSON.stringify([...new FormData(form).entries()]);
+  if (form.dataset.values !== values || !form.dataset.key) {
+    form.dataset.values = values;
+    form.dataset.key = newKey();
+  }
+  return form.dataset.key;
+}
+
+export function settled(form) {
+  delete form.dataset.key;
+  delete form.dataset.values;
+}
+
+// Runs `action` on submit with the form's button disabled; errors land in `notice`.
+export function onSubmit(form, notice, action) {
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const buttons = form.querySelectorAll("button");
+    buttons.forEach((b) => { b.disabled = true; });
+    show(notice, "");
+    try {
+      await action(new FormData(form));
+    } catch (error) {
+      // Hub answered (a refusal such as insufficient funds is kept with its key): the next
+      // press is a new attempt. No answer, or "still in flight": the same key, so it is the
+      // same attempt.
+      if (error instanceof ApiError && error.status < 500 && error.type !== "idempotency_in_flight") settled(form);
+      show(notice, error instanceof ApiError ? error.message : `Could not reach Hub (${error.message})`, "error");
+    } finally {
+      buttons.forEach((b) => { b.disabled = false; });
+    }
+  });
+}
+
+// Balances by account, newest version wins: a late or replayed balance.updated never rolls the
+// shown balance back.
+export class Balances {
+  constructor(render) {
+    this.accounts = new Map();
+    this.render = render;
+  }
+
+  apply(account) {
+    const known = this.accounts.get(account.account_id ?? account.id);
+    if (known && known.version >= account.version) return;
+    this.accounts.set(account.account_id ?? account.id, {
+      id: account.account_id ?? account.id,
+      kind: account.kind,
+      currency: account.currency,
+      balance: account.balance,
+      available: account.available,
+      version: account.version,
+    });
+    this.render([...this.accounts.values()]);
+  }
+
+  async load() {
+    const wallet = await api("/api/v1/wallet");
+    wallet.balances.forEach((account) => this.apply(account));
+  }
+}
+
+// Offline: the shell still opens (the service worker keeps it); say why nothing is live. A page
+// that could not even read who is signed in starts again once the network is back.
+let offlineBanner;
+let startedOffline = false;
+
+function offline(yes) {
+  if (!yes) {
+    offlineBanner?.remove();
+    offlineBanner = undefined;
+    return;
+  }
+  offlineBanner ??= el("p", { class: "banner", role: "alert", id: "offline" },
+    "You are offline: balances and tips show again when the network is back.");
+  if (!offlineBanner.isConnected) document.body.prepend(offlineBanner);
+}
+
+addEventListener("offline", () => offline(true));
+addEventListener("online", () => {
+  offline(false);
+  if (startedOffline) location.reload();
+});
+if (!navigator.onLine) offline(true);

@@ -1,0 +1,203 @@
+// The fan page: a live wallet balance, top-up through the provider's checkout, tips, and
+// pay-per-view content.
+import {
+  api, ApiError, Balances, currencyOptions, draftKey, el, formatMoney, live, newKey, onSubmit, pageConfig,
+  parseAmount, registerServiceWorker, requireUser, settled, show, statusIndicator, wireSignOut,
+} from "/app/static/js/common.js";
+
+wireSignOut();
+registerServiceWorker();
+const me = await requireUser("fan", "creator");
+const config = await pageConfig();
+document.getElementById("who").textContent = me.name || me.id;
+const params = new URLSearchParams(location.search);
+
+// ---- balances -----------------------------------------------------------------------------------
+const balances = new Balances((accounts) => {
+  const wallets = accounts.filter((a) => a.kind === "wallet").sort((a, b) => a.currency.localeCompare(b.currency));
+  document.getElementById("balances").replaceChildren(...wallets.map((a) =>
+    el("li", { "data-currency": a.currency },
+      el("span", { class: "muted" }, a.currency),
+      el("span", { class: "amount" }, formatMoney(a.available, a.currency)))));
+});
+
+// ---- activity -----------------------------------------------------------------------------------
+const activity = document.getElementById("activity");
+function note(text, id) {
+  if (id !== undefined && activity.querySelector(`[data-event-id="${id}"]`)) return;
+  if (activity.querySelector(".muted")) activity.replaceChildren();
+  activity.prepend(el("li", { "data-event-id": id }, text));
+  while (activity.children.length > 20) activity.lastChild.remove();
+}
+
+// ---- a top-up on its way back from the provider's checkout ---------------------------------------
+const pendingBanner = document.getElementById("topup-pending");
+const returning = params.get("topup");
+if (returning) {
+  pendingBanner.textContent = "Your payment is being confirmed by the provider; your balance updates by itself as soon as it is.";
+  pendingBanner.hidden = false;
+  history.replaceState(null, "", location.pathname + (params.get("creator") ? `?creator=${encodeURIComponent(params.get("creator"))}` : ""));
+}
+
+// ---- live ------------------------------------------------------------------------------------------
+const setStatus = statusIndicator(document.getElementById("status"));
+live({
+  user: me.id,
+  onStatus(state, detail) {
+    setStatus(state, detail);
+    document.getElementById("reconnecting").hidden = state !== "reconnecting";
+  },
+  async onResync() {
+    await balances.load();
+  },
+  onEvent(type, event) {
+    const data = event.data;
+    if (type === "balance.updated") {
+      balances.apply(data);
+    } else if (type === "payment.succeeded") {
+      note(`Payment of ${formatMoney(data.amount.amount, data.amount.currency)} confirmed`, event.id);
+      if (returning && data.reference === returning) pendingBanner.hidden = true;
+    } else if (type === "payment.failed") {
+      note(`Payment of ${formatMoney(data.amount.amount, data.amount.currency)} failed: ${data.failure_reason || "declined"}`, event.id);
+      if (returning && data.reference === returning) {
+        pendingBanner.textContent = "The provider declined that payment; nothing was charged to your wallet.";
+      }
+    } else if (type === "tip.sent") {
+      note(`You tipped ${formatMoney(data.amount, data.currency)}${data.message ? `: “${data.message}”` : ""}`, event.id);
+    } else if (type === "ppv.unlocked") {
+      note(`Unlocked “${data.title}”`, event.id);
+      loadContent();
+    } else if (type === "refund.processed") {
+      note(`Refund of ${formatMoney(data.amount.amount, data.amount.currency)} processed`, event.id);
+    }
+  },
+});
+
+// ---- top-up -----------------------------------------------------------------------------------------
+const topupForm = document.getElementById("topup-form");
+const topupNotice = document.getElementById("topup-notice");
+currencyOptions(document.getElementById("topup-currency"), config.currencies);
+document.getElementById("topup-provider").replaceChildren(...config.providers.map((p) => el("option", { value: p }, p)));
+if (!config.providers.length) show(topupNotice, "No payment provider is configured on this Hub.", "error");
+onSubmit(topupForm, topupNotice, async (form) => {
+  const currency = form.get("currency");
+  const amount = parseAmount(form.get("amount"), currency);
+  if (amount === null) {
+    show(topupNotice, "Enter an amount such as 2500 or 2500.50.", "error");
+    return;
+  }
+  const payment = await api("/api/v1/payments", {
+    method: "POST", body: { amount, currency, provider: form.get("provider") }, key: draftKey(topupForm),
+  });
+  settled(topupForm);
+  show(topupNotice, "Taking you to the checkout…", "ok");
+  location.assign(payment.checkout_url);
+});
+
+// ---- tips ---------------------------------------------------------------------------------------------
+const tipForm = document.getElementById("tip-form");
+const tipNotice = document.getElementById("tip-notice");
+const creatorInput = document.getElementById("tip-creator");
+currencyOptions(document.getElementById("tip-currency"), config.currencies);
+creatorInput.value = params.get("creator") || localStorage.getItem("hub:creator") || "";
+
+let creatorLookup = 0;
+async function chooseCreator() {
+  const id = creatorInput.value.trim();
+  const lookup = ++creatorLookup;
+  const label = document.getElementById("creator-name");
+  if (!id) {
+    label.textContent = "";
+    return;
+  }
+  try {
+    const creator = await api(`/api/v1/creators/${encodeURIComponent(id)}`);
+    if (lookup !== creatorLookup) return;
+    label.textContent = `Tipping ${creator.name || creator.id}`;
+    localStorage.setItem("hub:creator", id);
+  } catch (error) {
+    if (lookup !== creatorLookup) return;
+    label.textContent = error instanceof ApiError && error.status === 404 ? "No creator with this id." : "";
+  }
+  loadContent();
+}
+creatorInput.addEventListener("change", chooseCreator);
+
+onSubmit(tipForm, tipNotice, async (form) => {
+  const currency = form.get("currency");
+  const amount = parseAmount(form.get("amount"), currency);
+  if (amount === null) {
+    show(tipNotice, "Enter an amount such as 500 or 500.50.", "error");
+    return;
+  }
+  const message = form.get("message").trim() || null;
+  const tip = await api("/api/v1/tips", {
+    method: "POST",
+    body: { creator_id: form.get("creator_id").trim(), amount, currency, message },
+    key: draftKey(tipForm),
+  });
+  settled(tipForm);
+  document.getElementById("tip-message").value = "";
+  show(tipNotice, `Sent ${formatMoney(tip.amount.amount, tip.amount.currency)}. Thank you!`, "ok");
+});
+
+// ---- pay-per-view ---------------------------------------------------------------------------------------
+const contentList = document.getElementById("content");
+const contentNotice = document.getElementById("content-notice");
+
+function opened(item) {
+  const body = item.body ?? "";
+  let link = null;
+  try {
+    const url = new URL(body);
+    if (url.protocol === "https:" || url.protocol === "http:") link = el("a", { href: url.href, rel: "noopener noreferrer", target: "_blank" }, "Open");
+  } catch { /* not a link: shown as text */ }
+  return link || el("p", { class: "message" }, body);
+}
+
+function contentItem(item) {
+  const li = el("li", { "data-content-id": item.id },
+    el("strong", {}, item.title), " ",
+    el("span", { class: "amount" }, formatMoney(item.price.amount, item.price.currency)));
+  if (item.has_access) {
+    const open = el("button", { type: "button", class: "secondary" }, "Open");
+    open.addEventListener("click", () => open.replaceWith(opened(item)));
+    li.append(" ", open);
+  } else {
+    const buy = el("button", { type: "button" }, "Buy");
+    let key = newKey(); // kept while no answer came back: pressing again is the same purchase
+    buy.addEventListener("click", async () => {
+      buy.disabled = true;
+      show(contentNotice, "");
+      try {
+        await api(`/api/v1/content/${item.id}/purchase`, { method: "POST", body: { source: "wallet" }, key });
+        await loadContent();
+      } catch (error) {
+        if (error instanceof ApiError && error.status < 500 && error.type !== "idempotency_in_flight") key = newKey();
+        if (error instanceof ApiError && error.type === "already_purchased") await loadContent();
+        else show(contentNotice, error instanceof ApiError ? error.message : `Could not reach Hub (${error.message})`, "error");
+        buy.disabled = false;
+      }
+    });
+    li.append(" ", buy);
+  }
+  return li;
+}
+
+async function loadContent() {
+  const id = creatorInput.value.trim();
+  document.getElementById("content-hint").hidden = Boolean(id);
+  if (!id) {
+    contentList.replaceChildren();
+    return;
+  }
+  try {
+    const page = await api(`/api/v1/creators/${encodeURIComponent(id)}/content?limit=50`);
+    contentList.replaceChildren(...(page.data.length ? page.data.map(contentItem) : [el("li", { class: "muted" }, "Nothing for sale yet.")]));
+  } catch (error) {
+    contentList.replaceChildren();
+    if (!(error instanceof ApiError && error.status === 404)) show(contentNotice, error.message, "error");
+  }
+}
+
+chooseCreator();

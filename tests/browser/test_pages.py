@@ -1,0 +1,413 @@
+"""The pages in a real headless Chromium: a fan tips on one page while the creator's dashboard
+and overlay, open in others, show the alert; missed tips appear once after a server restart; a
+`<script>` message stays text; top-up through the sandbox's checkout; pay-per-view; admin; PWA.
+
+Timings (tip → alert on screen) are written to test-artifacts/browser/latency.json, never
+asserted: bench/browser.py measures them (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from playwright.async_api import BrowserContext, Page
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from hub.auth import issue_token
+from hub.embedded import free_port
+from ledger.accounts import Role
+from ledger.money import Money
+from tests.browser.conftest import ARTIFACTS, Pages, sign_in
+from tests.conftest import (
+    JWT_SECRET,
+    LiveServer,
+    Services,
+    create_user,
+    hub_server,
+    make_settings,
+)
+
+LIVE = 10_000  # ms a page may take to show what the test waits for (a bound, not a goal)
+XSS = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
+
+
+@dataclass
+class Cast:
+    fan: str
+    creator: str
+    fan_token: str
+    creator_token: str
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def cast(
+    sessions: async_sessionmaker[AsyncSession], uid: Callable[[str], str], fund: int = 100_000
+) -> Cast:
+    fan, creator = uid("fan"), uid("creator")
+    await create_user(sessions, creator, Role.CREATOR)
+    await create_user(sessions, fan, Role.FAN, fund=Money(fund, "NGN"))
+    return Cast(
+        fan=fan,
+        creator=creator,
+        fan_token=issue_token(JWT_SECRET, fan, Role.FAN, 3600, name="Ada"),
+        creator_token=issue_token(JWT_SECRET, creator, Role.CREATOR, 3600, name="Cleo"),
+    )
+
+
+async def tip_over_http(
+    http: httpx.AsyncClient, people: Cast, amount: int, message: str | None = None
+) -> int:
+    answer = await http.post(
+        "/api/v1/tips",
+        headers={**bearer(people.fan_token), "Idempotency-Key": f"tip-{time.time_ns()}"},
+        json={
+            "creator_id": people.creator,
+            "amount": amount,
+            "currency": "NGN",
+            "message": message,
+        },
+    )
+    assert answer.status_code == 201, answer.text
+    tip_id: int = answer.json()["id"]
+    return tip_id
+
+
+async def overlay_key(http: httpx.AsyncClient, people: Cast) -> str:
+    answer = await http.post(
+        "/api/v1/overlay-keys", headers=bearer(people.creator_token), json={"label": "OBS"}
+    )
+    assert answer.status_code == 201, answer.text
+    key: str = answer.json()["key"]
+    return key
+
+
+async def open_dashboard(pages: Pages, url: str, people: Cast) -> Page:
+    page = await pages.open(f"{url}/app/")
+    await sign_in(page, people.creator_token, "/app/creator")
+    return page
+
+
+async def open_fan_page(pages: Pages, url: str, people: Cast, **options: Any) -> Page:
+    page = await pages.open(f"{url}/app/", **options)
+    await sign_in(page, people.fan_token, "/app/fan")
+    return page
+
+
+async def tip_ids(page: Page) -> list[int]:
+    ids: list[str] = await page.locator("#tips li[data-tip-id]").evaluate_all(
+        "items => items.map(li => li.dataset.tipId)"
+    )
+    return [int(i) for i in ids]
+
+
+def record_latency(name: str, seconds: float) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / "latency.json"
+    figures = json.loads(path.read_text()) if path.exists() else {}
+    figures[name] = round(seconds * 1000)
+    path.write_text(json.dumps(figures, indent=2))
+
+
+async def test_a_tip_on_the_fan_page_shows_on_the_dashboard_and_the_overlay(
+    pages: Pages, live: LiveServer, http: httpx.AsyncClient, sessions: Any, uid: Any
+) -> None:
+    people = await cast(sessions, uid)
+    key = await overlay_key(http, people)
+    dashboard = await open_dashboard(pages, live.url, people)
+    # Streaming software shows the overlay at 1920x1080 on a transparent background.
+    overlay = await pages.open(
+        f"{live.url}/app/overlay?duration=60000#key={key}",
+        viewport={"width": 1920, "height": 1080},
+    )
+    await overlay.locator("body[data-live=live]").wait_for(state="attached", timeout=LIVE)
+    fan = await open_fan_page(pages, live.url, people)
+    await fan.locator("#balances li[data-currency=NGN] .amount", has_text="₦1,000.00").wait_for()
+
+    form = fan.locator("#tip-form")
+    await form.get_by_label("Creator").fill(people.creator)
+    await form.get_by_label("Creator").press("Tab")
+    await fan.locator("#creator-name", has_text="Tipping").wait_for(timeout=LIVE)
+    await form.get_by_label("Amount").fill("250")
+    await form.get_by_label("Message (optional)").fill("Great stream!")
+    started = time.monotonic()
+    await form.get_by_role("button", name="Send tip").click()
+
+    alert = dashboard.locator(".tip-alert")
+    await alert.wait_for(timeout=LIVE)
+    record_latency("fan_click_to_dashboard_alert_ms", time.monotonic() - started)
+    shown = overlay.locator(".alert")
+    await shown.wait_for(timeout=LIVE)
+    record_latency("fan_click_to_overlay_alert_ms", time.monotonic() - started)
+
+    assert await alert.locator(".who").text_content() == "Ada tipped"
+    assert await alert.locator(".amount").text_content() == "₦250.00"
+    assert await alert.locator(".message").text_content() == "Great stream!"
+    assert await shown.locator(".who").text_content() == "Ada tipped"
+    assert await shown.locator(".amount").text_content() == "₦250.00"
+    assert await shown.locator(".message").text_content() == "Great stream!"
+    tip_id = int(await alert.get_attribute("data-tip-id") or 0)
+    assert await shown.get_attribute("data-tip-id") == str(tip_id)
+    await dashboard.locator(f"#tips li[data-tip-id='{tip_id}']").wait_for()
+    assert await tip_ids(dashboard) == [tip_id]
+    # The money moved, and both balances changed live: 10 % platform fee.
+    await fan.locator("#balances li[data-currency=NGN] .amount", has_text="₦750.00").wait_for(
+        timeout=LIVE
+    )
+    await dashboard.locator("#earnings li[data-currency=NGN] .amount", has_text="₦225.00").wait_for(
+        timeout=LIVE
+    )
+    await fan.locator("#tip-notice", has_text="Sent ₦250.00").wait_for()
+    # The overlay's page is transparent: streaming software draws only the alert.
+    background = await overlay.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgba(0, 0, 0, 0)"
+
+    await pages.screenshot(fan, "fan")
+    await pages.screenshot(dashboard, "dashboard")
+    await pages.screenshot(overlay, "overlay", full_page=False, transparent=True)
+    assert pages.errors == []
+
+
+async def test_tips_missed_while_the_server_was_down_appear_once(
+    pages: Pages,
+    services: Services,
+    live: LiveServer,
+    http: httpx.AsyncClient,
+    sessions: Any,
+    uid: Any,
+) -> None:
+    """The dashboard is on a node that restarts; tips made meanwhile (through another node)
+    show up once it is back, each once, and a reload shows each once too."""
+    people = await cast(sessions, uid)
+    port = free_port()
+    node = hub_server(make_settings(services), port)
+    await node.start()
+    try:
+        dashboard = await open_dashboard(pages, node.url, people)
+        first = await tip_over_http(http, people, 10_000, "before the restart")
+        await dashboard.locator(f".tip-alert[data-tip-id='{first}']").wait_for(timeout=LIVE)
+
+        await node.stop()
+        banner = dashboard.locator("#reconnecting")
+        await banner.wait_for(state="visible", timeout=LIVE)
+        assert await dashboard.locator("#status").text_content() == "Reconnecting…"
+        await pages.screenshot(dashboard, "reconnecting")
+        missed = [
+            await tip_over_http(http, people, 20_000, "while it was down"),
+            await tip_over_http(http, people, 30_000, "also while it was down"),
+        ]
+
+        node = hub_server(make_settings(services), port)
+        await node.start()
+        await dashboard.locator(f".tip-alert[data-tip-id='{missed[-1]}']").wait_for(
+            timeout=3 * LIVE  # the client's reconnect backoff is at most 5 s
+        )
+        await banner.wait_for(state="hidden", timeout=LIVE)
+        await dashboard.locator("#status[data-state=live]").wait_for()
+        assert sorted(await tip_ids(dashboard)) == sorted([first, *missed])
+        await dashboard.locator(
+            "#earnings li[data-currency=NGN] .amount", has_text="₦540.00"
+        ).wait_for(timeout=LIVE)  # 600.00 tipped, less the 10 % fee
+        await pages.screenshot(dashboard, "recovered")
+
+        await dashboard.reload()
+        await dashboard.locator("#status[data-state=live]").wait_for(timeout=LIVE)
+        await dashboard.locator("#tips li[data-tip-id]").nth(2).wait_for(timeout=LIVE)
+        assert sorted(await tip_ids(dashboard)) == sorted([first, *missed])
+        assert pages.errors == [] or all("socket" in e or "WebSocket" in e for e in pages.errors)
+    finally:
+        await node.stop()
+
+
+async def test_a_script_in_a_tip_message_stays_text(
+    pages: Pages, live: LiveServer, http: httpx.AsyncClient, sessions: Any, uid: Any
+) -> None:
+    people = await cast(sessions, uid)
+    key = await overlay_key(http, people)
+    dashboard = await open_dashboard(pages, live.url, people)
+    overlay = await pages.open(f"{live.url}/app/overlay?duration=60000#key={key}")
+    await overlay.locator("body[data-live=live]").wait_for(state="attached", timeout=LIVE)
+    fan = await open_fan_page(pages, live.url, people)
+
+    tip_id = await tip_over_http(http, people, 5_000, XSS)
+    for page, selector in (
+        (dashboard, f".tip-alert[data-tip-id='{tip_id}'] .message"),
+        (dashboard, f"#tips li[data-tip-id='{tip_id}'] .message"),
+        (overlay, f".alert[data-tip-id='{tip_id}'] .message"),
+        (fan, "#activity li"),
+    ):
+        shown = page.locator(selector)
+        await shown.wait_for(timeout=LIVE)
+        assert XSS in (await shown.text_content() or "")
+        assert await shown.locator("script, img").count() == 0
+    for page in (dashboard, overlay, fan):
+        assert await page.evaluate("window.__pwned") is None
+    await pages.screenshot(dashboard, "dashboard")
+    # And the policy that would stop an injected script anyway is on every page.
+    answer = await http.get("/app/creator")
+    assert "script-src 'self'" in answer.headers["content-security-policy"]
+
+
+async def test_top_up_through_the_sandbox_checkout(
+    pages: Pages, live: LiveServer, sessions: Any, uid: Any
+) -> None:
+    people = await cast(sessions, uid)
+    fan = await open_fan_page(pages, live.url, people)
+    await fan.locator("#balances li[data-currency=NGN] .amount", has_text="₦1,000.00").wait_for()
+    form = fan.locator("#topup-form")
+    await form.get_by_label("Amount").fill("1,500.50")
+    await form.get_by_label("Pay with").select_option("paystack")
+    await form.get_by_role("button", name="Continue to checkout").click()
+    await fan.get_by_role("button", name="Pay").click()  # the provider's (sandbox's) page
+    await fan.get_by_role("link", name="Back to the merchant").click()
+    await fan.wait_for_url("**/app/fan**")
+    await fan.locator("#status[data-state=live]").wait_for(timeout=LIVE)
+    await fan.locator("#balances li[data-currency=NGN] .amount", has_text="₦2,500.50").wait_for(
+        timeout=LIVE
+    )
+    await fan.locator("#activity li", has_text="Payment of ₦1,500.50 confirmed").wait_for(
+        timeout=LIVE
+    )
+    assert await fan.locator("#topup-pending").is_hidden()
+    await pages.screenshot(fan, "after-top-up")
+
+
+async def test_buy_and_open_pay_per_view_content(
+    pages: Pages, live: LiveServer, http: httpx.AsyncClient, sessions: Any, uid: Any
+) -> None:
+    people = await cast(sessions, uid)
+    made = await http.post(
+        "/api/v1/content",
+        headers=bearer(people.creator_token),
+        json={
+            "title": "Behind the scenes",
+            "price": 40_000,
+            "currency": "NGN",
+            "body": "The secret: <b>practice</b>",
+        },
+    )
+    assert made.status_code == 201, made.text
+    content_id = made.json()["id"]
+    fan = await open_fan_page(pages, live.url, people)
+    creator_field = fan.locator("#tip-form").get_by_label("Creator")
+    await creator_field.fill(people.creator)
+    await creator_field.press("Tab")
+    item = fan.locator(f"#content li[data-content-id='{content_id}']")
+    await item.wait_for(timeout=LIVE)
+    assert "₦400.00" in (await item.text_content() or "")
+    await item.get_by_role("button", name="Buy").click()
+    await item.get_by_role("button", name="Open").click()
+    await item.locator(".message", has_text="The secret: <b>practice</b>").wait_for()
+    await fan.locator("#balances li[data-currency=NGN] .amount", has_text="₦600.00").wait_for(
+        timeout=LIVE
+    )
+    await fan.locator("#activity li", has_text="Unlocked “Behind the scenes”").wait_for(
+        timeout=LIVE
+    )
+    await pages.screenshot(fan, "unlocked")
+
+
+async def test_the_admin_page(
+    pages: Pages, live: LiveServer, http: httpx.AsyncClient, uid: Any
+) -> None:
+    admin = issue_token(JWT_SECRET, uid("admin"), Role.ADMIN, 3600, name="Operator")
+    page = await pages.open(f"{live.url}/app/")
+    await sign_in(page, admin, "/app/admin", live=False)
+    await page.locator("#fee-now", has_text="10 %").wait_for(timeout=LIVE)
+    online = page.locator("#online")
+    await page.wait_for_function(
+        "/^\\d[\\d,]*$/.test(document.getElementById('online').textContent)"
+    )
+    assert int((await online.text_content() or "x").replace(",", "")) >= 0
+    await page.locator("#revenue-chart > *").first.wait_for(timeout=LIVE)
+    try:
+        await page.get_by_label("New fee (percent, 0 to 50)").fill("7.5")
+        await page.get_by_role("button", name="Save").click()
+        await page.locator("#fee-notice", has_text="Saved").wait_for(timeout=LIVE)
+        fee = await http.get("/api/v1/admin/platform-fee", headers=bearer(admin))
+        assert fee.json() == {"bps": 750}
+        assert await page.locator("#fee-now").text_content() == "7.5 %"
+        await pages.screenshot(page, "admin")
+    finally:
+        restored = await http.put(
+            "/api/v1/admin/platform-fee", headers=bearer(admin), json={"bps": 1000}
+        )
+        assert restored.status_code == 200
+
+
+async def test_phone_sized_and_labelled(
+    pages: Pages, live: LiveServer, sessions: Any, uid: Any
+) -> None:
+    people = await cast(sessions, uid)
+    phone = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+    for token, path in ((people.fan_token, "/app/fan"), (people.creator_token, "/app/creator")):
+        page = await pages.open(f"{live.url}/app/", **phone)
+        await sign_in(page, token, path)
+        # Nothing wider than the screen: no sideways scrolling on a phone.
+        assert await page.evaluate("document.documentElement.scrollWidth <= innerWidth")
+        unlabelled = await page.evaluate(
+            """[...document.querySelectorAll('input, select, textarea')]
+                 .filter(e => e.type !== 'hidden' && e.labels.length === 0)
+                 .map(e => e.id || e.name)"""
+        )
+        assert unlabelled == []
+        nameless = await page.evaluate(
+            """[...document.querySelectorAll('button')]
+                 .filter(b => !b.textContent.trim() && !b.getAttribute('aria-label'))
+                 .length"""
+        )
+        assert nameless == 0
+        await pages.screenshot(page, f"phone-{path.rsplit('/', 1)[-1]}")
+
+
+async def test_an_installable_app_with_an_offline_shell(
+    pages: Pages, profile: BrowserContext, live: LiveServer, sessions: Any, uid: Any
+) -> None:
+    people = await cast(sessions, uid)
+    page = await profile.new_page()
+    await page.goto(f"{live.url}/app/")
+    await page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    cdp = await profile.new_cdp_session(page)
+    manifest = await cdp.send("Page.getAppManifest")
+    assert manifest["errors"] == []
+    installability = await cdp.send("Page.getInstallabilityErrors")
+    assert installability["installabilityErrors"] == []
+
+    await sign_in(page, people.creator_token, "/app/creator")
+    await page.wait_for_function("navigator.serviceWorker.controller !== null")
+    await profile.set_offline(True)
+    try:
+        await page.reload()
+        await page.get_by_role("heading", name="Creator dashboard").wait_for()
+        await page.locator("#offline").wait_for(timeout=LIVE)
+        await pages.screenshot(page, "offline")
+    finally:
+        await profile.set_offline(False)
+
+
+async def test_sign_in_refuses_a_bad_token(pages: Pages, live: LiveServer) -> None:
+    page = await pages.open(f"{live.url}/app/")
+    await page.get_by_label("The access token your platform gave you").fill("not-a-token")
+    await page.get_by_role("button", name="Sign in").click()
+    await page.locator("#token-notice", has_text="That token was refused").wait_for()
+    assert page.url.endswith("/app/")
+    assert await page.evaluate("sessionStorage.getItem('hub:token')") is None
+
+
+async def test_no_page_puts_a_token_in_a_url(
+    pages: Pages, live: LiveServer, sessions: Any, uid: Any
+) -> None:
+    people = await cast(sessions, uid)
+    seen: list[str] = []
+    fan = await open_fan_page(pages, live.url, people)
+    fan.on("request", lambda request: seen.append(request.url))
+    await fan.reload()
+    await fan.locator("#status[data-state=live]").wait_for(timeout=LIVE)
+    assert seen and all(people.fan_token not in url for url in seen)
