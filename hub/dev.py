@@ -25,7 +25,7 @@ from hub.auth import issue_token
 from hub.cli import CommandError, _check_port
 from hub.embedded import free_port, port_is_free
 from hub.runtime import Runtime, resolve
-from hub.seed import CREATOR, FANS, seed
+from hub.seed import ADMIN, CREATOR, FANS, seed
 from hub.settings import Settings
 from ledger.migrate import upgrade
 
@@ -139,18 +139,28 @@ def _start_sandbox(
 def _banner(runtime: Runtime, url: str, sandbox_url: str) -> str:
     settings = runtime.settings
     secret = runtime.jwt_secret
-    creator = issue_token(secret, CREATOR.user_id, CREATOR.role, TOKEN_TTL)
-    fans = [issue_token(secret, fan.user_id, fan.role, TOKEN_TTL) for fan in FANS]
+    creator = issue_token(secret, CREATOR.user_id, CREATOR.role, TOKEN_TTL, name=CREATOR.name)
+    fans = [issue_token(secret, f.user_id, f.role, TOKEN_TTL, name=f.name) for f in FANS]
     currency = "NGN" if "NGN" in settings.currencies else settings.currencies[0]
+    admin = issue_token(secret, ADMIN.user_id, ADMIN.role, TOKEN_TTL, name=ADMIN.name)
     lines = [
         "",
         f"Hub is running at {url}  (Socket.IO on the same port, path /socket.io/)",
         f"  PostgreSQL {runtime.database_url.replace('+asyncpg', '')}",
         f"  Redis      {runtime.redis_url}",
         "",
+        "Open the pages in a browser; the sign-in page signs in a demo user with one click:",
+        f"  {url}/app/                 sign in",
+        f"  {url}/app/creator          creator dashboard: live tip alerts, earnings, payouts,",
+        "                                   and the overlay URL for OBS (Stream overlay)",
+        f"  {url}/app/fan?creator={CREATOR.user_id}   fan: wallet, top-up, tips, pay-per-view",
+        f"  {url}/app/admin            admin: fee, revenue, top creators, users online",
+        "  (each tab signs in on its own: the creator and a fan can sit side by side)",
+        "",
         "Demo users (tokens valid 7 days):",
         f"  creator  {CREATOR.user_id:<14} {creator}",
         *(f"  fan      {fan.user_id:<14} {token}" for fan, token in zip(FANS, fans, strict=True)),
+        f"  admin    {ADMIN.user_id:<14} {admin}",
         "",
         f"The creator's socket is connected below ([{CREATOR.user_id}] lines). Tip it:",
         "",
@@ -204,6 +214,7 @@ def run_dev(settings: Settings) -> int:
             "HUB_DATABASE_URL": runtime.database_url,
             "HUB_REDIS_URL": runtime.redis_url,
             "HUB_JWT_SECRET": runtime.jwt_secret,
+            "HUB_DEV_SIGNIN": "true",  # one-click demo sign-in on the pages (never in production)
         }
         url = f"http://{settings.host}:{settings.port}"
         sandbox, sandbox_url = _start_sandbox(settings, env, url)

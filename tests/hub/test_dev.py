@@ -96,6 +96,23 @@ async def tip_once(url: str, home: Path) -> int:
     return int(next(b["balance"] for b in wallet["balances"] if b["currency"] == "NGN"))
 
 
+async def demo_sign_in_works(url: str) -> None:
+    """Under hub dev the sign-in page lists the demo users and signs one in with a click."""
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        users = (await client.get("/app/dev/users")).json()["data"]
+        assert {u["id"] for u in users} == {
+            "demo-creator",
+            "demo-fan-1",
+            "demo-fan-2",
+            "demo-admin",
+        }
+        token = (await client.post("/app/dev/token", json={"user_id": "demo-fan-1"})).json()
+        me = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {token['token']}"})
+        assert me.json() == {"id": "demo-fan-1", "role": "fan", "name": "Ada (demo fan)"}
+        refused = await client.post("/app/dev/token", json={"user_id": "someone-else"})
+        assert refused.status_code == 404
+
+
 async def test_dev_runs_tips_live_stops_cleanly_and_reuses_data(tmp_path: Path) -> None:
     home, port = tmp_path / "hub-home", free_port()
     url = f"http://127.0.0.1:{port}"
@@ -104,6 +121,8 @@ async def test_dev_runs_tips_live_stops_cleanly_and_reuses_data(tmp_path: Path) 
     try:
         await first.wait_for_line("[demo-creator] connected")
         assert "curl" in first.output and f"{url}/api/v1/tips" in first.output
+        assert f"{url}/app/creator" in first.output and f"{url}/app/fan" in first.output
+        await demo_sign_in_works(url)
         assert await tip_once(url, home) == 5_000_000 - 50_000
         await first.wait_for_line("[demo-creator] tip.received", timeout=10)  # the watcher too
         await first.stop_and_check(home)
