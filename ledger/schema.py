@@ -252,6 +252,17 @@ overlay_keys = Table(
     Column("revoked_at", DateTime(timezone=True)),
 )
 
+push_subscriptions = Table(
+    "push_subscriptions",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("user_id", Text, ForeignKey("users.id"), nullable=False),
+    Column("endpoint", Text, nullable=False, unique=True),
+    Column("p256dh", Text, nullable=False),
+    Column("auth", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
 failed_jobs = Table(
     "failed_jobs",
     metadata,
