@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import httpx
 from arq import Worker
 from arq.connections import ArqRedis, RedisSettings
 from arq.cron import cron
@@ -15,6 +16,7 @@ from jobs import (
     holds,
     maintenance,
     payouts,
+    push,
     receipts,
     refunds,
     resweep,
@@ -23,6 +25,7 @@ from jobs import (
 from jobs.deadletter import dead_lettered
 from jobs.mail import SmtpConfig
 from jobs.maintenance import Retention
+from jobs.push import PushConfig
 from ledger.db import make_engine, make_sessions
 from ledger.provider_events import Provider
 from realtime.publisher import Publisher
@@ -38,6 +41,7 @@ FUNCTIONS = [
     _job(payouts.execute, payouts.NAME, 20),
     _job(refunds.execute, refunds.NAME, 20),
     _job(verification.verify, verification.NAME, 10),
+    _job(push.send_tip_alert, push.NAME, push.MAX_TRIES),
 ]
 JOB_NAMES = frozenset(function.name for function in FUNCTIONS)
 
@@ -77,12 +81,14 @@ def build_worker(
     providers: Mapping[str, Provider] | None = None,
     smtp: SmtpConfig | None = None,
     retention: Retention | None = None,
+    push: PushConfig | None = None,
     burst: bool = False,
     handle_signals: bool = True,
     run_cron_at_startup: bool = False,
 ) -> Worker:
     """`providers` are the payment provider adapters, built by the caller (the hub's CLI);
-    `retention` what the housekeeping jobs keep (the defaults when None)."""
+    `retention` what the housekeeping jobs keep (the defaults when None); `push` the Web Push
+    key and rules (None: push is off)."""
 
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["engine"] = make_engine(database_url, pool_size=5, max_overflow=5)
@@ -90,11 +96,17 @@ def build_worker(
         ctx["providers"] = dict(providers or {})
         ctx["smtp"] = smtp
         ctx["retention"] = retention or Retention()
+        ctx["push"] = push
+        # No redirects: a push service's answer must not send the worker elsewhere (SSRF).
+        ctx["push_http"] = httpx.AsyncClient(
+            timeout=httpx.Timeout(10.0, connect=5.0), follow_redirects=False
+        )
         ctx["redis"] = ArqRedis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
         ctx["publisher"] = Publisher(ctx["redis"], ctx["sessions"])
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         await ctx["redis"].aclose()
+        await ctx["push_http"].aclose()
         await ctx["engine"].dispose()
 
     return Worker(
