@@ -73,7 +73,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    from hub.runtime import build_provider_clients, resolve, retention, smtp_config
+    from hub.runtime import build_provider_clients, push_config, resolve, retention, smtp_config
     from jobs.worker import build_worker
 
     _logging(settings)
@@ -85,6 +85,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         providers=providers,
         smtp=smtp_config(settings),
         retention=retention(settings),
+        push=push_config(settings),
         burst=args.burst,
     )
     worker.run()
@@ -283,6 +284,15 @@ def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(watch(url, args.token, args.label, args.last_event_id))
 
 
+def cmd_push(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.vapid import generate
+
+    private_key, public_key = generate()
+    print(f"HUB_VAPID_PRIVATE_KEY={private_key}")
+    print(f"# public key (applicationServerKey, served by GET /api/v1/push/config): {public_key}")
+    return 0
+
+
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     from hub.dev import run_dev
 
@@ -350,6 +360,10 @@ def _parser() -> argparse.ArgumentParser:
     watch.add_argument("--url", help="default http://HUB_HOST:HUB_PORT")
     watch.add_argument("--label", default="")
     watch.add_argument("--last-event-id", type=int, help="recover what was missed since this event")
+    push = add(
+        "push", cmd_push, "Web Push: `keys` prints a fresh VAPID private key and its public key"
+    )
+    push.add_argument("action", choices=["keys"])
     embedded = add("embedded", cmd_embedded, "status or stop of the embedded services")
     embedded.add_argument("action", choices=["status", "stop"])
     return parser

@@ -27,6 +27,7 @@ from hub.embedded import free_port, port_is_free
 from hub.runtime import Runtime, resolve
 from hub.seed import ADMIN, CREATOR, FANS, seed
 from hub.settings import Settings
+from hub.vapid import generate as generate_vapid_keys
 from ledger.migrate import upgrade
 
 TOKEN_TTL = 7 * 24 * 3600
@@ -107,6 +108,20 @@ def _sandbox_env(settings: Settings, sandbox_url: str) -> dict[str, str]:
         senders["sandbox"] = keys["sandbox_webhook"]
         env["HUB_STANDARD_WEBHOOK_SECRETS"] = json.dumps(senders)
     return env
+
+
+def _vapid_env(settings: Settings) -> dict[str, str]:
+    """A VAPID key for Web Push, made once and kept under HUB_HOME (browsers' subscriptions
+    are bound to it), unless the operator set one."""
+    if settings.vapid_private_key is not None:
+        return {}
+    path = settings.home / "vapid.json"
+    if not path.exists():
+        settings.home.mkdir(parents=True, exist_ok=True)
+        private_key, public_key = generate_vapid_keys()
+        path.touch(mode=0o600)
+        path.write_text(json.dumps({"private_key": private_key, "public_key": public_key}))
+    return {"HUB_VAPID_PRIVATE_KEY": json.loads(path.read_text())["private_key"]}
 
 
 def _sandbox_port(settings: Settings) -> int:
@@ -215,6 +230,7 @@ def run_dev(settings: Settings) -> int:
             "HUB_REDIS_URL": runtime.redis_url,
             "HUB_JWT_SECRET": runtime.jwt_secret,
             "HUB_DEV_SIGNIN": "true",  # one-click demo sign-in on the pages (never in production)
+            **_vapid_env(settings),
         }
         url = f"http://{settings.host}:{settings.port}"
         sandbox, sandbox_url = _start_sandbox(settings, env, url)

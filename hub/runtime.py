@@ -14,8 +14,10 @@ from hub.embedded import Embedded
 from hub.providers.base import Provider
 from hub.providers.registry import ProviderConfig, build_providers
 from hub.settings import Settings, SettingsError
+from hub.vapid import load_private_key
 from jobs.mail import SmtpConfig
 from jobs.maintenance import Retention
+from jobs.push import PushConfig
 
 
 @dataclass(frozen=True)
@@ -111,4 +113,15 @@ def retention(settings: Settings) -> Retention:
         idempotency_key_hours=settings.idempotency_key_retention_hours,
         event_hours=settings.event_retention_hours,
         event_count=settings.event_retention_count,
+    )
+
+
+def push_config(settings: Settings) -> PushConfig | None:
+    """Web Push for the workers; None (push off) without HUB_VAPID_PRIVATE_KEY."""
+    if settings.vapid_private_key is None:
+        return None
+    return PushConfig(
+        private_key=load_private_key(settings.vapid_private_key.get_secret_value()),
+        subject=settings.vapid_subject,
+        endpoint_hosts=settings.push_endpoint_hosts,
     )

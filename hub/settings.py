@@ -91,6 +91,18 @@ class Settings(BaseSettings):
     dev_signin: bool = False
     # When set, /metrics answers only `Authorization: Bearer <this token>` (401 otherwise).
     metrics_token: SecretStr | None = None
+    # Web Push of creators' tip alerts: the VAPID private key (base64url raw P-256, or PEM);
+    # unset → push is off. The subject is the contact push services see in the signed token.
+    vapid_private_key: SecretStr | None = None
+    vapid_subject: str = "mailto:admin@localhost"
+    # The push services the hub will POST to (an SSRF guard: a subscription names any URL).
+    # "*.example.com" matches subdomains. A loopback IP listed here is also allowed over http.
+    push_endpoint_hosts: Annotated[tuple[str, ...], NoDecode] = (
+        "fcm.googleapis.com",
+        "updates.push.services.mozilla.com",
+        "web.push.apple.com",
+        "*.notify.windows.com",
+    )
 
     @field_validator("database_url", "database_read_url")
     @classmethod
@@ -177,6 +189,43 @@ class Settings(BaseSettings):
         token = value.get_secret_value()
         if len(token) < 16 or not token.isprintable() or any(c.isspace() for c in token):
             raise ValueError("must be at least 16 printable characters without spaces")
+        return value
+
+    @field_validator("vapid_private_key", mode="before")
+    @classmethod
+    def _no_vapid_when_empty(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("vapid_private_key")
+    @classmethod
+    def _vapid_key(cls, value: SecretStr | None) -> SecretStr | None:
+        from hub.vapid import load_private_key
+
+        if value is not None:
+            load_private_key(value.get_secret_value())  # its ValueError names what is wrong
+        return value
+
+    @field_validator("vapid_subject")
+    @classmethod
+    def _vapid_subject(cls, value: str) -> str:
+        if not (value.startswith("mailto:") and "@" in value) and not value.startswith("https://"):
+            raise ValueError("must be a mailto: address or an https: URL")
+        return value
+
+    @field_validator("push_endpoint_hosts", mode="before")
+    @classmethod
+    def _split_push_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("push_endpoint_hosts")
+    @classmethod
+    def _push_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for host in value:
+            name = host.removeprefix("*.")
+            if not name or any(c in name for c in "/:@*?# ") or host != host.lower():
+                raise ValueError(f"{host!r} must be a host name (or *.domain), without a port")
         return value
 
     @field_validator("smtp_url")

@@ -19,6 +19,7 @@ from hub.providers.base import Provider
 from hub.ratelimit import RateLimiter
 from hub.runtime import Runtime
 from hub.settings import Settings
+from jobs import push
 from ledger.accounts import ensure_user, user_is_current
 from ledger.db import UnitOfWork, unit_of_work
 from ledger.events import Event
@@ -51,13 +52,16 @@ class Hub:
         return self.runtime.settings
 
     def publish_after_commit(self, uow: UnitOfWork, events: Sequence[Event]) -> None:
-        """Once the transaction commits: count its postings and publish its events."""
+        """Once the transaction commits: count its postings, publish its events, and queue a
+        Web Push alert for each tip.received (every tip path, wallet or card, passes here)."""
 
         async def publish() -> None:
             count_postings(events)
             await self.publisher.publish(events)
 
         uow.after_commit(publish)
+        if self.settings.vapid_private_key is not None and push.tip_ids(events):
+            uow.after_commit(lambda: push.enqueue_tip_alerts(self.queue, events))
 
     @property
     def public_url(self) -> str:
