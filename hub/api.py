@@ -21,6 +21,7 @@ from hub.routes import (
     money,
     payments,
     payouts,
+    push,
     users,
     webhooks,
 )
@@ -92,6 +93,9 @@ ROUTES = [
     Route("/api/v1/creators/{creator_id}", users.creator, methods=["GET"]),
     Route("/api/v1/creators/{creator_id}/content", content.by_creator, methods=["GET"]),
     Route("/api/v1/creators/{creator_id}/presence", live.creator_presence, methods=["GET"]),
+    Route("/api/v1/push/config", push.config, methods=["GET"]),
+    Route("/api/v1/push/subscriptions", push.subscribe, methods=["POST"]),
+    Route("/api/v1/push/subscriptions", push.unsubscribe, methods=["DELETE"]),
     Route("/webhooks/{provider}", webhooks.receive, methods=["POST"]),
     Route("/checkout/return", payments.checkout_return, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),

@@ -15,6 +15,7 @@ from hub.providers.base import ProviderError
 from hub.ratelimit import LimiterUnavailable, RateLimited
 from ledger import errors as ledger
 from ledger.overlays import UnknownOverlayKey
+from ledger.push import UnknownPushSubscription
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ LEDGER_ERRORS: dict[type[ledger.LedgerError], tuple[int, str]] = {
     ledger.FailedJobAlreadyRetried: (409, "failed_job_already_retried"),
     ledger.FailedJobNotRetriable: (409, "failed_job_not_retriable"),
     UnknownOverlayKey: (404, "overlay_key_not_found"),
+    UnknownPushSubscription: (404, "push_subscription_not_found"),
 }
 
 

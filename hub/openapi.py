@@ -110,6 +110,7 @@ def openapi_document() -> dict[str, Any]:
     from hub.routes.money import TipRequest
     from hub.routes.payments import PaymentRequest
     from hub.routes.payouts import PayoutRequest
+    from hub.routes.push import SubscriptionRequest, UnsubscribeRequest
 
     paths: dict[str, Any] = {
         "/api/v1/tips": {
@@ -390,6 +391,30 @@ def openapi_document() -> dict[str, Any]:
                     }
                 ],
             )
+        },
+        "/api/v1/push/config": {
+            "get": _op(
+                "Whether Web Push is on, and the hub's VAPID public key (applicationServerKey)",
+                {"200": "{enabled, public_key}"},
+                auth=False,
+            )
+        },
+        "/api/v1/push/subscriptions": {
+            "post": _op(
+                "Save the browser's push subscription (PushSubscription.toJSON()) for the "
+                "caller; creators get a push per tip while no page of theirs is open",
+                {
+                    "201": "{id, endpoint, created_at}; the caller's oldest beyond 10 are dropped",
+                    "409": "push_disabled: no VAPID key on this hub",
+                    "422": "An endpoint that is not an allowed push service, or bad keys",
+                },
+                body=SubscriptionRequest,
+            ),
+            "delete": _op(
+                "Delete one of the caller's push subscriptions by its endpoint",
+                {"204": "Deleted", "404": "push_subscription_not_found"},
+                body=UnsubscribeRequest,
+            ),
         },
         "/webhooks/{provider}": {
             "post": _op(
