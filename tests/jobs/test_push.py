@@ -366,10 +366,29 @@ async def test_no_push_while_a_page_of_the_creator_is_open(
     assert push_service.at(browser.path) == []
 
     await page.close()  # the page is gone: the next tip is pushed
+    await until_offline(client, pair.creator)
     second = await tip(client, pair, 2_000, "while closed")
     await run_worker(services)
     [pushed] = push_service.at(browser.path)
     assert browser.decrypt(pushed.body)["tip"]["id"] == second != first
+
+
+async def until_offline(client: httpx.AsyncClient, user: str) -> None:
+    """Wait until the cluster counts no connection of `user` (the server handles a disconnect
+    after the client has left)."""
+
+    async def connections() -> int:
+        response = await client.get(
+            "/api/v1/presence", params={"user_id": user}, headers=auth("ops-admin", "admin")
+        )
+        count: int = response.json()["user"]["connections"]
+        return count
+
+    for _ in range(200):  # bounded
+        if await connections() == 0:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{user} is still counted as connected")
 
 
 async def test_a_gone_subscription_is_deleted_and_the_others_still_get_the_alert(
