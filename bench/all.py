@@ -25,6 +25,7 @@ SCENARIOS: list[tuple[str, list[str], int]] = [
     ("tips", [], 600),
     ("webhooks", [], 600),
     ("reconnect", [], 600),
+    ("alerts", [], 600),
 ]
 PROFILED = {"fanout", "tips", "webhooks"}
 

@@ -259,6 +259,36 @@ def reconnect(lines: list[str]) -> None:
     ]
 
 
+def alerts(lines: list[str]) -> None:
+    data = load("alerts")
+    lines += ["### 7. Tip alerts on screen", ""]
+    if not data:
+        lines.append("*not run*\n")
+        return
+    s = data["summary"]
+    lines += [
+        f"{data['tips_per_run']} tips a run, one a second, from `POST /api/v1/tips` to the alert "
+        "drawn in the creator's dashboard and overlay, each in headless Chromium; beside it, the "
+        f"same tip's `tip.received` on a python-socketio client (runs: {runs_of(data)}; "
+        f"{data['date']}). Goal: on screen within a second.",
+        "",
+        "| ms from the tip's request | p50 | p95 | max | missing |",
+        "|---|---|---|---|---|",
+    ]
+    for key, label in (
+        ("dashboard", "creator dashboard (Chromium)"),
+        ("overlay", "overlay (Chromium)"),
+        ("socket_client", "peer: python-socketio client"),
+        ("http", "the tip's HTTP answer"),
+    ):
+        row = s.get(key, {})
+        lines.append(
+            f"| {label} | {cell(row.get('p50_ms'), 0)} | {cell(row.get('p95_ms'), 0)} | "
+            f"{cell(row.get('max_ms'), 0)} | {cell(row.get('missing'), 0)} |"
+        )
+    lines.append("")
+
+
 def machine(lines: list[str]) -> None:
     for name in ("capacity", "fanout", "tips", "webhooks", "reconnect", "pgpeer"):
         data = load(name)
@@ -280,6 +310,7 @@ def render() -> str:
     fanout(lines)
     ledger(lines)
     reconnect(lines)
+    alerts(lines)
     lines.append(END)
     return "\n".join(lines)
 
