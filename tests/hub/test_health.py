@@ -48,7 +48,7 @@ async def test_unknown_route_is_json_404(http: httpx.AsyncClient) -> None:
     response = await http.get("/nope")
     assert response.status_code == 404
     assert response.json()["error"]["type"] == "not_found"
-    assert (await http.get("/api/v1/tips")).status_code == 405
+    assert (await http.delete("/api/v1/tips")).status_code == 405  # GET and POST exist
 
 
 async def test_metrics_carry_every_series(http, people, sandbox) -> None:
