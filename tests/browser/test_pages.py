@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hub.auth import issue_token
 from hub.embedded import free_port
+from jobs.push import alert_payload
 from ledger.accounts import Role
 from ledger.money import Money
 from tests.browser.conftest import ARTIFACTS, Pages, sign_in
@@ -411,3 +412,51 @@ async def test_no_page_puts_a_token_in_a_url(
     await fan.reload()
     await fan.locator("#status[data-state=live]").wait_for(timeout=LIVE)
     assert seen and all(people.fan_token not in url for url in seen)
+
+
+async def test_the_service_worker_shows_a_pushed_tip_as_a_notification(
+    profile: BrowserContext, live: LiveServer
+) -> None:
+    """The browser half of Web Push: the payload the push.tip_alert job encrypts and sends
+    (jobs.push.alert_payload) is handed to the service worker the way Chromium hands it a
+    decrypted push message (DevTools' ServiceWorker.deliverPushMessage; the server half, with
+    a real push receiver that decrypts, is tests/jobs/test_push.py)."""
+    await profile.grant_permissions(["notifications"], origin=live.url)
+    page = await profile.new_page()
+    await page.goto(f"{live.url}/app/")
+    await page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    cdp = await profile.new_cdp_session(page)
+    registrations: list[dict[str, Any]] = []
+    cdp.on(
+        "ServiceWorker.workerRegistrationUpdated",
+        lambda event: registrations.extend(event["registrations"]),
+    )
+    await cdp.send("ServiceWorker.enable")
+    for _ in range(100):
+        if registrations:
+            break
+        await page.wait_for_timeout(50)
+    [registration] = [r for r in registrations if r["scopeURL"].endswith("/app/")]
+    payload = alert_payload(41, "Ada", 150_050, "NGN", XSS).decode()
+    for _ in range(2):  # the same tip pushed twice (a retried job) is one notification
+        await cdp.send(
+            "ServiceWorker.deliverPushMessage",
+            {
+                "origin": live.url,
+                "registrationId": registration["registrationId"],
+                "data": payload,
+            },
+        )
+    notifications = """navigator.serviceWorker.ready
+        .then(r => r.getNotifications())
+        .then(list => list.map(n => ({title: n.title, body: n.body, tag: n.tag,
+                                      url: n.data && n.data.url})))"""
+    shown: list[dict[str, Any]] = []
+    for _ in range(100):
+        shown = await page.evaluate(notifications)
+        if shown:
+            break
+        await page.wait_for_timeout(50)
+    assert shown == [
+        {"title": "Ada tipped ₦1,500.50", "body": XSS, "tag": "tip-41", "url": "/app/creator"}
+    ]
