@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hub.auth import issue_token
 from hub.embedded import free_port
+from jobs.analytics import rollup
 from jobs.push import alert_payload
 from ledger.accounts import Role
 from ledger.money import Money
@@ -316,8 +317,11 @@ async def test_buy_and_open_pay_per_view_content(
 
 
 async def test_the_admin_page(
-    pages: Pages, live: LiveServer, http: httpx.AsyncClient, uid: Any
+    pages: Pages, live: LiveServer, http: httpx.AsyncClient, sessions: Any, uid: Any
 ) -> None:
+    people = await cast(sessions, uid, fund=50_000_000)
+    await tip_over_http(http, people, 40_000_000)  # ₦400,000.00: the top creator of the day
+    await rollup({"sessions": sessions})  # what the workers' cron does every few minutes
     admin = issue_token(JWT_SECRET, uid("admin"), Role.ADMIN, 3600, name="Operator")
     page = await pages.open(f"{live.url}/app/")
     await sign_in(page, admin, "/app/admin", live=False)
@@ -327,7 +331,14 @@ async def test_the_admin_page(
         "/^\\d[\\d,]*$/.test(document.getElementById('online').textContent)"
     )
     assert int((await online.text_content() or "x").replace(",", "")) >= 0
-    await page.locator("#revenue-chart > *").first.wait_for(timeout=LIVE)
+    await page.locator("#revenue-chart svg rect.gross").first.wait_for(timeout=LIVE)
+    top = page.locator("#top-rows tr").first
+    await top.wait_for(timeout=LIVE)
+    assert await top.locator("td").first.text_content() == people.creator
+    assert await top.locator("td.num").text_content() == "₦360,000.00"  # net of the 10 % fee
+    for period in ("week", "month"):
+        await page.get_by_label("By").select_option(period)
+        await page.locator("#revenue-rows tr").first.wait_for(timeout=LIVE)
     try:
         await page.get_by_label("New fee (percent, 0 to 50)").fill("7.5")
         await page.get_by_role("button", name="Save").click()

@@ -51,7 +51,7 @@ function chart(rows, currency) {
   const svg = document.createElementNS(ns, "svg");
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   svg.setAttribute("class", "chart");
-  const slot = (width - pad) / Math.max(rows.length, 1);
+  const slot = Math.min((width - pad) / Math.max(rows.length, 1), 64); // a few bars stay bars
   rows.forEach((row, i) => {
     const x = pad + i * slot;
     for (const [value, cls, offset] of [[row.gross, "gross", 0.1], [row.platform_fees, "fees", 0.5]]) {
