@@ -77,7 +77,8 @@ live({
 const topupForm = document.getElementById("topup-form");
 const topupNotice = document.getElementById("topup-notice");
 currencyOptions(document.getElementById("topup-currency"), config.currencies);
-document.getElementById("topup-provider").replaceChildren(...config.providers.map((p) => el("option", { value: p }, p)));
+const PROVIDERS = { paystack: "Paystack", stripe: "Stripe", sandbox: "Sandbox" };
+document.getElementById("topup-provider").replaceChildren(...config.providers.map((p) => el("option", { value: p }, PROVIDERS[p] || p)));
 if (!config.providers.length) show(topupNotice, "No payment provider is configured on this Hub.", "error");
 onSubmit(topupForm, topupNotice, async (form) => {
   const currency = form.get("currency");
