@@ -167,6 +167,9 @@ async def test_a_tip_on_the_fan_page_shows_on_the_dashboard_and_the_overlay(
         timeout=LIVE
     )
     await fan.locator("#tip-notice", has_text="Sent ₦250.00").wait_for()
+    mine = fan.locator("#activity li", has_text="Tip to Cleo −₦250.00")
+    await mine.wait_for(timeout=LIVE)
+    assert await mine.locator(".message").text_content() == "Great stream!"
     # The overlay's page is transparent: streaming software draws only the alert.
     background = await overlay.evaluate("getComputedStyle(document.body).backgroundColor")
     assert background == "rgba(0, 0, 0, 0)"
@@ -243,7 +246,7 @@ async def test_a_script_in_a_tip_message_stays_text(
         (dashboard, f".tip-alert[data-tip-id='{tip_id}'] .message"),
         (dashboard, f"#tips li[data-tip-id='{tip_id}'] .message"),
         (overlay, f".alert[data-tip-id='{tip_id}'] .message"),
-        (fan, "#activity li"),
+        (fan, "#activity li .message"),
     ):
         shown = page.locator(selector)
         await shown.wait_for(timeout=LIVE)
@@ -274,9 +277,7 @@ async def test_top_up_through_the_sandbox_checkout(
     await fan.locator("#balances li[data-currency=NGN] .amount", has_text="₦2,500.50").wait_for(
         timeout=LIVE
     )
-    await fan.locator("#activity li", has_text="Payment of ₦1,500.50 confirmed").wait_for(
-        timeout=LIVE
-    )
+    await fan.locator("#activity li", has_text="Top-up +₦1,500.50").wait_for(timeout=LIVE)
     assert await fan.locator("#topup-pending").is_hidden()
     await pages.screenshot(fan, "after-top-up")
 
@@ -310,9 +311,7 @@ async def test_buy_and_open_pay_per_view_content(
     await fan.locator("#balances li[data-currency=NGN] .amount", has_text="₦600.00").wait_for(
         timeout=LIVE
     )
-    await fan.locator("#activity li", has_text="Unlocked “Behind the scenes”").wait_for(
-        timeout=LIVE
-    )
+    await fan.locator("#activity li", has_text="Pay-per-view −₦400.00").wait_for(timeout=LIVE)
     await pages.screenshot(fan, "unlocked")
 
 

@@ -2,7 +2,7 @@
 // pay-per-view content.
 import {
   api, ApiError, Balances, currencyOptions, draftKey, el, formatMoney, live, newKey, onSubmit, pageConfig,
-  parseAmount, registerServiceWorker, requireUser, settled, show, statusIndicator, wireSignOut,
+  parseAmount, registerServiceWorker, requireUser, settled, show, statusIndicator, when, wireSignOut,
 } from "/app/static/js/common.js";
 
 wireSignOut();
@@ -21,13 +21,36 @@ const balances = new Balances((accounts) => {
       el("span", { class: "amount" }, formatMoney(a.available, a.currency)))));
 });
 
-// ---- activity -----------------------------------------------------------------------------------
+// ---- activity: the wallet's ledger entries, read again whenever the balance moves ------------------
 const activity = document.getElementById("activity");
-function note(text, id) {
-  if (id !== undefined && activity.querySelector(`[data-event-id="${id}"]`)) return;
-  if (activity.querySelector(".muted")) activity.replaceChildren();
-  activity.prepend(el("li", { "data-event-id": id }, text));
-  while (activity.children.length > 20) activity.lastChild.remove();
+const KINDS = { topup: "Top-up", purchase: "Pay-per-view", refund: "Refund", dev_funding: "Demo funding" };
+
+function entryItem(entry, tip) {
+  const { amount, currency } = entry.amount;
+  const label = entry.kind === "tip"
+    ? `Tip to ${tip?.creator_name || entry.details?.creator_id || "a creator"}`
+    : KINDS[entry.kind] || entry.kind;
+  return el("li", { "data-entry-id": entry.id },
+    el("strong", {}, label), " ",
+    el("span", { class: "amount" }, `${amount < 0 ? "−" : "+"}${formatMoney(Math.abs(amount), currency)}`),
+    tip?.message ? el("span", { class: "message" }, tip.message) : null,
+    el("span", { class: "muted" }, when(entry.created_at)));
+}
+
+let activityTimer;
+async function loadActivity() {
+  const [entries, sent] = await Promise.all([
+    api("/api/v1/transactions?account=wallet&limit=15"),
+    api("/api/v1/tips?direction=sent&limit=50"),
+  ]);
+  const tips = new Map(sent.data.map((tip) => [tip.id, tip]));
+  activity.replaceChildren(...(entries.data.length
+    ? entries.data.map((entry) => entryItem(entry, entry.kind === "tip" ? tips.get(entry.transfer_id) : null))
+    : [el("li", { class: "muted" }, "Nothing yet.")]));
+}
+function refreshActivity() {
+  clearTimeout(activityTimer);
+  activityTimer = setTimeout(() => loadActivity().catch(() => {}), 150);
 }
 
 // ---- a top-up on its way back from the provider's checkout ---------------------------------------
@@ -48,27 +71,20 @@ live({
     document.getElementById("reconnecting").hidden = state !== "reconnecting";
   },
   async onResync() {
-    await balances.load();
+    await Promise.all([balances.load(), loadActivity()]);
   },
   onEvent(type, event) {
     const data = event.data;
     if (type === "balance.updated") {
       balances.apply(data);
+      if (data.kind === "wallet") refreshActivity();
     } else if (type === "payment.succeeded") {
-      note(`Payment of ${formatMoney(data.amount.amount, data.amount.currency)} confirmed`, event.id);
       if (returning && data.reference === returning) pendingBanner.hidden = true;
     } else if (type === "payment.failed") {
-      note(`Payment of ${formatMoney(data.amount.amount, data.amount.currency)} failed: ${data.failure_reason || "declined"}`, event.id);
-      if (returning && data.reference === returning) {
-        pendingBanner.textContent = "The provider declined that payment; nothing was charged to your wallet.";
-      }
-    } else if (type === "tip.sent") {
-      note(`You tipped ${formatMoney(data.amount, data.currency)}${data.message ? `: “${data.message}”` : ""}`, event.id);
+      show(document.getElementById("topup-notice"), `Payment of ${formatMoney(data.amount.amount, data.amount.currency)} failed: ${data.failure_reason || "declined"}. Nothing was taken from your wallet.`, "error");
+      if (returning && data.reference === returning) pendingBanner.hidden = true;
     } else if (type === "ppv.unlocked") {
-      note(`Unlocked “${data.title}”`, event.id);
       loadContent();
-    } else if (type === "refund.processed") {
-      note(`Refund of ${formatMoney(data.amount.amount, data.amount.currency)} processed`, event.id);
     }
   },
 });
