@@ -9,12 +9,13 @@ import sys
 import uuid
 
 import asyncpg
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from ledger.accounts import Role
 from ledger.checks import run_checks
-from ledger.migrate import downgrade, upgrade
+from ledger.migrate import alembic_config, downgrade, upgrade
 from ledger.money import Money
 from tests.conftest import JWT_SECRET, Services, auth, create_user
 from tests.money import key
@@ -102,6 +103,9 @@ async def test_hub_check_passes_after_the_money_tests_and_catches_a_corruption(
         assert await run_checks(session) == []
 
 
+HEAD = ScriptDirectory.from_config(alembic_config("postgresql://unused")).get_current_head()
+
+
 async def test_migrations_apply_from_empty_and_downgrade(services: Services) -> None:
     url = make_url(services.database_url)
     name = f"hub_migrations_{uuid.uuid4().hex[:8]}"
@@ -116,6 +120,11 @@ async def test_migrations_apply_from_empty_and_downgrade(services: Services) -> 
         await admin.execute(f'CREATE DATABASE "{name}"')
         scratch = url.set(database=name).render_as_string(hide_password=False)
         await asyncio.to_thread(upgrade, scratch)
+        assert "body" in await _columns(url, name, "content")
+        await asyncio.to_thread(downgrade, scratch, "0007")
+        assert await _columns(url, name, "push_subscriptions") == set()
+        await asyncio.to_thread(downgrade, scratch, "0006")
+        assert "body" not in await _columns(url, name, "content")
         await asyncio.to_thread(downgrade, scratch, "0005")
         assert "retried_at" not in await _columns(url, name, "failed_jobs")
         await asyncio.to_thread(downgrade, scratch, "0004")
@@ -144,7 +153,8 @@ async def test_migrations_apply_from_empty_and_downgrade(services: Services) -> 
             url, name, "failed_jobs"
         )
         assert "payments_unconfirmed" in indexes
-        assert version == "0006"
+        assert {"push_subscriptions"} <= tables
+        assert version == HEAD
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
