@@ -167,7 +167,7 @@ async def test_a_tip_on_the_fan_page_shows_on_the_dashboard_and_the_overlay(
         timeout=LIVE
     )
     await fan.locator("#tip-notice", has_text="Sent ₦250.00").wait_for()
-    mine = fan.locator("#activity li", has_text="Tip to Cleo −₦250.00")
+    mine = fan.locator("#activity li", has_text="Tip to Cleo \N{MINUS SIGN}₦250.00")
     await mine.wait_for(timeout=LIVE)
     assert await mine.locator(".message").text_content() == "Great stream!"
     # The overlay's page is transparent: streaming software draws only the alert.
@@ -311,7 +311,9 @@ async def test_buy_and_open_pay_per_view_content(
     await fan.locator("#balances li[data-currency=NGN] .amount", has_text="₦600.00").wait_for(
         timeout=LIVE
     )
-    await fan.locator("#activity li", has_text="Pay-per-view −₦400.00").wait_for(timeout=LIVE)
+    await fan.locator("#activity li", has_text="Pay-per-view \N{MINUS SIGN}₦400.00").wait_for(
+        timeout=LIVE
+    )
     await pages.screenshot(fan, "unlocked")
 
 
@@ -470,3 +472,58 @@ async def test_the_service_worker_shows_a_pushed_tip_as_a_notification(
     assert shown == [
         {"title": "Ada tipped ₦1,500.50", "body": XSS, "tag": "tip-41", "url": "/app/creator"}
     ]
+
+
+async def test_a_payout_request_holds_earnings(
+    pages: Pages, live: LiveServer, http: httpx.AsyncClient, sessions: Any, uid: Any
+) -> None:
+    people = await cast(sessions, uid)
+    await tip_over_http(http, people, 100_000)  # ₦1,000.00: ₦900.00 to the creator
+    dashboard = await open_dashboard(pages, live.url, people)
+    earnings = dashboard.locator("#earnings li[data-currency=NGN]")
+    await earnings.locator(".amount", has_text="₦900.00").wait_for(timeout=LIVE)
+    form = dashboard.locator("#payout-form")
+    await form.get_by_label("Amount").fill("500")
+    await form.get_by_role("button", name="Request payout").click()
+    await dashboard.locator("#payout-notice", has_text="Payout of ₦500.00 requested").wait_for(
+        timeout=LIVE
+    )
+    # Held, not yet paid: the balance stays, what can be paid out drops (balance.updated, live).
+    await earnings.locator(".muted", has_text="₦400.00 available").wait_for(timeout=LIVE)
+    await form.get_by_label("Amount").fill("500")
+    await form.get_by_role("button", name="Request payout").click()
+    await dashboard.locator("#payout-notice[data-kind=error]").wait_for(timeout=LIVE)
+    assert "not enough available balance" in (
+        await dashboard.locator("#payout-notice").text_content() or ""
+    )
+
+
+async def test_rotating_the_overlay_url_from_the_dashboard_cuts_the_old_one(
+    pages: Pages, live: LiveServer, http: httpx.AsyncClient, sessions: Any, uid: Any
+) -> None:
+    people = await cast(sessions, uid)
+    dashboard = await open_dashboard(pages, live.url, people)
+    await dashboard.get_by_label("Name (optional)").fill("OBS")
+    await dashboard.get_by_role("button", name="New overlay URL").click()
+    shown = dashboard.get_by_label("Your overlay URL (shown once: copy it now)")
+    await shown.wait_for(timeout=LIVE)
+    old_url = await shown.input_value()
+    assert old_url.startswith(f"{live.url}/app/overlay#key=ovl_")
+    old = await pages.open(old_url)
+    await old.locator("body[data-live=live]").wait_for(state="attached", timeout=LIVE)
+
+    await dashboard.get_by_role("button", name="Rotate").click()
+    await dashboard.locator("#overlay-notice", has_text="Rotated").wait_for(timeout=LIVE)
+    new_url = await shown.input_value()
+    assert new_url != old_url and new_url.startswith(f"{live.url}/app/overlay#key=ovl_")
+    await old.locator("#overlay-help", has_text="revoked").wait_for(timeout=LIVE)
+    new = await pages.open(new_url)
+    await new.locator("body[data-live=live]").wait_for(state="attached", timeout=LIVE)
+    tip_id = await tip_over_http(http, people, 7_000)
+    await new.locator(f".alert[data-tip-id='{tip_id}']").wait_for(timeout=LIVE)
+    assert await old.locator(".alert").count() == 0
+
+    await dashboard.get_by_role("button", name="Revoke").click()
+    await dashboard.locator("#overlay-notice", has_text="Revoked").wait_for(timeout=LIVE)
+    await new.locator("#overlay-help", has_text="revoked").wait_for(timeout=LIVE)
+    assert await dashboard.locator("#overlay-keys li").count() == 0
