@@ -178,7 +178,19 @@ async function setUpPush() {
   const toggle = document.getElementById("push-toggle");
   const notice = document.getElementById("push-notice");
   const registration = await navigator.serviceWorker.ready;
-  toggle.checked = Boolean(await registration.pushManager.getSubscription());
+  const key = base64UrlBytes(push.public_key);
+  let current = await registration.pushManager.getSubscription();
+  if (current && !sameKey(current.options.applicationServerKey, key)) {
+    // The hub's VAPID key was rotated: this subscription can no longer be used. Make a new one
+    // with the new key (permission was given before), and let the worker drop the old one.
+    await current.unsubscribe();
+    current = null;
+    if (Notification.permission === "granted") {
+      current = await registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key });
+      await api("/api/v1/push/subscriptions", { method: "POST", body: current.toJSON() });
+    }
+  }
+  toggle.checked = Boolean(current);
   document.getElementById("push").hidden = false;
   toggle.addEventListener("change", async () => {
     toggle.disabled = true;
@@ -187,7 +199,7 @@ async function setUpPush() {
       if (toggle.checked) {
         if ((await Notification.requestPermission()) !== "granted") throw new Error("notifications are blocked for this site");
         const subscription = await registration.pushManager.subscribe({
-          userVisibleOnly: true, applicationServerKey: base64UrlBytes(push.public_key),
+          userVisibleOnly: true, applicationServerKey: key,
         });
         await api("/api/v1/push/subscriptions", { method: "POST", body: subscription.toJSON() });
         show(notice, "This device will be notified of tips while no dashboard is open.", "ok");
@@ -206,6 +218,11 @@ async function setUpPush() {
       toggle.disabled = false;
     }
   });
+}
+
+function sameKey(buffer, bytes) {
+  const mine = new Uint8Array(buffer || []);
+  return mine.length === bytes.length && mine.every((byte, i) => byte === bytes[i]);
 }
 
 function base64UrlBytes(text) {
