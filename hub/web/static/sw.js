@@ -77,7 +77,9 @@ self.addEventListener("push", (event) => {
 
 self.addEventListener("notificationclick", (event) => {
   event.notification.close();
-  const target = new URL(event.notification.data?.url || "/app/creator", location.origin).href;
+  let target = new URL(event.notification.data?.url || "/app/creator", location.origin);
+  if (target.origin !== location.origin) target = new URL("/app/creator", location.origin); // only our pages
+  target = target.href;
   event.waitUntil((async () => {
     for (const client of await self.clients.matchAll({ type: "window", includeUncontrolled: true })) {
       if (client.url === target && "focus" in client) return client.focus();
