@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 import socketio
@@ -87,6 +88,11 @@ def create_app(runtime: Runtime) -> ASGIApp:
         sampler = Sampler(hub)
         app.state.sampler = sampler
         app.state.metrics_multiprocess = settings.workers > 1
+        if settings.dev_signin:
+            logging.getLogger("hub").warning(
+                "HUB_DEV_SIGNIN is on: /app/ hands demo users' tokens (an admin's among them) "
+                "to browsers on this machine; never set it in production"
+            )
         fees.start()
         publisher.start()
         await realtime.start()

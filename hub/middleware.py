@@ -1,4 +1,4 @@
-"""Plain ASGI middleware: a request id on every response."""
+"""Plain ASGI middleware: a request id, and `nosniff`, on every response."""
 
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ class RequestId:
                 message["headers"] = [
                     *message["headers"],
                     (b"x-request-id", request_id.encode()),
+                    # A JSON answer is never sniffed into HTML (the pages add their own set).
+                    (b"x-content-type-options", b"nosniff"),
                 ]
             await send(message)
 

@@ -174,12 +174,10 @@ class Stack:
     sandbox: LiveServer
 
 
-@pytest.fixture(scope="session")
-async def stack(services: Services) -> AsyncIterator[Stack]:
-    """The hub and the sandbox provider, each sending to the other on 127.0.0.1."""
-    hub_port, sandbox_port = free_port(), free_port()
+def sandbox_server(hub_port: int, sandbox_port: int) -> LiveServer:
+    """The sandbox provider on `sandbox_port`, sending its webhooks to a hub on `hub_port`."""
     sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-    sandbox = LiveServer(
+    return LiveServer(
         create_sandbox_app(
             SandboxConfig(
                 paystack_secret_key=PAYSTACK_SECRET,
@@ -192,6 +190,14 @@ async def stack(services: Services) -> AsyncIterator[Stack]:
         ),
         sandbox_port,
     )
+
+
+@pytest.fixture(scope="session")
+async def stack(services: Services) -> AsyncIterator[Stack]:
+    """The hub and the sandbox provider, each sending to the other on 127.0.0.1."""
+    hub_port, sandbox_port = free_port(), free_port()
+    sandbox = sandbox_server(hub_port, sandbox_port)
+    sandbox_url = sandbox.url
     # port: the hub builds providers' return links from it ("Back to the merchant")
     hub = hub_server(make_settings(services, sandbox_url, port=hub_port), hub_port)
     await sandbox.start()
@@ -199,6 +205,27 @@ async def stack(services: Services) -> AsyncIterator[Stack]:
     yield Stack(hub, sandbox)
     await hub.stop()
     await sandbox.stop()
+
+
+async def run_jobs(services: Services, stack: Stack) -> None:
+    """A real arq worker in burst mode, with providers that reach the sandbox: it runs every
+    job the hub queued (payouts sent, receipts issued) and stops."""
+    from hub.runtime import build_provider_clients
+    from jobs.worker import build_worker
+
+    providers, http = build_provider_clients(make_settings(services, stack.sandbox.url))
+    worker = build_worker(
+        database_url=services.database_url,
+        redis_url=services.redis_url,
+        providers=providers,
+        burst=True,
+        handle_signals=False,
+    )
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+        await http.aclose()
 
 
 @pytest.fixture(scope="session")

@@ -103,7 +103,9 @@ async def tips(request: Request) -> Response:
     if direction not in ("received", "sent"):
         raise ApiError(422, "invalid_request", "direction: must be received or sent", "direction")
     limit, before = page_query(request)
-    async with unit_of_work(hub.read_sessions) as uow:
+    # The primary, not the replica: a live page reads this right after its socket's position is
+    # set, and a tip committed before that position is replayed by nobody else.
+    async with unit_of_work(hub.sessions) as uow:
         page, cursor = await list_tips(
             uow.session,
             principal.user_id,
@@ -119,7 +121,9 @@ async def wallet(request: Request) -> Response:
     hub = hub_of(request)
     principal = await hub.authenticate(request.headers.get("authorization"))
     as_of = request.query_params.get("as_of")
-    async with unit_of_work(hub.read_sessions) as uow:
+    # The primary, for the same reason as tips: a balance a page shows on connect is not
+    # corrected until the account's next posting, so it must not lag.
+    async with unit_of_work(hub.sessions) as uow:
         accounts = await balances(uow.session, principal.user_id)
         if as_of is None:
             listed = [account.as_json() for account in accounts]

@@ -9,6 +9,7 @@ sent to a server (fragments are not part of a request).
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, StrictStr
@@ -55,7 +56,6 @@ CSP = "; ".join(
 )
 SECURITY_HEADERS = {
     "content-security-policy": CSP,
-    "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
     "permissions-policy": "camera=(), microphone=(), geolocation=()",
     "cross-origin-opener-policy": "same-origin",
@@ -74,17 +74,20 @@ class SecurityHeaders:
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS.items():
                     headers[name] = value
+                # Revalidated on every use (a 304 when unchanged): a release is seen at once, and
+                # the service worker never caches a stale file under a new release's name.
+                headers.setdefault("cache-control", "no-cache")
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
 
 
-def _version() -> str:
+def static_version(static: Path = STATIC) -> str:
     """A digest of every static file: a new release gets a new service-worker cache."""
     digest = hashlib.sha256()
-    for path in sorted(STATIC.rglob("*")):
+    for path in sorted(static.rglob("*")):
         if path.is_file() and path.name != "sw.js":
-            digest.update(path.relative_to(STATIC).as_posix().encode())
+            digest.update(path.relative_to(static).as_posix().encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -100,7 +103,7 @@ async def service_worker(request: Request) -> Response:
     state = request.app.state
     if not hasattr(state, "service_worker"):
         source = (STATIC / "sw.js").read_text()
-        state.service_worker = source.replace("__VERSION__", _version())
+        state.service_worker = source.replace("__VERSION__", static_version())
     return Response(
         state.service_worker,
         media_type="text/javascript",
@@ -134,7 +137,8 @@ async def config(request: Request) -> Response:
         {
             "currencies": list(settings.currencies),
             "providers": sorted(hub.providers),
-            "dev_signin": settings.dev_signin,
+            "dev_signin": settings.dev_signin
+            and _loopback(request.client.host if request.client else ""),
         }
     )
 
@@ -146,8 +150,19 @@ class DevTokenRequest(BaseModel):
 
 
 def _dev_only(request: Request) -> None:
-    if not hub_of(request).settings.dev_signin:
+    """Demo sign-in hands out tokens (an admin's among them): only with HUB_DEV_SIGNIN, and
+    only to a browser on this machine, so a setting copied into production still gives nothing
+    to the internet (behind a balancer the client is the forwarded address, never loopback)."""
+    client = request.client.host if request.client else ""
+    if not hub_of(request).settings.dev_signin or not _loopback(client):
         raise ApiError(404, "not_found", "demo sign-in is only on under `hub dev`")
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 async def dev_users(request: Request) -> Response:

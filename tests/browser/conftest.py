@@ -6,6 +6,7 @@ client (`make web`). Screenshots go to test-artifacts/browser/.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import AsyncIterator
@@ -32,16 +33,19 @@ FLAGS = [
     "--disable-dev-shm-usage",
 ]
 
+
+def _missing(reason: str) -> None:
+    # On CI (`.ci/run` sets CI=true) `make test` installs both, so a missing one is a broken
+    # install that must fail the run, not a green run without browser tests.
+    if os.environ.get("CI"):
+        raise RuntimeError(f"CI: {reason}")
+    pytest.skip(reason, allow_module_level=True)
+
+
 if not Path(CHROMIUM).exists():
-    pytest.skip(
-        "Debian's chromium is not installed (`make test` installs it when run as root)",
-        allow_module_level=True,
-    )
+    _missing("Debian's chromium is not installed (`make test` installs it when run as root)")
 if not VENDOR.exists():
-    pytest.skip(
-        "the pages' Socket.IO client is not installed (`make test` runs `make web`)",
-        allow_module_level=True,
-    )
+    _missing("the pages' Socket.IO client is not installed (`make test` runs `make web`)")
 
 
 @pytest.fixture(scope="session")

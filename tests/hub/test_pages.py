@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import re
+import shutil
+from pathlib import Path
 
 import httpx
 import pytest
 
-from hub.routes.pages import PAGES, STATIC
+from hub.routes.pages import PAGES, STATIC, static_version
+from tests.conftest import Services, hub_server, make_settings
 
 HTML = sorted(STATIC.glob("*.html"))
 
@@ -83,3 +86,46 @@ async def test_the_checkout_return_leads_back_to_the_fan_page(http: httpx.AsyncC
     answer = await http.get("/checkout/return", params={"reference": "pay_abc<x>"})
     assert answer.status_code == 303
     assert answer.headers["location"] == "/app/fan?topup=pay_abc%3Cx%3E"
+
+
+def test_the_service_worker_version_changes_with_any_static_file(tmp_path: Path) -> None:
+    copy = tmp_path / "static"
+    shutil.copytree(STATIC, copy)
+    before = static_version(copy)
+    assert static_version(copy) == before
+    script = copy / "js" / "common.js"
+    script.write_text(script.read_text() + "\n// a release\n")
+    assert static_version(copy) != before
+    (copy / "sw.js").write_text("// the worker itself does not count: it carries the version")
+    assert static_version(copy) != before
+
+
+async def test_api_answers_are_never_sniffed(http: httpx.AsyncClient) -> None:
+    answer = await http.get("/healthz")
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    page = await http.get("/app/")
+    assert page.headers.get_list("x-content-type-options") == ["nosniff"]
+    assert page.headers["cache-control"] == "no-cache"
+
+
+async def test_demo_sign_in_only_answers_this_machine(services: Services) -> None:
+    """With HUB_DEV_SIGNIN on, a browser on this machine gets demo tokens; a request that came
+    through a balancer (X-Forwarded-For from a trusted proxy) gets nothing."""
+    server = hub_server(make_settings(services, dev_signin=True))
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            local = await client.get("/app/dev/users")
+            assert local.status_code == 200
+            assert "demo-admin" in {user["id"] for user in local.json()["data"]}
+            assert (await client.get("/app/config.json")).json()["dev_signin"] is True
+            remote = {"X-Forwarded-For": "203.0.113.9"}
+            assert (await client.get("/app/dev/users", headers=remote)).status_code == 404
+            token = await client.post(
+                "/app/dev/token", json={"user_id": "demo-admin"}, headers=remote
+            )
+            assert token.status_code == 404
+            config = await client.get("/app/config.json", headers=remote)
+            assert config.json()["dev_signin"] is False
+    finally:
+        await server.stop()

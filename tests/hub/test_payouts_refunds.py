@@ -5,28 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from hub.runtime import build_provider_clients
-from jobs.worker import build_worker
 from ledger.accounts import Role
-from tests.conftest import Services, Stack, auth, create_user, make_settings
+from tests.conftest import auth, create_user, run_jobs
 from tests.money import balance, deliver, key, topup, wallet
-
-
-async def run_jobs(services: Services, stack: Stack) -> None:
-    """A real arq worker in burst mode, with providers that reach the sandbox."""
-    providers, http = build_provider_clients(make_settings(services, stack.sandbox.url))
-    worker = build_worker(
-        database_url=services.database_url,
-        redis_url=services.redis_url,
-        providers=providers,
-        burst=True,
-        handle_signals=False,
-    )
-    try:
-        await worker.main()
-    finally:
-        await worker.close()
-        await http.aclose()
 
 
 async def earning_creator(http, sandbox, uid, sessions, amount: int) -> str:

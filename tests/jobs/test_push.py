@@ -30,7 +30,6 @@ from hub.auth import issue_token
 from hub.cli import main as hub_main
 from hub.dev import _vapid_env
 from hub.embedded import free_port
-from hub.sandbox.app import SandboxConfig, create_sandbox_app
 from hub.settings import Settings, SettingsError, load_settings
 from hub.vapid import generate, load_private_key, public_key_of
 from jobs.push import NAME as PUSH_JOB
@@ -43,10 +42,6 @@ from ledger.push import MAX_PER_USER, list_subscriptions
 from tests.conftest import (
     JWT_SECRET,
     KEEPALIVE,
-    PAYSTACK_SECRET,
-    SANDBOX_WEBHOOK_SECRET,
-    STRIPE_SECRET,
-    STRIPE_WEBHOOK_SECRET,
     LiveServer,
     Services,
     SocketProbe,
@@ -54,6 +49,7 @@ from tests.conftest import (
     create_user,
     hub_server,
     make_settings,
+    sandbox_server,
     token,
 )
 
@@ -151,20 +147,8 @@ async def push_stack(services: Services) -> AsyncIterator[PushStack]:
     """A hub with a VAPID key and push services on 127.0.0.1 allowed, and its own sandbox
     provider (whose webhooks settle card tips on this hub)."""
     hub_port, sandbox_port = free_port(), free_port()
-    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-    sandbox = LiveServer(
-        create_sandbox_app(
-            SandboxConfig(
-                paystack_secret_key=PAYSTACK_SECRET,
-                stripe_secret_key=STRIPE_SECRET,
-                stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
-                sandbox_webhook_secret=SANDBOX_WEBHOOK_SECRET,
-                hub_url=f"http://127.0.0.1:{hub_port}",
-                public_url=sandbox_url,
-            )
-        ),
-        sandbox_port,
-    )
+    sandbox = sandbox_server(hub_port, sandbox_port)
+    sandbox_url = sandbox.url
     settings = make_settings(
         services,
         sandbox_url,

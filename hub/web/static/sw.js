@@ -20,7 +20,9 @@ const SHELL = [
 ];
 
 self.addEventListener("install", (event) => {
-  event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(SHELL)).then(() => self.skipWaiting()));
+  // `reload`: straight from the hub, never a file the browser's HTTP cache kept from before.
+  const fresh = SHELL.map((url) => new Request(url, { cache: "reload" }));
+  event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(fresh)).then(() => self.skipWaiting()));
 });
 
 self.addEventListener("activate", (event) => {
@@ -32,20 +34,29 @@ self.addEventListener("activate", (event) => {
   })());
 });
 
-// Pages: the network first (always the latest), the cached shell when offline. Static files:
-// the cache first (they change only with a release, which brings a new cache). The API and the
-// socket are never cached: balances and tips come from Hub or not at all.
+// Everything under /app/: the network first (so a page and its scripts always come from the same
+// release), and what was cached when offline; what the network gave is kept for that. The API
+// and the socket are never cached: balances and tips come from Hub or not at all.
 self.addEventListener("fetch", (event) => {
   const request = event.request;
   const url = new URL(request.url);
   if (request.method !== "GET" || url.origin !== location.origin || !url.pathname.startsWith("/app/")) return;
   if (url.pathname.startsWith("/app/dev/") || url.pathname === "/app/config.json") return;
-  if (request.mode === "navigate") {
-    event.respondWith(fetch(request).catch(async () =>
-      (await caches.match(url.pathname, { ignoreSearch: true })) || caches.match("/app/")));
-    return;
-  }
-  event.respondWith(caches.match(request).then((hit) => hit || fetch(request)));
+  event.respondWith((async () => {
+    try {
+      const response = await fetch(request);
+      if (response.ok && SHELL.includes(url.pathname)) {
+        const copy = response.clone();
+        event.waitUntil(caches.open(CACHE).then((cache) => cache.put(url.pathname, copy)));
+      }
+      return response;
+    } catch (error) {
+      const cached = await caches.match(url.pathname, { ignoreSearch: true });
+      if (cached) return cached;
+      if (request.mode === "navigate") return caches.match("/app/");
+      throw error;
+    }
+  })());
 });
 
 function money(amount, currency) {

@@ -3,6 +3,7 @@
 import { io } from "/app/vendor/socket.io.esm.min.js";
 
 const TOKEN = "hub:token";
+const REQUEST_TIMEOUT_MS = 20_000; // then the button works again, with the same key
 
 // The token lives in sessionStorage: one tab's sign-in, gone when the tab closes, never in a URL.
 export const session = {
@@ -21,6 +22,14 @@ export class ApiError extends Error {
     this.status = status;
     this.type = error?.type || "http_error";
     this.param = error?.param ?? null;
+    this.fromHub = Boolean(error?.type); // a proxy's error page is not Hub's answer
+  }
+
+  // Hub answered, and the answer is final for this key (a refusal such as insufficient funds is
+  // kept with it): the next press must be a new attempt. Anything else (no answer, a proxy's
+  // error, a 5xx, "still in flight") may not have reached Hub or may still run: same key.
+  get settles() {
+    return this.fromHub && this.status < 500 && this.type !== "idempotency_in_flight";
   }
 }
 
@@ -42,6 +51,7 @@ export async function api(path, { method = "GET", body, key, token = session.tok
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
       cache: "no-store",
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
     });
   } catch (error) {
     offline(true);
@@ -92,9 +102,21 @@ export function home(role) {
   return { creator: "/app/creator", fan: "/app/fan", admin: "/app/admin" }[role] || "/app/";
 }
 
+// What a page must undo before its user leaves (the dashboard's Web Push subscription).
+const signOutSteps = [];
+export function beforeSignOut(step) {
+  signOutSteps.push(step);
+}
+
 export function wireSignOut() {
   for (const link of document.querySelectorAll("[data-action=sign-out]")) {
-    link.addEventListener("click", () => session.signOut());
+    link.addEventListener("click", async (event) => {
+      event.preventDefault();
+      const timeout = new Promise((done) => setTimeout(done, 3000));
+      await Promise.race([Promise.allSettled(signOutSteps.map((step) => step())), timeout]);
+      session.signOut();
+      location.assign(link.href);
+    });
   }
 }
 
@@ -155,15 +177,57 @@ export function formatMoney(amount, currency) {
   return currencyFormat(currency).format(`${negative ? "-" : ""}${decimal}`);
 }
 
-// "1,500.50" → 150050 (minor units) for a 2-digit currency; null when it is not an amount.
+// The person's own way of writing numbers ("1,500.50" in en, "1.500,50" in de, "1 500,50" in fr).
+const separators = Object.fromEntries(
+  new Intl.NumberFormat().formatToParts(12345.6).map((part) => [part.type, part.value]));
+const DECIMAL = separators.decimal || ".";
+const GROUP = (separators.group || ",").replace(/\s/g, "");
+const escape = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+const GROUPED = new RegExp(`^\\d{1,3}(?:${escape(GROUP || ",")}\\d{3})+$`);
+
+// Typed amount → minor units, read the way the page shows numbers: "1,500.50" → 150050 for NGN
+// in English, "1.500,50" in German. Anything ambiguous ("12,50" in English, "1.005" for a
+// two-decimal currency) is refused rather than guessed: a misread amount moves real money.
 export function parseAmount(text, currency) {
   const digits = minorDigits(currency);
-  const cleaned = String(text).trim().replace(/[,\s_]/g, "");
-  const pattern = digits ? new RegExp(`^(\\d+)(?:\\.(\\d{1,${digits}}))?$`) : /^(\d+)$/;
-  const match = pattern.exec(cleaned);
-  if (!match) return null;
-  const minor = Number(match[1] + (match[2] || "").padEnd(digits, "0"));
+  const cleaned = String(text).replace(/\s/g, "");
+  const [whole, fraction = "", extra] = cleaned.split(DECIMAL);
+  if (extra !== undefined || !whole) return null;
+  const plain = /^\d+$/.test(whole) ? whole : GROUP && GROUPED.test(whole) ? whole.split(GROUP).join("") : null;
+  if (plain === null || !new RegExp(`^\\d{0,${digits}}$`).test(fraction)) return null;
+  if (!digits && cleaned.includes(DECIMAL)) return null;
+  const minor = Number(plain + fraction.padEnd(digits, "0"));
   return Number.isSafeInteger(minor) && minor > 0 ? minor : null;
+}
+
+// "1,500.50" or "1.500,50": how to write an amount in this currency, the person's way.
+export function amountExample(currency) {
+  const digits = minorDigits(currency);
+  return new Intl.NumberFormat(undefined, { minimumFractionDigits: digits, maximumFractionDigits: digits }).format(1500.5);
+}
+
+// Under a form's amount, what it will do in the currency's format ("You send ₦12.50"), or how to
+// write an amount: the person sees the reading before any money moves.
+export function amountPreview(form, verb) {
+  const input = form.querySelector("input[name=amount]");
+  const select = form.querySelector("select[name=currency]");
+  const preview = form.querySelector(".preview");
+  const update = () => {
+    const currency = select.value;
+    input.placeholder = amountExample(currency);
+    if (!input.value.trim()) {
+      preview.textContent = "";
+      return;
+    }
+    const amount = parseAmount(input.value, currency);
+    preview.textContent = amount === null
+      ? `Write the amount like ${amountExample(currency)}`
+      : `${verb} ${formatMoney(amount, currency)}`;
+  };
+  input.addEventListener("input", update);
+  select.addEventListener("change", update);
+  update();
+  return update;
 }
 
 export function currencyOptions(select, currencies, preferred) {
@@ -178,8 +242,9 @@ export function when(iso) {
 
 // ---- the live connection -----------------------------------------------------------------------
 
-// Status shown to the person: "connecting", "live", "reconnecting" (with the reason) or "signed-out".
-export function statusIndicator(node) {
+// Status shown to the person: "connecting", "live" or "reconnecting" (with the reason) in the
+// badge, and while reconnecting the page's banner, if it has one.
+export function statusIndicator(node, banner) {
   const labels = {
     connecting: "Connecting…",
     live: "Live",
@@ -190,6 +255,7 @@ export function statusIndicator(node) {
     node.textContent = labels[state] || state;
     node.title = detail || "";
     document.body.dataset.live = state;
+    if (banner) banner.hidden = state !== "reconnecting";
   };
 }
 
@@ -207,6 +273,21 @@ export function live({ user, onEvent, onResync, onStatus }) {
     lastEventId = String(id);
     sessionStorage.setItem(positionKey, lastEventId);
   };
+
+  // The page's state over HTTP; a failure (a blip, a 5xx) is tried again, or the page would
+  // show stale earnings until a reload.
+  let resyncing = false;
+  async function resyncUntilDone(delay = 1000) {
+    if (resyncing || !onResync) return;
+    resyncing = true;
+    try {
+      await onResync();
+      resyncing = false;
+    } catch {
+      resyncing = false;
+      setTimeout(() => resyncUntilDone(Math.min(delay * 2, 30_000)), delay);
+    }
+  }
 
   onStatus("connecting");
   const socket = io(location.origin, {
@@ -236,7 +317,7 @@ export function live({ user, onEvent, onResync, onStatus }) {
       const resync = !event.recovered || !synced;
       if (!event.recovered || lastEventId === null) remember(event.last_event_id ?? 0);
       synced = true;
-      if (resync) onResync?.();
+      if (resync) resyncUntilDone();
       return;
     }
     if (!event || event.id === undefined) return;
@@ -300,10 +381,7 @@ export function onSubmit(form, notice, action) {
     try {
       await action(new FormData(form));
     } catch (error) {
-      // Hub answered (a refusal such as insufficient funds is kept with its key): the next
-      // press is a new attempt. No answer, or "still in flight": the same key, so it is the
-      // same attempt.
-      if (error instanceof ApiError && error.status < 500 && error.type !== "idempotency_in_flight") settled(form);
+      if (error instanceof ApiError && error.settles) settled(form);
       show(notice, error instanceof ApiError ? error.message : `Could not reach Hub (${error.message})`, "error");
     } finally {
       buttons.forEach((b) => { b.disabled = false; });

@@ -1,7 +1,7 @@
 // The creator dashboard: live tip alerts (with sound and Web Push), earnings, recent tips,
 // payouts and the overlay URL.
 import {
-  api, Balances, chime, currencyOptions, draftKey, el, formatMoney, live, onSubmit, pageConfig,
+  amountExample, amountPreview, api, Balances, beforeSignOut, chime, currencyOptions, draftKey, el, formatMoney, live, onSubmit, pageConfig,
   parseAmount, registerServiceWorker, requireUser, settled, show, statusIndicator, when, wireSignOut,
 } from "/app/static/js/common.js";
 
@@ -74,13 +74,9 @@ function note(text) {
 }
 
 // ---- the live connection -------------------------------------------------------------------------
-const setStatus = statusIndicator(document.getElementById("status"));
 live({
   user: me.id,
-  onStatus(state, detail) {
-    setStatus(state, detail);
-    document.getElementById("reconnecting").hidden = state !== "reconnecting";
-  },
+  onStatus: statusIndicator(document.getElementById("status"), document.getElementById("reconnecting")),
   async onResync() {
     await Promise.all([earnings.load(), loadTips()]);
   },
@@ -105,16 +101,18 @@ live({
 const payoutForm = document.getElementById("payout-form");
 const payoutNotice = document.getElementById("payout-notice");
 currencyOptions(document.getElementById("payout-currency"), config.currencies);
+const payoutPreview = amountPreview(payoutForm, "You request");
 onSubmit(payoutForm, payoutNotice, async (form) => {
   const currency = form.get("currency");
   const amount = parseAmount(form.get("amount"), currency);
   if (amount === null) {
-    show(payoutNotice, "Enter an amount such as 1500 or 1500.50.", "error");
+    show(payoutNotice, `Write the amount like ${amountExample(currency)}.`, "error");
     return;
   }
   const payout = await api("/api/v1/payouts", { method: "POST", body: { amount, currency }, key: draftKey(payoutForm) });
   settled(payoutForm);
   payoutForm.reset();
+  payoutPreview();
   show(payoutNotice, `Payout of ${formatMoney(payout.amount.amount, payout.amount.currency)} requested: it is held from your earnings until the provider pays it.`, "ok");
 });
 
@@ -131,14 +129,32 @@ function revealOverlay(key) {
 async function loadOverlayKeys() {
   const keys = (await api("/api/v1/overlay-keys")).data.filter((k) => !k.revoked_at);
   document.getElementById("overlay-keys").replaceChildren(...keys.map((k) => {
-    const rotate = el("button", { type: "button", class: "secondary" }, "Rotate");
-    const revoke = el("button", { type: "button", class: "danger" }, "Revoke");
-    rotate.addEventListener("click", () => overlayAction(() => api(`/api/v1/overlay-keys/${k.id}/rotate`, { method: "POST" }), "Rotated: the old URL stopped working; use the new one."));
-    revoke.addEventListener("click", () => overlayAction(() => api(`/api/v1/overlay-keys/${k.id}`, { method: "DELETE" }), "Revoked: overlays using it went dark."));
+    const name = k.label || "Overlay";
+    const rotate = confirmButton("Rotate", `Rotate ${name}`, "secondary",
+      () => overlayAction(() => api(`/api/v1/overlay-keys/${k.id}/rotate`, { method: "POST" }), "Rotated: the old URL stopped working; use the new one."));
+    const revoke = confirmButton("Revoke", `Revoke ${name}`, "danger",
+      () => overlayAction(() => api(`/api/v1/overlay-keys/${k.id}`, { method: "DELETE" }), "Revoked: overlays using it went dark."));
     return el("li", { "data-key-id": k.id },
       el("strong", {}, k.label || "Overlay"), " ", el("span", { class: "muted" }, `since ${when(k.created_at)}`),
       el("div", { class: "row" }, rotate, revoke));
   }));
+}
+
+// Cutting a live overlay mid-stream takes two presses: the first asks, the second does it.
+function confirmButton(label, ariaLabel, kind, action) {
+  const button = el("button", { type: "button", class: kind, "aria-label": ariaLabel }, label);
+  let armed;
+  button.addEventListener("click", async () => {
+    if (!armed) {
+      button.textContent = `Press again to ${label.toLowerCase()}`;
+      armed = setTimeout(() => { armed = undefined; button.textContent = label; }, 5000);
+      return;
+    }
+    clearTimeout(armed);
+    button.disabled = true;
+    await action();
+  });
+  return button;
 }
 
 async function overlayAction(request, message) {
@@ -181,15 +197,23 @@ async function setUpPush() {
   const key = base64UrlBytes(push.public_key);
   let current = await registration.pushManager.getSubscription();
   if (current && !sameKey(current.options.applicationServerKey, key)) {
-    // The hub's VAPID key was rotated: this subscription can no longer be used. Make a new one
-    // with the new key (permission was given before), and let the worker drop the old one.
+    // The hub's VAPID key was rotated: this subscription can no longer be used. Drop it and
+    // make a new one with the new key (permission was given before).
+    await api("/api/v1/push/subscriptions", { method: "DELETE", body: { endpoint: current.endpoint } }).catch(() => {});
     await current.unsubscribe();
-    current = null;
-    if (Notification.permission === "granted") {
-      current = await registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key });
-      await api("/api/v1/push/subscriptions", { method: "POST", body: current.toJSON() });
-    }
+    current = Notification.permission === "granted"
+      ? await registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key })
+      : null;
   }
+  // This browser's subscription belongs to whoever is signed in now (on a shared device the
+  // previous creator's alerts must stop): registering it again moves it to this creator.
+  if (current) await api("/api/v1/push/subscriptions", { method: "POST", body: current.toJSON() });
+  beforeSignOut(async () => {
+    const subscription = await registration.pushManager.getSubscription();
+    if (!subscription) return;
+    await api("/api/v1/push/subscriptions", { method: "DELETE", body: { endpoint: subscription.endpoint } }).catch(() => {});
+    await subscription.unsubscribe();
+  });
   toggle.checked = Boolean(current);
   document.getElementById("push").hidden = false;
   toggle.addEventListener("change", async () => {

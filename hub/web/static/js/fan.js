@@ -1,7 +1,7 @@
 // The fan page: a live wallet balance, top-up through the provider's checkout, tips, and
 // pay-per-view content.
 import {
-  api, ApiError, Balances, currencyOptions, draftKey, el, formatMoney, live, newKey, onSubmit, pageConfig,
+  amountExample, amountPreview, api, ApiError, Balances, currencyOptions, draftKey, el, formatMoney, live, newKey, onSubmit, pageConfig,
   parseAmount, registerServiceWorker, requireUser, settled, show, statusIndicator, when, wireSignOut,
 } from "/app/static/js/common.js";
 
@@ -63,13 +63,9 @@ if (returning) {
 }
 
 // ---- live ------------------------------------------------------------------------------------------
-const setStatus = statusIndicator(document.getElementById("status"));
 live({
   user: me.id,
-  onStatus(state, detail) {
-    setStatus(state, detail);
-    document.getElementById("reconnecting").hidden = state !== "reconnecting";
-  },
+  onStatus: statusIndicator(document.getElementById("status"), document.getElementById("reconnecting")),
   async onResync() {
     await Promise.all([balances.load(), loadActivity()]);
   },
@@ -96,11 +92,12 @@ currencyOptions(document.getElementById("topup-currency"), config.currencies);
 const PROVIDERS = { paystack: "Paystack", stripe: "Stripe", sandbox: "Sandbox" };
 document.getElementById("topup-provider").replaceChildren(...config.providers.map((p) => el("option", { value: p }, PROVIDERS[p] || p)));
 if (!config.providers.length) show(topupNotice, "No payment provider is configured on this Hub.", "error");
+amountPreview(topupForm, "You pay");
 onSubmit(topupForm, topupNotice, async (form) => {
   const currency = form.get("currency");
   const amount = parseAmount(form.get("amount"), currency);
   if (amount === null) {
-    show(topupNotice, "Enter an amount such as 2500 or 2500.50.", "error");
+    show(topupNotice, `Write the amount like ${amountExample(currency)}.`, "error");
     return;
   }
   const payment = await api("/api/v1/payments", {
@@ -117,6 +114,7 @@ const tipNotice = document.getElementById("tip-notice");
 const creatorInput = document.getElementById("tip-creator");
 currencyOptions(document.getElementById("tip-currency"), config.currencies);
 creatorInput.value = params.get("creator") || localStorage.getItem("hub:creator") || "";
+amountPreview(tipForm, "You send");
 
 let creatorLookup = 0;
 async function chooseCreator() {
@@ -144,7 +142,7 @@ onSubmit(tipForm, tipNotice, async (form) => {
   const currency = form.get("currency");
   const amount = parseAmount(form.get("amount"), currency);
   if (amount === null) {
-    show(tipNotice, "Enter an amount such as 500 or 500.50.", "error");
+    show(tipNotice, `Write the amount like ${amountExample(currency)}.`, "error");
     return;
   }
   const message = form.get("message").trim() || null;
@@ -155,6 +153,8 @@ onSubmit(tipForm, tipNotice, async (form) => {
   });
   settled(tipForm);
   document.getElementById("tip-message").value = "";
+  document.getElementById("tip-amount").value = "";
+  document.getElementById("tip-amount").dispatchEvent(new Event("input"));
   show(tipNotice, `Sent ${formatMoney(tip.amount.amount, tip.amount.currency)}. Thank you!`, "ok");
 });
 
@@ -177,11 +177,11 @@ function contentItem(item) {
     el("strong", {}, item.title), " ",
     el("span", { class: "amount" }, formatMoney(item.price.amount, item.price.currency)));
   if (item.has_access) {
-    const open = el("button", { type: "button", class: "secondary" }, "Open");
+    const open = el("button", { type: "button", class: "secondary", "aria-label": `Open ${item.title}` }, "Open");
     open.addEventListener("click", () => open.replaceWith(opened(item)));
     li.append(" ", open);
   } else {
-    const buy = el("button", { type: "button" }, "Buy");
+    const buy = el("button", { type: "button", "aria-label": `Buy ${item.title} for ${formatMoney(item.price.amount, item.price.currency)}` }, "Buy");
     let key = newKey(); // kept while no answer came back: pressing again is the same purchase
     buy.addEventListener("click", async () => {
       buy.disabled = true;
@@ -190,7 +190,7 @@ function contentItem(item) {
         await api(`/api/v1/content/${item.id}/purchase`, { method: "POST", body: { source: "wallet" }, key });
         await loadContent();
       } catch (error) {
-        if (error instanceof ApiError && error.status < 500 && error.type !== "idempotency_in_flight") key = newKey();
+        if (error instanceof ApiError && error.settles) key = newKey();
         if (error instanceof ApiError && error.type === "already_purchased") await loadContent();
         else show(contentNotice, error instanceof ApiError ? error.message : `Could not reach Hub (${error.message})`, "error");
         buy.disabled = false;

@@ -17,6 +17,20 @@ async function enter(token) {
   location.assign(home(me.role));
 }
 
+// Wired before anything is awaited; the button stays disabled until then, so the form never
+// submits by itself (it would POST, never put the token in a URL).
+const notice = document.getElementById("token-notice");
+const form = document.getElementById("token-form");
+onSubmit(form, notice, async (data) => {
+  try {
+    await enter(data.get("token").trim());
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) show(notice, `That token was refused: ${error.message}`, "error");
+    else throw error;
+  }
+});
+form.querySelector("button").disabled = false;
+
 if (session.token()) {
   try {
     const me = await api("/api/v1/me");
@@ -25,16 +39,6 @@ if (session.token()) {
     document.getElementById("continue").hidden = false;
   } catch { /* an expired token was dropped by api() */ }
 }
-
-const notice = document.getElementById("token-notice");
-onSubmit(document.getElementById("token-form"), notice, async (form) => {
-  try {
-    await enter(form.get("token").trim());
-  } catch (error) {
-    if (error instanceof ApiError && error.status === 401) show(notice, `That token was refused: ${error.message}`, "error");
-    else throw error;
-  }
-});
 
 const config = await pageConfig();
 if (config.dev_signin) {
