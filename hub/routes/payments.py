@@ -28,7 +28,13 @@ from hub.state import Hub
 from ledger.db import UnitOfWork, unit_of_work
 from ledger.errors import UnknownPayment
 from ledger.money import Money
-from ledger.payments import Purpose, attach_checkout, create_payment, get_payment
+from ledger.payments import (
+    Purpose,
+    attach_checkout,
+    create_payment,
+    find_by_reference,
+    get_payment,
+)
 
 
 class PaymentRequest(BaseModel):
@@ -124,8 +130,13 @@ async def show(request: Request) -> Response:
 
 
 async def checkout_return(request: Request) -> Response:
-    """Where a provider's checkout sends the payer back: to the fan page, which says "being
-    confirmed" until the payment's event arrives. The webhook, not this visit, credits."""
+    """Where a provider's checkout sends the payer back: to the fan page with the payment's id,
+    where it says "being confirmed" until the payment settles (read over HTTP by its owner, or
+    heard on the socket). The webhook, not this visit, credits."""
     reference = request.query_params.get("reference", "")[:64]
-    query = urlencode({"topup": reference}) if reference else ""
-    return RedirectResponse(f"/app/fan?{query}" if query else "/app/fan", status_code=303)
+    payment = None
+    if reference:
+        async with unit_of_work(hub_of(request).sessions) as uow:
+            payment = await find_by_reference(uow.session, reference)
+    target = f"/app/fan?{urlencode({'topup': payment.id})}" if payment else "/app/fan"
+    return RedirectResponse(target, status_code=303)

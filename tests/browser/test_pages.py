@@ -284,6 +284,17 @@ async def test_top_up_through_the_sandbox_checkout(
     assert await fan.locator("#topup-pending").is_hidden()
     await pages.screenshot(fan, "after-top-up")
 
+    # Declined at the provider: back on the page, it says so, and nothing moved.
+    await form.get_by_label("Amount").fill("300")
+    await form.get_by_role("button", name="Continue to checkout").click()
+    await fan.get_by_role("button", name="Decline").click()
+    await fan.get_by_role("link", name="Back to the merchant").click()
+    await fan.wait_for_url("**/app/fan**")
+    await fan.locator("#topup-notice", has_text="Payment of ₦300.00 failed").wait_for(timeout=LIVE)
+    assert await fan.locator("#topup-pending").is_hidden()
+    await expect(fan.locator("#balances li[data-currency=NGN] .amount")).to_have_text("₦2,500.50")
+    assert "topup" not in fan.url  # the page's address is clean again
+
 
 async def test_buy_and_open_pay_per_view_content(
     pages: Pages, live: LiveServer, http: httpx.AsyncClient, sessions: Any, uid: Any

@@ -6,12 +6,14 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from hub.routes.pages import PAGES, STATIC, static_version
 from tests.conftest import Services, hub_server, make_settings
+from tests.money import start_topup
 
 HTML = sorted(STATIC.glob("*.html"))
 
@@ -82,10 +84,16 @@ async def test_the_service_worker_is_versioned_by_the_static_files(
     assert manifest.json()["start_url"] == "/app/"
 
 
-async def test_the_checkout_return_leads_back_to_the_fan_page(http: httpx.AsyncClient) -> None:
-    answer = await http.get("/checkout/return", params={"reference": "pay_abc<x>"})
+async def test_the_checkout_return_leads_back_to_the_fan_page(
+    http: httpx.AsyncClient, sandbox: httpx.AsyncClient, uid: Any
+) -> None:
+    fan = uid("fan")
+    started = await start_topup(http, fan, 5_000)
+    answer = await http.get("/checkout/return", params={"reference": started["reference"]})
     assert answer.status_code == 303
-    assert answer.headers["location"] == "/app/fan?topup=pay_abc%3Cx%3E"
+    assert answer.headers["location"] == f"/app/fan?topup={started['id']}"
+    unknown = await http.get("/checkout/return", params={"reference": "pay_nope<x>"})
+    assert unknown.status_code == 303 and unknown.headers["location"] == "/app/fan"
 
 
 def test_the_service_worker_version_changes_with_any_static_file(tmp_path: Path) -> None:

@@ -55,11 +55,25 @@ function refreshActivity() {
 
 // ---- a top-up on its way back from the provider's checkout ---------------------------------------
 const pendingBanner = document.getElementById("topup-pending");
-const returning = params.get("topup");
+const returning = Number(params.get("topup")) || null; // the payment's id
 if (returning) {
   pendingBanner.textContent = "Your payment is being confirmed by the provider; your balance updates by itself as soon as it is.";
   pendingBanner.hidden = false;
   history.replaceState(null, "", location.pathname + (params.get("creator") ? `?creator=${encodeURIComponent(params.get("creator"))}` : ""));
+}
+
+// The payment this page came back with: settled already (its event may predate this tab), or
+// settling now (its event arrives on the socket).
+function paymentSettled(payment) {
+  if (!returning || payment.id !== returning || payment.status === "pending") return;
+  pendingBanner.hidden = true;
+  if (payment.status === "failed") {
+    show(document.getElementById("topup-notice"), `Payment of ${formatMoney(payment.amount.amount, payment.amount.currency)} failed: ${payment.failure_reason || "declined"}. Nothing was taken from your wallet.`, "error");
+  }
+}
+
+async function checkReturningPayment() {
+  if (returning && !pendingBanner.hidden) paymentSettled(await api(`/api/v1/payments/${returning}`));
 }
 
 // ---- live ------------------------------------------------------------------------------------------
@@ -67,18 +81,18 @@ live({
   user: me.id,
   onStatus: statusIndicator(document.getElementById("status"), document.getElementById("reconnecting")),
   async onResync() {
-    await Promise.all([balances.load(), loadActivity()]);
+    await Promise.all([balances.load(), loadActivity(), checkReturningPayment()]);
   },
   onEvent(type, event) {
     const data = event.data;
     if (type === "balance.updated") {
       balances.apply(data);
       if (data.kind === "wallet") refreshActivity();
-    } else if (type === "payment.succeeded") {
-      if (returning && data.reference === returning) pendingBanner.hidden = true;
-    } else if (type === "payment.failed") {
-      show(document.getElementById("topup-notice"), `Payment of ${formatMoney(data.amount.amount, data.amount.currency)} failed: ${data.failure_reason || "declined"}. Nothing was taken from your wallet.`, "error");
-      if (returning && data.reference === returning) pendingBanner.hidden = true;
+    } else if (type === "payment.succeeded" || type === "payment.failed") {
+      paymentSettled(data);
+      if (type === "payment.failed" && data.id !== returning) {
+        show(document.getElementById("topup-notice"), `Payment of ${formatMoney(data.amount.amount, data.amount.currency)} failed: ${data.failure_reason || "declined"}. Nothing was taken from your wallet.`, "error");
+      }
     } else if (type === "ppv.unlocked") {
       loadContent();
     }
