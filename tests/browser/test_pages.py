@@ -617,3 +617,19 @@ async def test_amounts_are_read_the_way_the_person_writes_them(
     sent = await http.get("/api/v1/tips?direction=sent", headers=bearer(people.fan_token))
     assert [tip["amount"] for tip in sent.json()["data"]] == [{"amount": 1250, "currency": "NGN"}]
     await pages.screenshot(fan, "german")
+
+
+async def test_a_creator_on_the_fan_page_still_sees_their_tips(
+    pages: Pages, live: LiveServer, http: httpx.AsyncClient, sessions: Any, uid: Any
+) -> None:
+    """Any open page of a creator's shows their tips (Web Push is skipped while one is open)."""
+    people = await cast(sessions, uid)
+    page = await pages.open(f"{live.url}/app/")
+    await sign_in(page, people.creator_token, "/app/creator")
+    await page.goto(f"{live.url}/app/fan")
+    await page.locator("#status[data-state=live]").wait_for(timeout=LIVE)
+    await tip_over_http(http, people, 12_300, XSS)
+    incoming = page.locator("#incoming")
+    await incoming.locator("strong", has_text="Ada tipped you ₦123.00").wait_for(timeout=LIVE)
+    assert XSS in (await incoming.text_content() or "")
+    assert await incoming.locator("script, img").count() == 0

@@ -93,6 +93,14 @@ live({
       if (type === "payment.failed" && data.id !== returning) {
         show(document.getElementById("topup-notice"), `Payment of ${formatMoney(data.amount.amount, data.amount.currency)} failed: ${data.failure_reason || "declined"}. Nothing was taken from your wallet.`, "error");
       }
+    } else if (type === "tip.received") {
+      // A creator using this page: the tip shows here too (while any page of theirs is open,
+      // no Web Push is sent for it).
+      const incoming = document.getElementById("incoming");
+      incoming.replaceChildren(
+        el("strong", {}, `${data.fan_name || "Someone"} tipped you ${formatMoney(data.amount, data.currency)}`),
+        data.message ? el("span", { class: "message" }, ` “${data.message}”`) : null);
+      incoming.hidden = false;
     } else if (type === "ppv.unlocked") {
       loadContent();
     }
