@@ -207,24 +207,33 @@ async def stack(services: Services) -> AsyncIterator[Stack]:
     await sandbox.stop()
 
 
-async def run_jobs(services: Services, stack: Stack) -> None:
-    """A real arq worker in burst mode, with providers that reach the sandbox: it runs every
-    job the hub queued (payouts sent, receipts issued) and stops."""
-    from hub.runtime import build_provider_clients
+async def run_burst_worker(services: Services, **options: Any) -> Any:
+    """A real arq worker in burst mode: it runs every job queued in Redis, then stops; returns
+    it (its counts of jobs). `options` go to `build_worker` (providers, smtp, push, …)."""
     from jobs.worker import build_worker
 
-    providers, http = build_provider_clients(make_settings(services, stack.sandbox.url))
     worker = build_worker(
         database_url=services.database_url,
         redis_url=services.redis_url,
-        providers=providers,
         burst=True,
         handle_signals=False,
+        **options,
     )
     try:
         await worker.main()
     finally:
         await worker.close()
+    return worker
+
+
+async def run_jobs(services: Services, stack: Stack) -> None:
+    """A burst worker with providers that reach the sandbox (payouts are sent, refunds made)."""
+    from hub.runtime import build_provider_clients
+
+    providers, http = build_provider_clients(make_settings(services, stack.sandbox.url))
+    try:
+        await run_burst_worker(services, providers=providers)
+    finally:
         await http.aclose()
 
 

@@ -34,8 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ledger.checks import Violation, run_checks
 from ledger.schema import accounts
-from tests.conftest import FEE_BPS, Services, Stack, auth
-from tests.hub.test_payouts_refunds import run_jobs
+from tests.conftest import FEE_BPS, Services, Stack, auth, run_jobs
 from tests.money import deliver
 
 T = TypeVar("T")

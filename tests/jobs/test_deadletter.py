@@ -17,9 +17,8 @@ from hub.embedded import free_port
 from ledger.db import unit_of_work
 from ledger.operations import record_failed_job
 from ledger.schema import failed_jobs, receipts
-from tests.conftest import JWT_SECRET, Services, auth, hub_server, make_settings
+from tests.conftest import JWT_SECRET, Services, auth, hub_server, make_settings, run_burst_worker
 from tests.hub.test_cli import hub
-from tests.jobs.test_receipts import run_burst_worker
 
 
 def _env(services: Services) -> dict[str, str]:

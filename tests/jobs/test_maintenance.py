@@ -12,16 +12,14 @@ from sqlalchemy import func, select, text
 
 from hub.runtime import retention
 from jobs import maintenance
-from jobs.worker import build_worker
 from ledger.accounts import Role
 from ledger.db import unit_of_work
 from ledger.events import record_events
 from ledger.operations import last_reconciliation, list_failed_jobs
 from ledger.payments import count_unconfirmed
 from ledger.schema import events, idempotency_keys
-from tests.conftest import auth, create_user, make_settings
+from tests.conftest import auth, create_user, make_settings, run_burst_worker
 from tests.hub.test_cli import hub
-from tests.jobs.test_receipts import run_burst_worker
 from tests.money import balance, deliver, start_topup
 
 
@@ -221,18 +219,9 @@ async def test_every_periodic_job_runs_in_a_real_worker_with_the_retention_setti
         event_retention_hours=2,
         event_retention_count=1,
     )
-    worker = build_worker(
-        database_url=services.database_url,
-        redis_url=services.redis_url,
-        retention=retention(settings),
-        burst=True,
-        handle_signals=False,
-        run_cron_at_startup=True,
+    worker = await run_burst_worker(
+        services, retention=retention(settings), run_cron_at_startup=True
     )
-    try:
-        await worker.main()
-    finally:
-        await worker.close()
     async with sessions() as session:
         after = await last_reconciliation(session)
         rolled = await session.scalar(text("SELECT count(*) FROM revenue_daily"))

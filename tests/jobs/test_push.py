@@ -34,7 +34,6 @@ from hub.settings import Settings, SettingsError, load_settings
 from hub.vapid import generate, load_private_key, public_key_of
 from jobs.push import NAME as PUSH_JOB
 from jobs.push import PushConfig, endpoint_problem
-from jobs.worker import build_worker
 from ledger.accounts import Role
 from ledger.migrate import downgrade, upgrade
 from ledger.money import Money
@@ -49,6 +48,7 @@ from tests.conftest import (
     create_user,
     hub_server,
     make_settings,
+    run_burst_worker,
     sandbox_server,
     token,
 )
@@ -177,17 +177,7 @@ async def client(push_hub: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
 
 async def run_worker(services: Services) -> None:
     config = PushConfig(load_private_key(VAPID_PRIVATE), SUBJECT, tuple(HOSTS.split(",")))
-    worker = build_worker(
-        database_url=services.database_url,
-        redis_url=services.redis_url,
-        push=config,
-        burst=True,
-        handle_signals=False,
-    )
-    try:
-        await worker.main()
-    finally:
-        await worker.close()
+    await run_burst_worker(services, push=config)
 
 
 @dataclass

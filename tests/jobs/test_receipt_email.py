@@ -16,10 +16,9 @@ from hub.auth import issue_token
 from hub.embedded import free_port
 from jobs import receipts
 from jobs.mail import SmtpConfig
-from jobs.worker import build_worker
 from ledger.accounts import Role
 from ledger.money import Money
-from tests.conftest import JWT_SECRET, Services, create_user
+from tests.conftest import JWT_SECRET, Services, create_user, run_burst_worker
 
 
 class Inbox:
@@ -58,17 +57,7 @@ async def test_a_tip_receipt_is_emailed_once(http, sessions, services: Services,
     assert response.status_code == 201
     transfer_id = response.json()["id"]
 
-    worker = build_worker(
-        database_url=services.database_url,
-        redis_url=services.redis_url,
-        smtp=config,
-        burst=True,
-        handle_signals=False,
-    )
-    try:
-        await worker.main()
-    finally:
-        await worker.close()
+    await run_burst_worker(services, smtp=config)
     # Again, directly: at least once means it may run twice; the email goes once.
     await receipts.issue({"sessions": sessions, "smtp": config}, transfer_id)
     await asyncio.sleep(0.1)

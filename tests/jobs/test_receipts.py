@@ -9,25 +9,11 @@ from sqlalchemy import func, select, text
 
 from jobs import receipts
 from jobs.holds import expire
-from jobs.worker import build_worker
 from ledger.accounts import Role
 from ledger.money import Money
 from ledger.schema import receipts as receipts_table
-from tests.conftest import People, Services, auth, create_user
+from tests.conftest import People, auth, create_user, run_burst_worker
 from tests.money import key, wallet
-
-
-async def run_burst_worker(services: Services) -> None:
-    worker = build_worker(
-        database_url=services.database_url,
-        redis_url=services.redis_url,
-        burst=True,
-        handle_signals=False,
-    )
-    try:
-        await worker.main()
-    finally:
-        await worker.close()
 
 
 async def test_a_tip_gets_exactly_one_receipt(http, people: People, services, sessions) -> None:

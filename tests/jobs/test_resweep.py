@@ -15,8 +15,7 @@ from ledger.money import Money
 from ledger.payouts import request_payout
 from ledger.schema import payouts, receipts
 from ledger.tips import send_tip
-from tests.conftest import create_user
-from tests.hub.test_payouts_refunds import run_jobs
+from tests.conftest import create_user, run_jobs
 
 
 async def test_lost_enqueues_are_found_and_done(services, stack, sessions, uid) -> None:
