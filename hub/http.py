@@ -85,6 +85,11 @@ def page_query(request: Request, default_limit: int = 20) -> tuple[int, int | No
     return limit, query_int(request, "before")
 
 
+def page_response(page: list[dict[str, Any]], cursor: int | None) -> Response:
+    """A keyset page: `data`, `next_cursor` (pass it as `before`), `has_more`."""
+    return json_response({"data": page, "next_cursor": cursor, "has_more": cursor is not None})
+
+
 def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from functools import cache
 
 from cryptography.hazmat.primitives import serialization
@@ -65,6 +66,7 @@ def public_key_bytes(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 @cache
+@functools.cache  # GET /api/v1/push/config asks on every dashboard load
 def public_key_of(private_key: str) -> str:
     """The applicationServerKey (base64url, 65 bytes) of a private key in either form."""
     return b64url_encode(public_key_bytes(load_private_key(private_key)))

@@ -42,7 +42,7 @@ class PushConfig:
     endpoint_hosts: tuple[str, ...]
 
 
-def _loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -74,7 +74,7 @@ def endpoint_problem(endpoint: str, hosts: Sequence[str]) -> str | None:
         return "must not carry a user or password"
     if not _listed(host, hosts):
         return f"host {host} is not an allowed push service (HUB_PUSH_ENDPOINT_HOSTS)"
-    if url.scheme == "http" and not _loopback(host):
+    if url.scheme == "http" and not is_loopback(host):
         return "must be an https URL"
     return None
 

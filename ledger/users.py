@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,9 +16,6 @@ class User:
     id: str
     role: Role
     name: str | None
-
-    def as_json(self) -> dict[str, Any]:
-        return {"id": self.id, "role": self.role.value, "name": self.name}
 
 
 _USER = text("SELECT id, role, display_name FROM users WHERE id = :user_id")

@@ -15,6 +15,7 @@ from hub.http import (
     json_object,
     json_response,
     page_query,
+    page_response,
     parse,
     rate_limit,
     require_role,
@@ -97,7 +98,7 @@ async def by_creator(request: Request) -> Response:
         page, cursor = await list_content(
             uow.session, creator.id, principal.user_id, limit=limit, before=before
         )
-    return json_response({"data": page, "next_cursor": cursor, "has_more": cursor is not None})
+    return page_response(page, cursor)
 
 
 async def buy(request: Request) -> Response:

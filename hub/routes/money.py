@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.requests import Request
@@ -17,8 +17,8 @@ from hub.http import (
     json_object,
     json_response,
     page_query,
+    page_response,
     parse,
-    query_int,
     rate_limit,
     respond_once,
 )
@@ -31,8 +31,8 @@ from ledger.errors import InvalidTransfer
 from ledger.money import Money
 from ledger.payments import Purpose
 from ledger.sales import creator_earnings
-from ledger.statements import MAX_PAGE, balance_as_of, list_entries
-from ledger.tips import list_tips, send_tip
+from ledger.statements import balance_as_of, list_entries
+from ledger.tips import TipDirection, list_tips, send_tip
 
 
 class TipRequest(BaseModel):
@@ -109,11 +109,11 @@ async def tips(request: Request) -> Response:
         page, cursor = await list_tips(
             uow.session,
             principal.user_id,
-            "received" if direction == "received" else "sent",
+            cast(TipDirection, direction),
             limit=limit,
             before=before,
         )
-    return json_response({"data": page, "next_cursor": cursor, "has_more": cursor is not None})
+    return page_response(page, cursor)
 
 
 async def wallet(request: Request) -> Response:
@@ -155,10 +155,7 @@ async def transactions(request: Request) -> Response:
     """The caller's entries, newest first; `?limit=&before=&kind=&account=&currency=`."""
     hub = hub_of(request)
     principal = await hub.authenticate(request.headers.get("authorization"))
-    limit = query_int(request, "limit", 20)
-    assert limit is not None
-    if not 1 <= limit <= MAX_PAGE:
-        raise ApiError(422, "invalid_request", f"limit: must be 1 to {MAX_PAGE}", "limit")
+    limit, before = page_query(request)
     account = request.query_params.get("account")
     if account not in (None, "wallet", "earnings"):
         raise ApiError(422, "invalid_request", "account: must be wallet or earnings", "account")
@@ -167,9 +164,9 @@ async def transactions(request: Request) -> Response:
             uow.session,
             principal.user_id,
             limit=limit,
-            before=query_int(request, "before"),
+            before=before,
             kind=request.query_params.get("kind"),
             account_kind=account,
             currency=request.query_params.get("currency"),
         )
-    return json_response({"data": page, "next_cursor": cursor, "has_more": cursor is not None})
+    return page_response(page, cursor)

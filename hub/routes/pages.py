@@ -8,8 +8,8 @@ sent to a server (fragments are not part of a request).
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import ipaddress
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, StrictStr
@@ -23,8 +23,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.auth import issue_token
 from hub.errors import ApiError
-from hub.http import hub_of, json_object, json_response, parse
+from hub.http import client_ip, hub_of, json_object, json_response, parse
 from hub.seed import DEMO_USERS
+from jobs.push import is_loopback
 
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 PAGES = {
@@ -96,27 +97,24 @@ async def page(request: Request) -> Response:
     name = PAGES.get(request.path_params.get("page", ""))
     if name is None:
         raise ApiError(404, "not_found", "no such page")
-    return FileResponse(STATIC / name, headers={"cache-control": "no-cache"})
+    return FileResponse(STATIC / name)
+
+
+@functools.cache
+def _service_worker_source() -> str:
+    return (STATIC / "sw.js").read_text().replace("__VERSION__", static_version())
 
 
 async def service_worker(request: Request) -> Response:
-    state = request.app.state
-    if not hasattr(state, "service_worker"):
-        source = (STATIC / "sw.js").read_text()
-        state.service_worker = source.replace("__VERSION__", static_version())
     return Response(
-        state.service_worker,
+        _service_worker_source(),
         media_type="text/javascript",
-        headers={"cache-control": "no-cache", "service-worker-allowed": "/app/"},
+        headers={"service-worker-allowed": "/app/"},
     )
 
 
 async def manifest(request: Request) -> Response:
-    return FileResponse(
-        STATIC / "manifest.webmanifest",
-        media_type="application/manifest+json",
-        headers={"cache-control": "no-cache"},
-    )
+    return FileResponse(STATIC / "manifest.webmanifest", media_type="application/manifest+json")
 
 
 async def vendor(request: Request) -> Response:
@@ -137,8 +135,7 @@ async def config(request: Request) -> Response:
         {
             "currencies": list(settings.currencies),
             "providers": sorted(hub.providers),
-            "dev_signin": settings.dev_signin
-            and _loopback(request.client.host if request.client else ""),
+            "dev_signin": _dev_signin_here(request),
         }
     )
 
@@ -149,20 +146,16 @@ class DevTokenRequest(BaseModel):
     user_id: StrictStr
 
 
-def _dev_only(request: Request) -> None:
+def _dev_signin_here(request: Request) -> bool:
     """Demo sign-in hands out tokens (an admin's among them): only with HUB_DEV_SIGNIN, and
     only to a browser on this machine, so a setting copied into production still gives nothing
     to the internet (behind a balancer the client is the forwarded address, never loopback)."""
-    client = request.client.host if request.client else ""
-    if not hub_of(request).settings.dev_signin or not _loopback(client):
+    return hub_of(request).settings.dev_signin and is_loopback(client_ip(request))
+
+
+def _dev_only(request: Request) -> None:
+    if not _dev_signin_here(request):
         raise ApiError(404, "not_found", "demo sign-in is only on under `hub dev`")
-
-
-def _loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 async def dev_users(request: Request) -> Response:

@@ -141,10 +141,6 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-export function $(selector) {
-  return document.querySelector(selector);
-}
-
 export function show(node, message, kind = "info") {
   node.textContent = message;
   node.dataset.kind = kind;
