@@ -4,25 +4,26 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from urllib.parse import urlsplit
 
 import socketio
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.types import ASGIApp
 
 from hub.api import ROUTES
 from hub.auth import HS256Verifier
 from hub.errors import EXCEPTION_HANDLERS
 from hub.fees import FeeCache
-from hub.logs import AccessLog
 from hub.metrics import Sampler, observe_delivery
-from hub.middleware import RequestId
+from hub.middleware import edge
 from hub.ratelimit import RateLimiter
 from hub.routes import pages
 from hub.runtime import Runtime, build_provider_clients
+from hub.settings import Settings
 from hub.state import Hub
 from ledger.db import make_engine, make_sessions
 from realtime.publisher import Publisher
@@ -32,7 +33,10 @@ from realtime.server import Identity, Realtime, SocketLimits
 def create_app(runtime: Runtime) -> ASGIApp:
     settings = runtime.settings
     verifier = HS256Verifier(
-        runtime.jwt_secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+        runtime.jwt_secret,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        max_lifetime=settings.jwt_max_lifetime_seconds,
     )
     # Clients are created here, connections are made lazily: a node starts (and says "not
     # ready") while PostgreSQL or Redis is down.
@@ -54,9 +58,12 @@ def create_app(runtime: Runtime) -> ASGIApp:
         redis_url=runtime.redis_url,
         sessions=sessions,
         authenticate=authenticate_socket,
-        cors_origins=settings.cors_origins,
+        origin_allowed=origin_policy(settings),
         transports=settings.socket_transports,
-        limits=SocketLimits(connections_per_user=settings.socket_max_connections_per_user),
+        limits=SocketLimits(
+            connections_per_user=settings.socket_max_connections_per_user,
+            connections_per_overlay_key=settings.socket_max_connections_per_overlay_key,
+        ),
         on_sent=observe_delivery,
     )
 
@@ -114,12 +121,45 @@ def create_app(runtime: Runtime) -> ASGIApp:
 
     http = Starlette(
         routes=[*ROUTES, *pages.ROUTES],  # the API (in the OpenAPI document), then the pages
-        middleware=[Middleware(RequestId), Middleware(AccessLog)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
-    app: ASGIApp = socketio.ASGIApp(realtime.sio, other_asgi_app=http, socketio_path="socket.io")
-    return app
+    app = socketio.ASGIApp(realtime.sio, other_asgi_app=http, socketio_path="socket.io")
+    return edge(app, settings, realtime.limits.max_message_bytes)
+
+
+def origin_policy(settings: Settings) -> Callable[..., bool]:
+    """Which browser origins may open a socket: HUB_CORS_ORIGINS ("*", exact origins, or
+    "scheme://host:*" for any port), and the hub's own: HUB_PUBLIC_URL's, or without it the
+    origin of the host the page was served from. A client that sends no Origin (not a
+    browser) is not asked."""
+    listed = set(settings.cors_origins)
+    any_port = {_host_of(entry.removesuffix(":*")) for entry in listed if entry.endswith(":*")}
+    own = _origin_of(settings.public_url) if settings.public_url else None
+
+    def allowed(origin: str | None, environ: dict[str, Any] | None = None) -> bool:
+        if origin is None or "*" in listed or origin in listed or origin == own:
+            return True
+        if own is None and environ is not None and "HTTP_HOST" in environ:
+            scheme = environ.get("wsgi.url_scheme", "http")
+            if origin == f"{scheme}://{environ['HTTP_HOST']}":
+                return True
+        return bool(any_port) and _host_of(origin) in any_port
+
+    return allowed
+
+
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _host_of(origin: str) -> tuple[str, str | None]:
+    try:
+        parts = urlsplit(origin)
+        return parts.scheme, parts.hostname
+    except ValueError:
+        return "", None
 
 
 def from_environment() -> ASGIApp:

@@ -6,8 +6,9 @@ HS256 without touching the routes or the socket server.
 
 from __future__ import annotations
 
+import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import jwt
@@ -28,6 +29,14 @@ class Principal:
     role: Role
     name: str | None = None  # the optional `name` claim: shown on creators' tip alerts
     email: str | None = None  # the optional `email` claim: where receipts are sent
+    # When the token expires (its `exp`); not part of who the caller is.
+    expires_at: int = field(default=0, compare=False)
+
+
+# No control character in anything a token says of its user, nor a lone surrogate: they end up
+# in PostgreSQL, in logs and on creators' screens.
+CONTROL = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+DEFAULT_MAX_LIFETIME = 24 * 3600
 
 
 class TokenVerifier(Protocol):
@@ -38,11 +47,17 @@ class HS256Verifier:
     algorithm = "HS256"
 
     def __init__(
-        self, secret: str, *, issuer: str | None = None, audience: str | None = None
+        self,
+        secret: str,
+        *,
+        issuer: str | None = None,
+        audience: str | None = None,
+        max_lifetime: int = DEFAULT_MAX_LIFETIME,
     ) -> None:
         self._secret = secret
         self._issuer = issuer
         self._audience = audience
+        self._max_lifetime = max_lifetime
 
     def verify(self, token: str) -> Principal:
         try:
@@ -60,9 +75,22 @@ class HS256Verifier:
             raise AuthError("invalid_token", "the token's signature is not valid") from None
         except jwt.PyJWTError as exc:
             raise AuthError("invalid_token", f"the token is not valid: {exc}") from None
+        # PyJWT checked that both read as integers (it reads them with int() too), and that
+        # `exp` is ahead.
+        expires_at = int(claims["exp"])
+        issued_at = int(claims["iat"]) if "iat" in claims else None
+        if expires_at - time.time() > self._max_lifetime or (
+            issued_at is not None and expires_at - issued_at > self._max_lifetime
+        ):
+            raise AuthError(
+                "invalid_token",
+                f"the token lives longer than this hub accepts ({self._max_lifetime} s)",
+            )
         sub = claims.get("sub")
-        if not isinstance(sub, str) or not 0 < len(sub) <= 255:
-            raise AuthError("invalid_token", "the token's sub must be a string of 1-255 chars")
+        if not isinstance(sub, str) or not 0 < len(sub) <= 255 or CONTROL.search(sub):
+            raise AuthError(
+                "invalid_token", "the token's sub must be 1-255 characters, none a control"
+            )
         try:
             role = Role(str(claims.get("role")))
         except ValueError:
@@ -70,14 +98,28 @@ class HS256Verifier:
                 "invalid_token", "the token's role must be fan, creator or admin"
             ) from None
         name = claims.get("name")
-        if name is not None and (not isinstance(name, str) or len(name) > 80):
-            raise AuthError("invalid_token", "the token's name must be a string of at most 80")
+        if name is not None and (
+            not isinstance(name, str) or len(name) > 80 or CONTROL.search(name)
+        ):
+            raise AuthError(
+                "invalid_token", "the token's name must be at most 80 characters, none a control"
+            )
         email = claims.get("email")
         if email is not None and (
-            not isinstance(email, str) or len(email) > 254 or "@" not in email
+            not isinstance(email, str)
+            or len(email) > 254
+            or "@" not in email
+            or CONTROL.search(email)
+            or " " in email
         ):
             raise AuthError("invalid_token", "the token's email is not an address")
-        return Principal(user_id=sub, role=role, name=name or None, email=email or None)
+        return Principal(
+            user_id=sub,
+            role=role,
+            name=name or None,
+            email=email or None,
+            expires_at=expires_at,
+        )
 
 
 def issue_token(

@@ -37,6 +37,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from hub.app import create_app
     from hub.runtime import resolve
+    from hub.serving import uvicorn_options
     from ledger.migrate import upgrade
 
     _check_port(settings)
@@ -56,18 +57,11 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
         log_level=settings.log_level,
-        lifespan="on",
         log_config=None,  # hub.logs configured the root logger: JSON lines, redacted
         access_log=False,
-        # Engine.IO pings every socket already: a second WebSocket-level ping per socket (a
-        # task and a frame each) buys nothing (docs/benchmarks.md).
-        ws_ping_interval=None,
-        ws_ping_timeout=None,
         timeout_graceful_shutdown=10,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
+        **uvicorn_options(settings),
     )
     return 0
 
@@ -265,6 +259,11 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     from hub.runtime import resolve_secret
     from ledger.accounts import Role
 
+    if args.ttl > settings.jwt_max_lifetime_seconds:
+        raise CommandError(
+            f"--ttl {args.ttl} is longer than the hub accepts "
+            f"(HUB_JWT_MAX_LIFETIME_SECONDS={settings.jwt_max_lifetime_seconds})"
+        )
     token = issue_token(
         resolve_secret(settings),
         args.sub,

@@ -30,8 +30,11 @@ from hub.settings import Settings
 from hub.vapid import generate as generate_vapid_keys
 from ledger.migrate import upgrade
 
-TOKEN_TTL = 7 * 24 * 3600
+TOKEN_TTL = 12 * 3600  # within HUB_JWT_MAX_LIFETIME_SECONDS (a day by default)
 _PR_SET_PDEATHSIG = 1
+
+
+DEV_ORIGINS = "http://localhost:*,http://127.0.0.1:*,http://[::1]:*"
 
 
 def _die_with_parent() -> None:
@@ -230,6 +233,8 @@ def run_dev(settings: Settings) -> int:
             "HUB_REDIS_URL": runtime.redis_url,
             "HUB_JWT_SECRET": runtime.jwt_secret,
             "HUB_DEV_SIGNIN": "true",  # one-click demo sign-in on the pages (never in production)
+            # Pages on any loopback port (a front-end's dev server) may open sockets.
+            "HUB_CORS_ORIGINS": os.environ.get("HUB_CORS_ORIGINS", DEV_ORIGINS),
             **_vapid_env(settings),
         }
         url = f"http://{settings.host}:{settings.port}"

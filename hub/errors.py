@@ -14,7 +14,7 @@ from hub.auth import AuthError
 from hub.providers.base import ProviderError
 from hub.ratelimit import LimiterUnavailable, RateLimited
 from ledger import errors as ledger
-from ledger.overlays import UnknownOverlayKey
+from ledger.overlays import TooManyOverlayKeys, UnknownOverlayKey
 from ledger.push import UnknownPushSubscription
 
 log = logging.getLogger(__name__)
@@ -23,12 +23,20 @@ log = logging.getLogger(__name__)
 class ApiError(Exception):
     """A request the hub refuses before any business logic runs (bad input, wrong role)."""
 
-    def __init__(self, status: int, type_: str, message: str, param: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        type_: str,
+        message: str,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.type = type_
         self.message = message
         self.param = param
+        self.headers = headers
 
 
 LEDGER_ERRORS: dict[type[ledger.LedgerError], tuple[int, str]] = {
@@ -52,6 +60,7 @@ LEDGER_ERRORS: dict[type[ledger.LedgerError], tuple[int, str]] = {
     ledger.FailedJobAlreadyRetried: (409, "failed_job_already_retried"),
     ledger.FailedJobNotRetriable: (409, "failed_job_not_retriable"),
     UnknownOverlayKey: (404, "overlay_key_not_found"),
+    TooManyOverlayKeys: (409, "too_many_overlay_keys"),
     UnknownPushSubscription: (404, "push_subscription_not_found"),
 }
 
@@ -77,7 +86,9 @@ async def _ledger_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return JSONResponse(error_body(exc.type, exc.message, exc.param), status_code=exc.status)
+    return JSONResponse(
+        error_body(exc.type, exc.message, exc.param), status_code=exc.status, headers=exc.headers
+    )
 
 
 async def _auth_error(request: Request, exc: Exception) -> JSONResponse:

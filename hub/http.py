@@ -1,8 +1,12 @@
-"""Helpers shared by the routes: JSON bodies, validation into 4xx, roles, rate limits."""
+"""Helpers shared by the routes: the input gate (JSON bodies, ids, queries and times validated
+into 4xx), roles, rate limits."""
 
 from __future__ import annotations
 
-import json
+import functools
+import re
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -12,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from hub.auth import Principal
 from hub.errors import ApiError
 from hub.idempotency import Command, Outcome, run_once
+from hub.jsontext import JsonRefused, loads
 from hub.metrics import RATE_LIMITED
 from hub.ratelimit import RateLimited
 from hub.state import Hub
@@ -21,6 +26,15 @@ from ledger.statements import MAX_PAGE
 
 M = TypeVar("M", bound=BaseModel)
 MAX_SAFE_INTEGER = 2**53 - 1  # the largest amount a JavaScript client reads exactly
+INT64_MAX = 2**63 - 1  # PostgreSQL's bigint: every id and cursor
+# Times and dates a request may name: a ledger has nothing before, and nothing far after.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+# In a body's text: no NUL, no C0 control but tab and newlines, no DEL, no lone surrogate
+# (PostgreSQL stores none of them, and none belongs in a name, message or id).
+_BAD_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+_DIGITS = re.compile(r"-?[0-9]{1,19}")
 
 
 def hub_of(request: Request) -> Hub:
@@ -29,25 +43,114 @@ def hub_of(request: Request) -> Hub:
 
 
 async def json_object(request: Request, *, optional: bool = False) -> dict[str, Any]:
+    """The body as a JSON object, within the hub's JSON limits (its size was limited at the
+    edge, hub.middleware.BodyLimit)."""
     raw = await request.body()
     if optional and not raw.strip():
         return {}
     try:
-        payload = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, "invalid_json", "the body must be a JSON object") from None
+        payload = loads(raw, hub_of(request).json_limits)
+    except JsonRefused as exc:
+        raise ApiError(400, "invalid_json", f"the body must be a JSON object: {exc}") from None
     if not isinstance(payload, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object")
     return payload
 
 
 def parse(model: type[M], payload: dict[str, Any]) -> M:
+    """Validate `payload` into `model`, or raise a 422 naming the first field at fault. An
+    unknown field is found before pydantic runs, so thousands of them cost one lookup, not
+    thousands of errors; every text of the result is then checked for control characters."""
+    if model.model_config.get("extra") == "forbid":
+        known = _fields(model)
+        for key in payload:
+            if key not in known:
+                name = key[:64]
+                raise ApiError(422, "invalid_request", f"{name}: no such field", name)
     try:
-        return model.model_validate(payload)
+        parsed = model.model_validate(payload)
     except ValidationError as exc:
-        error = exc.errors()[0]
+        error = exc.errors(include_url=False, include_context=False, include_input=False)[0]
         param = ".".join(str(part) for part in error["loc"]) or None
-        raise ApiError(422, "invalid_request", f"{param}: {error['msg']}", param) from None
+        message = str(error["msg"]).removeprefix("Value error, ")
+        raise ApiError(422, "invalid_request", f"{param}: {message}", param) from None
+    for param, value in _texts(parsed):
+        if _BAD_TEXT.search(value):
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"{param}: must not contain NUL or other control characters",
+                param,
+            )
+    return parsed
+
+
+@functools.cache
+def _fields(model: type[BaseModel]) -> frozenset[str]:
+    return frozenset(
+        name
+        for key, field in model.model_fields.items()
+        for name in (key, field.alias)
+        if name is not None
+    )
+
+
+def _texts(model: BaseModel, prefix: str = "") -> Iterator[tuple[str, str]]:
+    for name, value in model:
+        if isinstance(value, str):
+            yield prefix + name, value
+        elif isinstance(value, BaseModel):
+            yield from _texts(value, f"{prefix}{name}.")
+
+
+def int64(text: str | None) -> int | None:
+    """`text` as a bigint (decimal digits, an optional minus, nothing else), or None."""
+    if text is None or not _DIGITS.fullmatch(text):
+        return None
+    value = int(text)
+    return value if -INT64_MAX - 1 <= value <= INT64_MAX else None
+
+
+def path_id(request: Request, name: str, missing: Exception) -> int:
+    """A positive bigint id from the path; anything else is `missing` (the resource's 404)."""
+    value = int64(request.path_params[name])
+    if value is None or value <= 0:
+        raise missing
+    return value
+
+
+def when(request: Request, name: str) -> datetime | None:
+    """`?name=` as an ISO 8601 time with a zone, within EARLIEST and LATEST."""
+    text = request.query_params.get(name)
+    if text is None:
+        return None
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise ApiError(422, "invalid_request", f"{name}: must be an ISO 8601 time", name) from None
+    if at.tzinfo is None:
+        raise ApiError(422, "invalid_request", f"{name}: needs a time zone", name)
+    try:
+        within = EARLIEST <= at < LATEST
+    except OverflowError:  # 9999-12-31T23:59:59-14:00 is past the year 9999 in UTC
+        within = False
+    if not within:
+        raise ApiError(422, "invalid_request", f"{name}: must be from 1970 to 2099", name)
+    return at
+
+
+def day(request: Request, name: str, default: date) -> date:
+    """`?name=` as a YYYY-MM-DD date within EARLIEST and LATEST, or `default`."""
+    text = request.query_params.get(name)
+    if not text:
+        return default
+    try:
+        value = date.fromisoformat(text)
+    except ValueError:
+        raise ApiError(422, "invalid_request", f"{name}: a date as YYYY-MM-DD", name) from None
+    if not EARLIEST.date() <= value < LATEST.date():
+        raise ApiError(422, "invalid_request", f"{name}: must be from 1970 to 2099", name)
+    return value
 
 
 def check_currency(hub: Hub, currency: str) -> None:
@@ -67,13 +170,13 @@ def require_role(principal: Principal, *roles: Role) -> None:
 
 
 def query_int(request: Request, name: str, default: int | None = None) -> int | None:
-    value = request.query_params.get(name)
-    if value is None:
+    text = request.query_params.get(name)
+    if text is None:
         return default
-    try:
-        return int(value)
-    except ValueError:
-        raise ApiError(422, "invalid_request", f"{name}: must be an integer", name) from None
+    value = int64(text)
+    if value is None:
+        raise ApiError(422, "invalid_request", f"{name}: must be a 64-bit integer", name)
+    return value
 
 
 def page_query(request: Request, default_limit: int = 20) -> tuple[int, int | None]:
@@ -82,7 +185,10 @@ def page_query(request: Request, default_limit: int = 20) -> tuple[int, int | No
     assert limit is not None
     if not 1 <= limit <= MAX_PAGE:
         raise ApiError(422, "invalid_request", f"limit: must be 1 to {MAX_PAGE}", "limit")
-    return limit, query_int(request, "before")
+    before = query_int(request, "before")
+    if before is not None and before <= 0:
+        raise ApiError(422, "invalid_request", "before: must be a next_cursor", "before")
+    return limit, before
 
 
 def page_response(page: list[dict[str, Any]], cursor: int | None) -> Response:

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from hub.auth import CONTROL
 from hub.errors import ApiError, ledger_error_response
 from ledger import idempotency
 from ledger.db import UnitOfWork, unit_of_work
@@ -33,6 +34,13 @@ def idempotency_key(header: str | None) -> str:
             "Idempotency-Key",
         )
     key = header.strip()
+    if CONTROL.search(key):
+        raise ApiError(
+            400,
+            "invalid_request",
+            "Idempotency-Key must not contain control characters",
+            "Idempotency-Key",
+        )
     if len(key) > idempotency.MAX_KEY_LENGTH:
         raise ApiError(
             400,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ledger.db import PoolSettings
@@ -58,9 +60,16 @@ class Settings(BaseSettings):
     sandbox_url: str | None = None
     # The provider that sends creators' payouts unless a payout names another.
     payout_provider: str = "paystack"
-    # Proxies whose X-Forwarded-For is believed (uvicorn's forwarded_allow_ips): per-IP rate
-    # limits need the client's address, not the load balancer's. "*" behind a private network.
-    forwarded_allow_ips: str = "127.0.0.1"
+    # The balancers in front of the hub, as addresses or CIDRs: only a peer listed here has its
+    # X-Forwarded-For and X-Forwarded-Proto believed, and the client is the rightmost hop that
+    # is not listed (every hop to its left was written by the client). HUB_FORWARDED_ALLOW_IPS
+    # is read too, its old name.
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("127.0.0.1", "::1"),
+        validation_alias=AliasChoices(
+            "trusted_proxies", "hub_trusted_proxies", "hub_forwarded_allow_ips"
+        ),
+    )
     # Where browsers reach this hub, for providers' return links; default http://HOST:PORT.
     public_url: str | None = None
     # Rate limits in the `limits` library's notation ("10/minute", "5/second;100/hour").
@@ -74,11 +83,27 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64)
     log_level: str = "info"
     log_format: str = Field(default="json", pattern="^(json|text)$")
-    cors_origins: Annotated[tuple[str, ...], NoDecode] = ("*",)
+    # Browser origins allowed to open a socket, besides the hub's own (HUB_PUBLIC_URL, or the
+    # page's own host): "https://app.example.com", "http://localhost:*" (any port), or "*".
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
     # Socket.IO transports: WebSocket only needs no sticky sessions; "polling,websocket" also
     # serves clients that cannot open a WebSocket, and then the balancer must be sticky.
     socket_transports: Annotated[tuple[str, ...], NoDecode] = ("websocket",)
     socket_max_connections_per_user: int = Field(default=10, ge=1, le=1000)
+    # Live overlay sockets per overlay key (cluster-wide), and active keys per creator.
+    socket_max_connections_per_overlay_key: int = Field(default=5, ge=1, le=1000)
+    overlay_keys_per_creator: int = Field(default=20, ge=1, le=1000)
+    # The longest token lifetime accepted (exp - iat, and exp - now). A socket is closed when
+    # its token expires; the client reconnects with a fresh one and recovers what it missed.
+    jwt_max_lifetime_seconds: int = Field(default=24 * 3600, ge=60)
+    # Limits at the edge, answered before any work: request bodies (413), the request line and
+    # headers (414/431), and the shape of JSON bodies (400).
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    max_webhook_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_url_bytes: int = Field(default=8 * 1024, ge=256)
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024)
+    json_max_depth: int = Field(default=32, ge=2, le=512)
+    json_max_number_length: int = Field(default=40, ge=20, le=4000)
     # Retention, applied by the workers' housekeeping jobs. Keys are kept at least a day: a
     # client retrying within one must get its saved response, not a second execution.
     idempotency_key_retention_hours: int = Field(default=48, ge=24)
@@ -260,12 +285,55 @@ class Settings(BaseSettings):
             raise ValueError("must be websocket, polling, or both")
         return value
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if origin == "*":
+                continue
+            url = urlsplit(origin.removesuffix(":*"))
+            if (
+                url.scheme not in ("http", "https")
+                or not url.hostname
+                or url.path
+                or url.query
+                or url.fragment
+                or url.username is not None
+            ):
+                raise ValueError(f"{origin!r} is not an origin such as https://app.example.com")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            if entry == "*":
+                raise ValueError(
+                    "'*' would believe any X-Forwarded-For, so any client could choose its "
+                    "address: name the balancers' addresses or networks (10.0.0.0/8)"
+                )
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        url = urlsplit(value)
+        if url.scheme not in ("http", "https") or not url.hostname or url.query or url.fragment:
+            raise ValueError("must be an http(s) URL such as https://hub.example.com")
+        return value.rstrip("/")
 
     def pool(self) -> PoolSettings:
         return PoolSettings(

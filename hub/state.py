@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,8 +12,9 @@ from arq.connections import ArqRedis
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from hub.auth import AuthError, Principal, TokenVerifier, bearer
+from hub.auth import CONTROL, AuthError, Principal, TokenVerifier, bearer
 from hub.fees import FeeCache
+from hub.jsontext import JsonLimits
 from hub.logs import user_id_var
 from hub.metrics import count_postings
 from hub.providers.base import Provider
@@ -20,10 +22,11 @@ from hub.ratelimit import RateLimiter
 from hub.runtime import Runtime
 from hub.settings import Settings
 from jobs import push
-from ledger.accounts import ensure_user, user_is_current
+from ledger.accounts import Role, ensure_user, user_is_current
 from ledger.db import UnitOfWork, unit_of_work
 from ledger.events import Event
 from ledger.overlays import find_active
+from ledger.users import find_user
 from realtime.publisher import Publisher
 from realtime.server import Identity, Realtime, Refused
 
@@ -46,10 +49,16 @@ class Hub:
     fees: FeeCache
     providers: dict[str, Provider]
     _known: set[Principal] = field(default_factory=set)
+    _creators: set[str] = field(default_factory=set)  # creators seen to exist, for `viewing`
 
     @property
     def settings(self) -> Settings:
         return self.runtime.settings
+
+    @functools.cached_property
+    def json_limits(self) -> JsonLimits:
+        settings = self.settings
+        return JsonLimits(settings.json_max_depth, settings.json_max_number_length)
 
     def publish_after_commit(self, uow: UnitOfWork, events: Sequence[Event]) -> None:
         """Once the transaction commits: count its postings, publish its events, and queue a
@@ -95,14 +104,16 @@ class Hub:
         return principal
 
     async def authenticate_socket(self, auth: Any) -> Identity:
-        overlay = auth.get("overlay_key") if isinstance(auth, dict) else None
+        if not isinstance(auth, dict):
+            auth = {}
+        overlay = auth.get("overlay_key")
         if isinstance(overlay, str) and overlay:
             async with self.sessions() as session:
                 key = await find_active(session, overlay)
             if key is None:
                 raise Refused("invalid_overlay_key", "this overlay key is unknown or revoked")
             return Identity(key.creator_id, "overlay", overlay_key_id=key.id)
-        token = auth.get("token") if isinstance(auth, dict) else None
+        token = auth.get("token")
         if not isinstance(token, str) or not token:
             raise Refused("missing_token", "send auth: {token: '<jwt>'} when connecting")
         try:
@@ -112,8 +123,26 @@ class Hub:
         # No identify(): a socket only reads the user's events (none for a user not yet
         # written), and the user's first HTTP request writes them. A connect writes nothing.
         viewing = auth.get("viewing")
+        if viewing is not None:
+            await self._check_viewing(viewing)
         return Identity(
             principal.user_id,
             principal.role.value,
-            viewing=viewing if isinstance(viewing, str) and 0 < len(viewing) <= 255 else None,
+            viewing=viewing,
+            expires_at=principal.expires_at,
         )
+
+    async def _check_viewing(self, viewing: object) -> None:
+        """A socket may say it views a creator's page only for a creator that exists: each
+        name would otherwise be a viewer count kept in Redis."""
+        if not isinstance(viewing, str) or not 0 < len(viewing) <= 255 or CONTROL.search(viewing):
+            raise Refused("invalid_request", "viewing must be a creator's id")
+        if viewing in self._creators:
+            return
+        async with self.sessions() as session:
+            user = await find_user(session, viewing)
+        if user is None or user.role is not Role.CREATOR:
+            raise Refused("creator_not_found", f"no creator {viewing[:64]}")
+        if len(self._creators) >= _KNOWN_USERS_MAX:
+            self._creators.clear()
+        self._creators.add(viewing)

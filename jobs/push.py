@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,9 @@ class PushConfig:
     endpoint_hosts: tuple[str, ...]
 
 
+_UNSENDABLE = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
 def is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -56,22 +60,35 @@ def _listed(host: str, hosts: Sequence[str]) -> bool:
     )
 
 
+def endpoint_malformed(endpoint: str) -> str | None:
+    """Why `endpoint` can never be a push endpoint, or None. A URL with a space, tab, line
+    break or other control character is refused here: urlsplit strips some of them silently,
+    and the HTTP client then refuses the URL on every send."""
+    if _UNSENDABLE.search(endpoint):
+        return "must not contain spaces or control characters"
+    try:
+        url = urlsplit(endpoint)
+        url.port  # noqa: B018 -- raises ValueError on a port that is not a number
+    except ValueError:
+        return "is not a URL"
+    if url.scheme not in ("https", "http") or not (url.hostname or "").rstrip("."):
+        return "must be an https URL"
+    if url.username is not None or url.password is not None:
+        return "must not carry a user or password"
+    return None
+
+
 def endpoint_problem(endpoint: str, hosts: Sequence[str]) -> str | None:
     """Why the hub will not POST to `endpoint`, or None if it will.
 
     An SSRF guard: a subscription is a URL that any signed-in user chooses, and the workers POST
     to it. Only https to a listed push service is allowed; http only to a loopback IP that is
     listed itself (how tests point the hub at a push service on 127.0.0.1)."""
-    try:
-        url = urlsplit(endpoint)
-        url.port  # noqa: B018 -- raises ValueError on a port that is not a number
-    except ValueError:
-        return "is not a URL"
+    malformed = endpoint_malformed(endpoint)
+    if malformed is not None:
+        return malformed
+    url = urlsplit(endpoint)
     host = (url.hostname or "").rstrip(".")
-    if url.scheme not in ("https", "http") or not host:
-        return "must be an https URL"
-    if url.username is not None or url.password is not None:
-        return "must not carry a user or password"
     if not _listed(host, hosts):
         return f"host {host} is not an allowed push service (HUB_PUSH_ENDPOINT_HOSTS)"
     if url.scheme == "http" and not is_loopback(host):
@@ -179,17 +196,26 @@ async def send_tip_alert(ctx: dict[str, Any], tip_id: int) -> dict[str, Any]:
     for subscription in subscriptions:
         if subscription.id in already:
             continue
+        # A malformed endpoint never works: it is forgotten. One on a host that is no longer
+        # listed is kept (the operator may list it again) and skipped.
         problem = endpoint_problem(subscription.endpoint, config.endpoint_hosts)
+        forget = endpoint_malformed(subscription.endpoint) is not None
+        if problem is None:
+            headers, body = _request(config, vapid, subscription, payload)
+            try:
+                response = await http.post(subscription.endpoint, content=body, headers=headers)
+            except httpx.InvalidURL as exc:  # not an HTTPError, and it fails every retry
+                problem, forget = f"is refused by the HTTP client ({exc})", True
+            except httpx.HTTPError as exc:
+                log.warning("push to subscription %s failed: %s", subscription.id, exc)
+                outcome["retry"] += 1
+                continue
         if problem is not None:
+            if forget:
+                async with unit_of_work(ctx["sessions"]) as uow:
+                    await forget_endpoint(uow.session, subscription.endpoint)
             log.warning("push subscription %s skipped: endpoint %s", subscription.id, problem)
             outcome["dropped"] += 1
-            continue
-        headers, body = _request(config, vapid, subscription, payload)
-        try:
-            response = await http.post(subscription.endpoint, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            log.warning("push to subscription %s failed: %s", subscription.id, exc)
-            outcome["retry"] += 1
             continue
         status = response.status_code
         if status < 300:

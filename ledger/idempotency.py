@@ -28,6 +28,16 @@ class SavedResponse:
     body: str  # JSON text, exactly as first sent
 
 
+def transfer_reference(kind: str, caller_id: str, key: str) -> str:
+    """The unique reference of the transfer that `caller_id`'s Idempotency-Key `key` makes.
+
+    `key:<kind>:<length of caller_id>:<caller_id>:<key>`: the length keeps two callers apart
+    whatever their ids and keys hold (fan `a` with key `b:K` is not fan `a:b` with key `K`), and
+    no reference of any other shape starts with `key:` (migration 0009 rewrote the old ones).
+    """
+    return f"key:{kind}:{len(caller_id)}:{caller_id}:{key}"
+
+
 def request_fingerprint(method: str, path: str, body: Any) -> str:
     canonical = json.dumps([method, path, body], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -67,7 +77,7 @@ async def claim(
         await session.execute(
             _CLAIM,
             {
-                "scope": f"idempotency:{caller_id}:{key}",
+                "scope": f"idempotency:{len(caller_id)}:{caller_id}:{key}",
                 "caller_id": caller_id,
                 "key": key,
                 "fingerprint": fingerprint,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger.errors import LedgerError
@@ -23,6 +23,10 @@ PREFIX = "ovl_"
 
 
 class UnknownOverlayKey(LedgerError):
+    pass
+
+
+class TooManyOverlayKeys(LedgerError):
     pass
 
 
@@ -48,9 +52,24 @@ def _hash(key: str) -> str:
 
 
 async def create_key(
-    session: AsyncSession, creator_id: str, label: str | None
+    session: AsyncSession, creator_id: str, label: str | None, *, limit: int
 ) -> tuple[OverlayKey, str]:
-    """A new key for the creator: (its record, the key itself — shown this once)."""
+    """A new key for the creator: (its record, the key itself — shown this once). A creator
+    holds at most `limit` keys that are not revoked (TooManyOverlayKeys); the count is taken
+    under a lock on the creator's keys, so concurrent requests cannot pass it together."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:scope, 0))"),
+        {"scope": f"overlay-keys:{creator_id}"},
+    )
+    active = await session.scalar(
+        select(func.count())
+        .select_from(overlay_keys)
+        .where(overlay_keys.c.creator_id == creator_id, overlay_keys.c.revoked_at.is_(None))
+    )
+    if (active or 0) >= limit:
+        raise TooManyOverlayKeys(
+            f"at most {limit} overlay keys at a time: revoke one you no longer use"
+        )
     key = PREFIX + secrets.token_urlsafe(24)
     row = (
         await session.execute(
@@ -86,7 +105,7 @@ async def revoke_key(session: AsyncSession, creator_id: str, key_id: int) -> Ove
 
 
 async def find_active(session: AsyncSession, key: str) -> OverlayKey | None:
-    if not key.startswith(PREFIX):
+    if not key.startswith(PREFIX) or len(key) > 100 or not key.isascii():
         return None
     row = (
         await session.execute(

@@ -105,6 +105,11 @@ def viewer_key(creator_id: str) -> str:
     return f"viewers:{creator_id}"
 
 
+def overlay_key_field(key_id: int) -> str:
+    """The live sockets of one overlay key (capped like a user's)."""
+    return f"overlay-key:{key_id}"
+
+
 async def count_nodes(redis: Redis) -> int:
     return int(await redis.zcount(nodes_key(), f"({time.time()}", "+inf"))
 
@@ -127,15 +132,16 @@ class Presence:
         self._admit = redis.register_script(_ADMIT)
         self._count = redis.register_script(_COUNT)
 
-    async def admit(self, user_id: str, sid: str, limit: int) -> bool:
-        """Count the connection for the user unless they have `limit` already. Fails open:
-        with Redis away a connection is admitted (delivery does not need presence)."""
+    async def admit(self, field: str, sid: str, limit: int) -> bool:
+        """Count the connection under `field` (a user's, an overlay key's) unless it has `limit`
+        already. Fails open: with Redis away a connection is admitted (delivery does not need
+        presence)."""
         self._writes += 1
         try:
             args: list[str | float] = [
                 time.time(),
                 _node_prefix(),
-                user_key(user_id),
+                field,
                 self.node,
                 limit,
                 int(TTL) + 2,
@@ -147,9 +153,11 @@ class Presence:
             return True
         return bool(admitted)
 
-    async def join(self, sid: str, user_id: str | None, fields: tuple[str, ...]) -> None:
-        """Track an admitted connection under `fields` (and its user's, counted by admit)."""
-        all_fields = (*fields, user_key(user_id)) if user_id else fields
+    async def join(
+        self, sid: str, user_id: str | None, fields: tuple[str, ...], admitted: str
+    ) -> None:
+        """Track a connection under `fields`, and under the field `admit` counted it in."""
+        all_fields = (*fields, admitted)
         self._local[sid] = (all_fields, user_id)
         self._counts.update(all_fields)
         first = False

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from realtime.bus import BusEvent, Frame, Subscriber, frame
 from realtime.delivery import Delivery
 from realtime.manager import HubManager
-from realtime.presence import Presence, overlay_key, viewer_key
+from realtime.presence import Presence, overlay_key, overlay_key_field, user_key, viewer_key
 from realtime.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ class Identity:
     role: str  # fan, creator, admin, or "overlay"
     overlay_key_id: int | None = None
     viewing: str | None = None  # a fan's socket may say which creator's page it is on
+    expires_at: float | None = None  # the token's exp (Unix time): the socket closes then
 
 
 class Refused(Exception):
@@ -53,19 +54,25 @@ class SocketLimits:
     message_burst: int = 20  # ...and in a burst; beyond that the client is disconnected
     outbound_queue: int = 1_000  # packets waiting for a client that does not read
     connections_per_user: int = 10  # cluster-wide; the next connection is refused
+    connections_per_overlay_key: int = 5  # cluster-wide, likewise
+
+
+INT64_MAX = 2**63 - 1
 
 
 def _last_event_id(auth: Any) -> int | None:
+    """The last event id the client saw: an integer (or its decimal digits) from 0 to 2^63-1."""
     value = auth.get("last_event_id") if isinstance(auth, dict) else None
     if value is None or value == "":
         return None
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise Refused("invalid_request", "last_event_id must be an event id") from None
-    if number < 0:
-        raise Refused("invalid_request", "last_event_id must be an event id")
-    return number
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT64_MAX:
+        raise Refused("invalid_request", "last_event_id must be an event id (0 to 2^63-1)")
+    return value
+
+
+Origins = Callable[[str | None], bool]
 
 
 class Realtime:
@@ -78,7 +85,7 @@ class Realtime:
         redis_url: str,
         sessions: async_sessionmaker[AsyncSession],
         authenticate: Authenticate,
-        cors_origins: Sequence[str] | str = "*",
+        origin_allowed: Origins,
         transports: Sequence[str] = ("websocket",),
         limits: SocketLimits | None = None,
         on_sent: Callable[[Frame], None] | None = None,
@@ -88,7 +95,10 @@ class Realtime:
         self.sio = socketio.AsyncServer(
             async_mode="asgi",
             client_manager=HubManager(redis_url, channel=SOCKETIO_CHANNEL),
-            cors_allowed_origins=list(cors_origins) if not isinstance(cors_origins, str) else "*",
+            # Checked on every handshake; tokens travel in the auth payload, never in cookies,
+            # so no origin is ever told it may send credentials.
+            cors_allowed_origins=origin_allowed,
+            cors_credentials=False,
             transports=list(transports),
             max_http_buffer_size=self.limits.max_message_bytes,
             logger=False,
@@ -104,6 +114,7 @@ class Realtime:
         self.presence = Presence(self._redis)
         self._overlays: dict[str, dict[str, int]] = {}  # creator → {sid: overlay key id}
         self._buckets: dict[str, tuple[float, float]] = {}  # sid → (tokens, last refill)
+        self._expiries: dict[str, asyncio.TimerHandle] = {}  # sid → its token's expiry
         self.slow_consumers = 0
         self.sio.on("connect", self._connect)
         self.sio.on("disconnect", self._disconnect)
@@ -128,25 +139,30 @@ class Realtime:
         try:
             identity = await self._authenticate(auth)
             last_event_id = _last_event_id(auth)
-            if identity.role != "overlay" and not await self.presence.admit(
-                identity.user_id, sid, self.limits.connections_per_user
-            ):
-                raise Refused(
-                    "too_many_connections",
-                    f"at most {self.limits.connections_per_user} connections per user",
-                )
+            if identity.role == "overlay":
+                assert identity.overlay_key_id is not None
+                admitted = overlay_key_field(identity.overlay_key_id)
+                limit, what = self.limits.connections_per_overlay_key, "overlay key"
+            else:
+                admitted = user_key(identity.user_id)
+                limit, what = self.limits.connections_per_user, "user"
+            if not await self.presence.admit(admitted, sid, limit):
+                raise Refused("too_many_connections", f"at most {limit} connections per {what}")
         except Refused as refused:
             raise socketio.exceptions.ConnectionRefusedError(
                 refused.message, {"type": refused.type, "message": refused.message}
             ) from None
         self._buckets[sid] = (float(self.limits.message_burst), time.monotonic())
+        if identity.expires_at is not None:
+            delay = max(0.0, identity.expires_at - time.time())
+            self._expiries[sid] = asyncio.get_running_loop().call_later(delay, self._expire, sid)
         if identity.role == "overlay":
             assert identity.overlay_key_id is not None
             self._overlays.setdefault(identity.user_id, {})[sid] = identity.overlay_key_id
-            await self.presence.join(sid, None, (overlay_key(identity.user_id),))
+            await self.presence.join(sid, None, (overlay_key(identity.user_id),), admitted)
             return
         viewing = (viewer_key(identity.viewing),) if identity.viewing else ()
-        await self.presence.join(sid, identity.user_id, viewing)
+        await self.presence.join(sid, identity.user_id, viewing, admitted)
         await self.sio.save_session(sid, {"user_id": identity.user_id, "role": identity.role})
         connection = self.delivery.attach(sid, identity.user_id)
         self.sio.start_background_task(self._recover, sid, connection, last_event_id)
@@ -163,9 +179,23 @@ class Realtime:
             log.exception("recovery for %s failed; disconnecting so the client retries", sid)
             await self.sio.disconnect(sid)
 
+    def _expire(self, sid: str) -> None:
+        self._expiries.pop(sid, None)
+        self.sio.start_background_task(self._close_expired, sid)
+
+    async def _close_expired(self, sid: str) -> None:
+        """The token ran out: say so and close; the client reconnects with a fresh token and
+        recovers from its last event id, as after any disconnect."""
+        expired = _error("token_expired", "the token has expired: reconnect with a fresh one")
+        await self._send(sid, frame("hub.error", expired))
+        await self.sio.disconnect(sid)
+
     async def _disconnect(self, sid: str, reason: Any = None) -> None:
         self.delivery.detach(sid)
         self._buckets.pop(sid, None)
+        expiry = self._expiries.pop(sid, None)
+        if expiry is not None:
+            expiry.cancel()
         for creator, sids in list(self._overlays.items()):
             if sids.pop(sid, None) is not None and not sids:
                 del self._overlays[creator]

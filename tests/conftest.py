@@ -30,6 +30,7 @@ from hub.auth import issue_token
 from hub.embedded import Embedded, free_port
 from hub.runtime import Runtime
 from hub.sandbox.app import SandboxConfig, create_sandbox_app
+from hub.serving import uvicorn_options
 from hub.settings import Settings
 from ledger.accounts import Role, ensure_user
 from ledger.db import make_engine, make_sessions, unit_of_work
@@ -135,15 +136,12 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 class LiveServer:
     """A real uvicorn server in this process, on a free port of 127.0.0.1."""
 
-    def __init__(self, app: Any, port: int | None = None) -> None:
+    def __init__(self, app: Any, port: int | None = None, **options: Any) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        options.setdefault("lifespan", "on")
         config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=self.port,
-            lifespan="on",
-            log_level="warning",
+            app, host="127.0.0.1", port=self.port, log_level="warning", **options
         )
         self.server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
@@ -164,8 +162,17 @@ class LiveServer:
             await self._task
 
 
+def hub_of_app(app: Any) -> Any:
+    """The running Hub of an app made by create_app: its HTTP app's state, under the edge's
+    middleware and the Socket.IO app."""
+    while not hasattr(app, "other_asgi_app"):
+        app = app.app
+    return app.other_asgi_app.state.hub
+
+
 def hub_server(settings: Settings, port: int | None = None) -> LiveServer:
-    return LiveServer(create_app(make_runtime(settings)), port)
+    """The hub served as `hub serve` serves it (hub.serving's options)."""
+    return LiveServer(create_app(make_runtime(settings)), port, **uvicorn_options(settings))
 
 
 @dataclass(frozen=True)

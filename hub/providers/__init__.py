@@ -4,13 +4,13 @@ calling a provider's API so that every failure is a ProviderError whose message 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 
+from hub.jsontext import JsonLimits, JsonRefused, loads
 from hub.providers.base import MalformedPayload, ProviderError
 
 T = TypeVar("T")
@@ -20,10 +20,14 @@ TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 
 
 def load_object(body: bytes) -> dict[str, Any]:
+    """A signed webhook's JSON object, within the default JSON limits. A NUL (escaped or not)
+    is refused too: PostgreSQL stores none, and no provider sends one."""
+    if b"\x00" in body or b"\\u0000" in body:
+        raise MalformedPayload("body contains a NUL character")
     try:
-        value = json.loads(body)
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError both are ValueErrors
-        raise MalformedPayload("body is not JSON") from None
+        value = loads(body, JsonLimits())
+    except JsonRefused as exc:
+        raise MalformedPayload(f"body is not JSON within limits: {exc}") from None
     if not isinstance(value, dict):
         raise MalformedPayload("body is not a JSON object")
     return value

@@ -10,7 +10,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hub.errors import ApiError
-from hub.http import hub_of, json_object, json_response, parse, require_role, respond_once
+from hub.http import (
+    INT64_MAX,
+    MAX_SAFE_INTEGER,
+    hub_of,
+    json_object,
+    json_response,
+    parse,
+    path_id,
+    require_role,
+    respond_once,
+)
 from hub.idempotency import idempotency_key
 from jobs import deadletter
 from jobs import refunds as refund_jobs
@@ -25,8 +35,8 @@ from ledger.refunds import refund_payment
 class RefundRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    payment_id: StrictInt = Field(gt=0)
-    amount: StrictInt | None = Field(default=None, gt=0)  # default: all that is left
+    payment_id: StrictInt = Field(gt=0, le=INT64_MAX)
+    amount: StrictInt | None = Field(default=None, gt=0, le=MAX_SAFE_INTEGER)  # default: all left
 
 
 class FeeRequest(BaseModel):
@@ -82,22 +92,14 @@ async def failed_jobs(request: Request) -> Response:
     return json_response({"data": jobs})
 
 
-def _failed_id(text: str) -> int:
-    try:
-        failed_id = int(text)
-    except ValueError:
-        failed_id = 0
-    if not 0 < failed_id < 2**63:  # a bigint, or PostgreSQL would refuse the parameter
-        raise UnknownFailedJob(f"no failed job {text}", param="failed_id")
-    return failed_id
-
-
 async def retry_failed_job(request: Request) -> Response:
     """Enqueue a dead-lettered job again with its arguments, once per entry (admins)."""
     hub = hub_of(request)
     principal = await hub.authenticate(request.headers.get("authorization"))
     require_role(principal, Role.ADMIN)
-    failed_id = _failed_id(request.path_params["failed_id"])
+    failed_id = path_id(
+        request, "failed_id", UnknownFailedJob("no such failed job", param="failed_id")
+    )
     try:
         retried = await deadletter.retry(hub.sessions, hub.queue, failed_id, principal.user_id)
     except (RedisError, OSError, TimeoutError):

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hub.errors import ApiError
-from hub.http import check_currency, hub_of, json_response, query_int, require_role
+from hub.http import check_currency, day, hub_of, json_response, query_int, require_role
 from ledger.accounts import Role
 from ledger.analytics import PERIODS, payment_success, revenue, top_creators
 from ledger.db import unit_of_work
@@ -17,14 +17,8 @@ MAX_DAYS = 3_660
 
 
 def _range(request: Request) -> tuple[date, date]:
-    today = datetime.now(UTC).date()
-    try:
-        end = date.fromisoformat(request.query_params.get("to") or today.isoformat())
-        start = date.fromisoformat(
-            request.query_params.get("from") or (end - timedelta(days=29)).isoformat()
-        )
-    except ValueError:
-        raise ApiError(422, "invalid_request", "from/to: dates as YYYY-MM-DD", "from") from None
+    end = day(request, "to", datetime.now(UTC).date())
+    start = day(request, "from", end - timedelta(days=29))
     if start > end or (end - start).days > MAX_DAYS:
         raise ApiError(422, "invalid_request", "from must be before to, at most 10 years", "from")
     return start, end

@@ -17,6 +17,7 @@ from hub.http import (
     page_query,
     page_response,
     parse,
+    path_id,
     rate_limit,
     require_role,
     respond_once,
@@ -34,6 +35,7 @@ from ledger.content import (
 )
 from ledger.db import UnitOfWork, unit_of_work
 from ledger.errors import UnknownContent
+from ledger.idempotency import transfer_reference
 from ledger.money import Money
 from ledger.payments import Purpose
 from ledger.users import get_creator
@@ -56,10 +58,7 @@ class PurchaseRequest(BaseModel):
 
 
 def _content_id(request: Request) -> int:
-    try:
-        return int(request.path_params["content_id"])
-    except ValueError:
-        raise UnknownContent("no such content", param="content_id") from None
+    return path_id(request, "content_id", UnknownContent("no such content", param="content_id"))
 
 
 async def create(request: Request) -> Response:
@@ -119,7 +118,7 @@ async def buy(request: Request) -> Response:
             buyer_id=principal.user_id,
             content_id=content_id,
             fee_bps=fee_bps,
-            reference=f"purchase:{principal.user_id}:{key}",
+            reference=transfer_reference("purchase", principal.user_id, key),
         )
         hub.publish_after_commit(uow, bought.events)
         return 201, bought.as_json()

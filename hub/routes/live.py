@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hub.errors import ApiError
-from hub.http import hub_of, json_object, json_response, parse, require_role
+from hub.http import hub_of, json_object, json_response, parse, path_id, require_role
 from ledger.accounts import Role
 from ledger.db import unit_of_work
 from ledger.overlays import UnknownOverlayKey, create_key, list_keys, revoke_key
@@ -22,10 +22,7 @@ class OverlayKeyRequest(BaseModel):
 
 
 def _key_id(request: Request) -> int:
-    try:
-        return int(request.path_params["key_id"])
-    except ValueError:
-        raise UnknownOverlayKey("no such overlay key", param="key_id") from None
+    return path_id(request, "key_id", UnknownOverlayKey("no such overlay key", param="key_id"))
 
 
 async def create(request: Request) -> Response:
@@ -35,7 +32,9 @@ async def create(request: Request) -> Response:
     require_role(principal, Role.CREATOR)
     body = parse(OverlayKeyRequest, await json_object(request, optional=True))
     async with unit_of_work(hub.sessions) as uow:
-        record, key = await create_key(uow.session, principal.user_id, body.label)
+        record, key = await create_key(
+            uow.session, principal.user_id, body.label, limit=hub.settings.overlay_keys_per_creator
+        )
     return json_response({**record.as_json(), "key": key}, 201)
 
 
@@ -72,7 +71,9 @@ async def rotate(request: Request) -> Response:
     key_id = _key_id(request)
     async with unit_of_work(hub.sessions) as uow:
         old = await revoke_key(uow.session, principal.user_id, key_id)
-        record, key = await create_key(uow.session, principal.user_id, old.label)
+        record, key = await create_key(
+            uow.session, principal.user_id, old.label, limit=hub.settings.overlay_keys_per_creator
+        )
         uow.after_commit(
             lambda: bus.publish_control(
                 hub.redis, {"type": "overlay_key.revoked", "key_id": key_id}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
@@ -21,6 +20,7 @@ from hub.http import (
     parse,
     rate_limit,
     respond_once,
+    when,
 )
 from hub.idempotency import idempotency_key
 from hub.routes.payments import provider_named, start_payment
@@ -28,6 +28,7 @@ from jobs import receipts
 from ledger.accounts import Role, balances
 from ledger.db import UnitOfWork, unit_of_work
 from ledger.errors import InvalidTransfer
+from ledger.idempotency import transfer_reference
 from ledger.money import Money
 from ledger.payments import Purpose
 from ledger.sales import creator_earnings
@@ -67,7 +68,7 @@ async def create_tip(request: Request) -> Response:
             amount=amount,
             message=tip.message,
             fee_bps=fee_bps,
-            reference=f"tip:{principal.user_id}:{key}",
+            reference=transfer_reference("tip", principal.user_id, key),
         )
         hub.publish_after_commit(uow, sent.events)
         uow.after_commit(lambda: receipts.enqueue(hub.queue, sent.transfer_id))
@@ -120,22 +121,14 @@ async def wallet(request: Request) -> Response:
     """The caller's balances now, or with `?as_of=<ISO 8601 time>` the posted balances then."""
     hub = hub_of(request)
     principal = await hub.authenticate(request.headers.get("authorization"))
-    as_of = request.query_params.get("as_of")
+    at = when(request, "as_of")
     # The primary, for the same reason as tips: a balance a page shows on connect is not
     # corrected until the account's next posting, so it must not lag.
     async with unit_of_work(hub.sessions) as uow:
         accounts = await balances(uow.session, principal.user_id)
-        if as_of is None:
+        if at is None:
             listed = [account.as_json() for account in accounts]
         else:
-            try:
-                at = datetime.fromisoformat(as_of)
-            except ValueError:
-                raise ApiError(
-                    422, "invalid_request", "as_of: must be an ISO 8601 time", "as_of"
-                ) from None
-            if at.tzinfo is None:
-                raise ApiError(422, "invalid_request", "as_of: needs a time zone", "as_of")
             listed = [
                 {
                     "id": account.id,
@@ -146,8 +139,8 @@ async def wallet(request: Request) -> Response:
                 for account in accounts
             ]
     body: dict[str, Any] = {"user_id": principal.user_id, "balances": listed}
-    if as_of is not None:
-        body["as_of"] = as_of
+    if at is not None:
+        body["as_of"] = request.query_params["as_of"]
     return json_response(body)
 
 

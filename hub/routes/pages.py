@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, StrictStr
 from starlette.datastructures import MutableHeaders
@@ -149,8 +150,25 @@ class DevTokenRequest(BaseModel):
 def _dev_signin_here(request: Request) -> bool:
     """Demo sign-in hands out tokens (an admin's among them): only with HUB_DEV_SIGNIN, and
     only to a browser on this machine, so a setting copied into production still gives nothing
-    to the internet (behind a balancer the client is the forwarded address, never loopback)."""
-    return hub_of(request).settings.dev_signin and is_loopback(client_ip(request))
+    to the internet (behind a balancer the client is the forwarded address, never loopback).
+    The Host, and the Origin when sent, must name this machine too: a page on another site
+    whose name was pointed at 127.0.0.1 (DNS rebinding) reaches loopback, but under its own
+    name."""
+    if not hub_of(request).settings.dev_signin or not is_loopback(client_ip(request)):
+        return False
+    origin = request.headers.get("origin")
+    return _names_loopback("//" + request.headers.get("host", "")) and (
+        origin is None or _names_loopback(origin)
+    )
+
+
+def _names_loopback(url: str) -> bool:
+    """`url` (an origin, or //host:port) names localhost or a loopback address."""
+    try:
+        name = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    return name == "localhost" or is_loopback(name)
 
 
 def _dev_only(request: Request) -> None:

@@ -19,6 +19,7 @@ from hub.http import (
     json_object,
     json_response,
     parse,
+    path_id,
     rate_limit,
     respond_once,
 )
@@ -118,10 +119,9 @@ async def create(request: Request) -> Response:
 async def show(request: Request) -> Response:
     hub = hub_of(request)
     principal = await hub.authenticate(request.headers.get("authorization"))
-    try:
-        payment_id = int(request.path_params["payment_id"])
-    except ValueError:
-        raise UnknownPayment("no such payment", param="payment_id") from None
+    payment_id = path_id(
+        request, "payment_id", UnknownPayment("no such payment", param="payment_id")
+    )
     async with unit_of_work(hub.sessions) as uow:
         payment = await get_payment(uow.session, payment_id)
     if payment.user_id != principal.user_id and principal.role.value != "admin":

@@ -15,6 +15,7 @@ from hub.http import (
     json_object,
     json_response,
     parse,
+    path_id,
     rate_limit,
     require_role,
     respond_once,
@@ -65,10 +66,7 @@ async def create(request: Request) -> Response:
 async def show(request: Request) -> Response:
     hub = hub_of(request)
     principal = await hub.authenticate(request.headers.get("authorization"))
-    try:
-        payout_id = int(request.path_params["payout_id"])
-    except ValueError:
-        raise UnknownPayout("no such payout", param="payout_id") from None
+    payout_id = path_id(request, "payout_id", UnknownPayout("no such payout", param="payout_id"))
     async with unit_of_work(hub.sessions) as uow:
         payout = await get_payout(uow.session, payout_id=payout_id)
     if payout.creator_id != principal.user_id and principal.role is not Role.ADMIN:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from html import escape
 from string import Template
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import uvicorn
 from starlette.applications import Starlette
@@ -436,16 +436,31 @@ def _money(amount: int, code: str) -> str:
 
 
 def _return_url(p: Payment, ok: bool) -> str | None:
+    """Where "Back to the merchant" leads, or None: only to an http(s) URL, so that a return
+    URL given by whoever created the payment (`javascript:`, `data:`) is never a link."""
     if p.flavour == "stripe":
         url = p.success_url if ok else (p.cancel_url or p.success_url)
-        return url.replace("{CHECKOUT_SESSION_ID}", p.id) if url else None
-    if not p.success_url:
+        url = url.replace("{CHECKOUT_SESSION_ID}", p.id) if url else None
+    elif not p.success_url:
         return None
-    # Paystack sends the customer back with trxref and reference; the sandbox adds its outcome.
-    query = {"trxref": p.reference, "reference": p.reference}
-    if p.flavour == "sandbox":
-        query = {"reference": p.reference, "status": p.status}
-    return p.success_url + ("&" if "?" in p.success_url else "?") + urlencode(query)
+    else:
+        # Paystack sends the customer back with trxref and reference; the sandbox adds its
+        # outcome.
+        query = {"trxref": p.reference, "reference": p.reference}
+        if p.flavour == "sandbox":
+            query = {"reference": p.reference, "status": p.status}
+        url = p.success_url + ("&" if "?" in p.success_url else "?") + urlencode(query)
+    return url if url is not None and _linkable(url) else None
+
+
+def _linkable(url: str) -> bool:
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 async def checkout_page(request: Request) -> Response:

@@ -24,6 +24,7 @@ from aiohttp import web
 from arq.connections import ArqRedis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from hub.auth import issue_token
@@ -35,6 +36,7 @@ from hub.vapid import generate, load_private_key, public_key_of
 from jobs.push import NAME as PUSH_JOB
 from jobs.push import PushConfig, endpoint_problem
 from ledger.accounts import Role
+from ledger.db import unit_of_work
 from ledger.migrate import downgrade, upgrade
 from ledger.money import Money
 from ledger.push import MAX_PER_USER, list_subscriptions
@@ -175,9 +177,9 @@ async def client(push_hub: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-async def run_worker(services: Services) -> None:
+async def run_worker(services: Services) -> Any:
     config = PushConfig(load_private_key(VAPID_PRIVATE), SUBJECT, tuple(HOSTS.split(",")))
-    await run_burst_worker(services, push=config)
+    return await run_burst_worker(services, push=config)
 
 
 @dataclass
@@ -413,6 +415,36 @@ async def test_other_refusals_drop_the_alert_but_keep_the_subscription(
         assert len(await list_subscriptions(session, pair.creator)) == 1
 
 
+async def test_a_stored_endpoint_that_cannot_be_sent_is_forgotten_not_retried(
+    client, pair: Pair, push_service: PushService, services, sessions
+) -> None:
+    """A subscription stored before endpoints were checked for control characters (finding 6
+    of issue 12): the job drops it for good and still alerts the creator's other browser."""
+    browser = Browser(push_service)
+    assert (await subscribe(client, pair.creator, browser)).status_code == 201
+    broken = browser.subscription()
+    async with unit_of_work(sessions) as uow:
+        await uow.session.execute(
+            text(
+                "INSERT INTO push_subscriptions (user_id, endpoint, p256dh, auth) "
+                "VALUES (:user, :endpoint, :p256dh, :auth)"
+            ),
+            {
+                "user": pair.creator,
+                "endpoint": f"{push_service.origin}/push/\t{uuid.uuid4().hex}",
+                "p256dh": broken["keys"]["p256dh"],
+                "auth": broken["keys"]["auth"],
+            },
+        )
+    await tip(client, pair, 300)
+    worker = await run_worker(services)
+    assert (worker.jobs_failed, worker.jobs_retried) == (0, 0)  # dropped, not retried
+    assert len(push_service.at(browser.path)) == 1
+    async with sessions() as session:
+        left = await list_subscriptions(session, pair.creator)
+    assert [s.endpoint for s in left] == [browser.endpoint]
+
+
 def subscription(endpoint: str, p256dh: bytes | None = None, secret: bytes | None = None) -> dict:
     if p256dh is None:
         p256dh = (
@@ -439,6 +471,12 @@ def subscription(endpoint: str, p256dh: bytes | None = None, secret: bytes | Non
         (subscription("https://push.example.test/p/1", p256dh=os.urandom(32)), "keys.p256dh"),
         (subscription("https://push.example.test/p/1", p256dh=b"\x04" + bytes(64)), "keys.p256dh"),
         ({"endpoint": "https://push.example.test/p/1"}, "keys"),
+        # urlsplit strips tabs and line breaks, then the HTTP client refuses the URL for good
+        (subscription("https://push.example.test/p/\t1"), "endpoint"),
+        (subscription("https://push.exa\r\nmple.test/p/1"), "endpoint"),
+        (subscription("https://push.example.test/p/1\n"), "endpoint"),
+        (subscription("https://push.example.test/p/1 2"), "endpoint"),
+        (subscription("https://push.example.test/p/\x001"), "endpoint"),
     ],
 )
 async def test_bad_subscriptions_are_refused(client, uid, body, param) -> None:

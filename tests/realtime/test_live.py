@@ -26,6 +26,7 @@ from tests.conftest import (
     SocketProbe,
     auth,
     create_user,
+    hub_of_app,
     make_runtime,
     make_settings,
     token,
@@ -177,7 +178,7 @@ async def test_a_client_that_does_not_read_is_disconnected(services, sessions, u
     redis = Redis.from_url(services.redis_url)
     sock = socket.socket()
     try:
-        realtime = app.other_asgi_app.state.hub.realtime  # type: ignore[attr-defined]
+        realtime = hub_of_app(app).realtime
         realtime.limits = SocketLimits(outbound_queue=20)
         user = uid("fan")
         await create_user(sessions, user, Role.FAN)

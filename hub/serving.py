@@ -1,0 +1,105 @@
+"""How a hub node is served by uvicorn: one set of options for `hub serve` and the tests, and an
+HTTP protocol that bounds the request head.
+
+uvicorn's httptools protocol holds a request's headers in memory however long they grow (its h11
+protocol stops at `h11_max_incomplete_event_size`, and is slower). BoundedHttpToolsProtocol reads
+that same option as its limit: a request line and headers above it are answered 431 and the
+connection closed, having held at most the limit and one read more.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httptools
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from hub.errors import error_body
+from hub.settings import Settings
+
+
+class _HeadTooLarge(Exception):
+    pass
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    _head_bytes = 0
+    _in_head = True
+
+    @property
+    def _head_limit(self) -> int:
+        return self.config.h11_max_incomplete_event_size or 16 * 1024
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._head_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        if len(self.url) + len(url) > self._head_limit:
+            raise _HeadTooLarge
+        super().on_url(url)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            self._head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, _HeadTooLarge):
+                self._refuse_head()
+                return
+            self._invalid()
+            return
+        except httptools.HttpParserError:
+            self._invalid()
+            return
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        if self._in_head and self._head_bytes > self._head_limit:
+            self._refuse_head()
+
+    def _invalid(self) -> None:
+        msg = "Invalid HTTP request received."
+        self.logger.warning(msg)
+        self.send_400_response(msg)
+
+    def _refuse_head(self) -> None:
+        limit = self._head_limit
+        body = json.dumps(
+            error_body(
+                "request_head_too_large",
+                f"the request line and headers are larger than this hub takes ({limit} bytes)",
+            )
+        ).encode()
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: application/json\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
+        )
+        self.transport.close()
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """What `hub serve` and the tests' servers pass to uvicorn, besides the app and address."""
+    return {
+        "http": BoundedHttpToolsProtocol,
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
+        # The app believes X-Forwarded-For itself, from HUB_TRUSTED_PROXIES (hub.middleware):
+        # uvicorn's own reading would come first, with its own list.
+        "proxy_headers": False,
+        # Engine.IO pings every socket already: a second WebSocket-level ping per socket (a
+        # task and a frame each) buys nothing (docs/benchmarks.md).
+        "ws_ping_interval": None,
+        "ws_ping_timeout": None,
+        "lifespan": "on",
+    }
