@@ -80,15 +80,28 @@ def _op(
     if body is not None:
         op["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": body.model_json_schema()}},
+            "content": {"application/json": {"schema": body_schema(body)}},
         }
     if not auth:
         op["security"] = []
     return op
 
 
+ID = {"type": "integer", "format": "int64", "minimum": 1, "maximum": 2**63 - 1}
+
+# Models nested in request bodies, by name: pydantic's $defs, moved to components.schemas (a
+# `#/$defs/...` reference inside a path's schema resolves against the document, not the body).
+_NESTED: dict[str, Any] = {}
+
+
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    _NESTED.update(schema.pop("$defs", {}))
+    return schema
+
+
 def _path(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
+    return {"name": name, "in": "path", "required": True, "schema": ID}
 
 
 def _query(name: str, schema: dict[str, Any], text: str) -> dict[str, Any]:
@@ -97,7 +110,7 @@ def _query(name: str, schema: dict[str, Any], text: str) -> dict[str, Any]:
 
 PAGE = [
     _query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "Page size (default 20)"),
-    _query("before", {"type": "integer"}, "The next_cursor of the previous page"),
+    _query("before", ID, "The next_cursor of the previous page"),
 ]
 CREATOR_ID = {"name": "creator_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
@@ -167,7 +180,7 @@ def openapi_document() -> dict[str, Any]:
                 {"200": "A page: data, next_cursor, has_more", "422": "A bad query parameter"},
                 params=[
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "Page size"),
-                    _query("before", {"type": "integer"}, "The next_cursor of the previous page"),
+                    _query("before", ID, "The next_cursor of the previous page"),
                     _query("kind", {"type": "string"}, "Transfer kind: tip, topup, purchase, ..."),
                     _query("account", {"enum": ["wallet", "earnings"]}, "Which account"),
                     _query("currency", {"type": "string"}, "ISO 4217 code"),
@@ -469,7 +482,7 @@ def openapi_document() -> dict[str, Any]:
             "are integers in minor units with an ISO 4217 currency.",
         },
         "components": {
-            "schemas": {"Error": ERROR, "Money": MONEY},
+            "schemas": {"Error": ERROR, "Money": MONEY, **_NESTED},
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
                 "metricsToken": {

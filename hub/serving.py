@@ -24,7 +24,8 @@ class _HeadTooLarge(Exception):
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    _head_bytes = 0
+    _head_bytes = 0  # received while the head is incomplete: what the parser may be holding
+    _head_size = 0  # the request line and headers parsed so far
     _in_head = True
 
     @property
@@ -34,12 +35,20 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
-        self._head_bytes = 0
+        self._head_bytes = self._head_size = 0
 
     def on_url(self, url: bytes) -> None:
-        if len(self.url) + len(url) > self._head_limit:
-            raise _HeadTooLarge
+        self._grow(len(url))
         super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._grow(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def _grow(self, size: int) -> None:
+        self._head_size += size
+        if self._head_size > self._head_limit:
+            raise _HeadTooLarge
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -52,12 +61,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
             if isinstance(exc.__context__, _HeadTooLarge):
-                self._refuse_head()
-                return
-            self._invalid()
+                self._refuse(431, "request_head_too_large", self._too_large())
+            else:
+                self._refuse(400, "invalid_http", "this is not a valid HTTP request")
             return
         except httptools.HttpParserError:
-            self._invalid()
+            self._refuse(400, "invalid_http", "this is not a valid HTTP request")
             return
         except httptools.HttpParserUpgrade:
             if self._should_upgrade():
@@ -66,25 +75,21 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 self._unsupported_upgrade_warning()
             return
         if self._in_head and self._head_bytes > self._head_limit:
-            self._refuse_head()
+            self._refuse(431, "request_head_too_large", self._too_large())
 
-    def _invalid(self) -> None:
-        msg = "Invalid HTTP request received."
-        self.logger.warning(msg)
-        self.send_400_response(msg)
-
-    def _refuse_head(self) -> None:
+    def _too_large(self) -> str:
         limit = self._head_limit
-        body = json.dumps(
-            error_body(
-                "request_head_too_large",
-                f"the request line and headers are larger than this hub takes ({limit} bytes)",
-            )
-        ).encode()
+        return f"the request line and headers are larger than this hub takes ({limit} bytes)"
+
+    def _refuse(self, status: int, type_: str, message: str) -> None:
+        """Answer in the API's error shape and close: the parser cannot go on. One line in the
+        log at INFO, as the access log would have said."""
+        self.logger.info("refused a request: %s %s", status, type_)
+        body = json.dumps(error_body(type_, message)).encode()
+        reason = {400: b"Bad Request", 431: b"Request Header Fields Too Large"}[status]
         self.transport.write(
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-            b"content-type: application/json\r\n"
-            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
+            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (status, reason, len(body), body)
         )
         self.transport.close()
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import shutil
+import subprocess
 import tempfile
 import uuid
 import warnings
@@ -38,6 +40,9 @@ from ledger.funding import fund_wallet_for_development
 from ledger.migrate import upgrade
 from ledger.money import Money
 
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+# .ci/run installs Debian's nginx-light where it is missing; /usr/sbin may be off a user's PATH.
+NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
 JWT_SECRET = "test-secret-" + "x" * 40
 PAYSTACK_SECRET = "sk_test_paystack_" + "p" * 24
 STRIPE_SECRET = "sk_test_stripe_" + "s" * 24
@@ -354,3 +359,59 @@ async def sockets() -> AsyncIterator[Callable[[], SocketProbe]]:
     yield make
     for probe in made:
         await probe.close()
+
+
+@contextlib.asynccontextmanager
+async def balancer(folder: Path, node_port: int, *, bind: str | None = None) -> AsyncIterator[str]:
+    """deploy/nginx.conf as the compose balancer uses it, run by a real nginx on loopback in
+    front of the node on `node_port`; yields its URL. `bind`: the loopback address nginx
+    connects to the node from (so that a node can trust it and nobody else on 127/8)."""
+    assert NGINX is not None
+    site = (DEPLOY / "nginx.conf").read_text()
+    for node in ("hub1:8000", "hub2:8000"):
+        assert f"server {node} " in site, node
+        site = site.replace(f"server {node} ", f"server 127.0.0.1:{node_port} ")
+    port = free_port()
+    assert "listen 80;" in site
+    site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
+    if bind is not None:
+        site = site.replace(
+            "proxy_pass http://hub_nodes;",
+            f"proxy_pass http://hub_nodes;\n        proxy_bind {bind};",
+        )
+    (folder / "hub.conf").write_text(site)
+    temp = " ".join(
+        f"{kind}_temp_path {folder / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    config = folder / "nginx.conf"
+    config.write_text(
+        f"daemon off;\nmaster_process off;\npid {folder / 'nginx.pid'};\n"
+        f"error_log {folder / 'error.log'} warn;\nevents {{}}\n"
+        f"http {{\n  access_log off;\n  {temp}\n  include {folder / 'hub.conf'};\n}}\n"
+    )
+    process = await asyncio.create_subprocess_exec(
+        NGINX,
+        "-e",
+        str(folder / "error.log"),
+        "-p",
+        str(folder),
+        "-c",
+        str(config),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            for _ in range(100):
+                try:
+                    await client.get(f"{url}/healthz")
+                    break
+                except httpx.TransportError:
+                    assert process.returncode is None, (folder / "error.log").read_text()
+                    await asyncio.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 30)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,6 @@ import httpx
 import pytest
 from sqlalchemy import func, select, text
 
-from hub.embedded import free_port
 from hub.providers.signatures import sign_paystack
 from hub.runtime import build_provider_clients
 from jobs import maintenance
@@ -24,18 +22,17 @@ from jobs.verification import verify
 from ledger.payments import count_unconfirmed
 from ledger.schema import reconciliations
 from tests.conftest import (
+    NGINX,
     PAYSTACK_SECRET,
     LiveServer,
     Services,
     Stack,
+    balancer,
     hub_server,
     make_settings,
 )
 from tests.money import start_topup
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-# .ci/run installs Debian's nginx-light where it is missing; /usr/sbin may be off a user's PATH.
-NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
 METRICS_TOKEN = "metrics-" + "t" * 32
 
 
@@ -163,68 +160,20 @@ async def test_metrics_need_the_token_when_one_is_set(services: Services) -> Non
         await server.stop()
 
 
-def _balancer_config(folder: Path, node_port: int, port: int) -> Path:
-    """deploy/nginx.conf as the compose balancer uses it, pointed at a node on loopback, inside
-    a minimal main configuration that keeps every file under `folder`."""
-    site = (DEPLOY / "nginx.conf").read_text()
-    for node in ("hub1:8000", "hub2:8000"):
-        assert f"server {node} " in site, node
-        site = site.replace(f"server {node} ", f"server 127.0.0.1:{node_port} ")
-    assert "listen 80;" in site
-    site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
-    (folder / "hub.conf").write_text(site)
-    temp = " ".join(
-        f"{kind}_temp_path {folder / kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    main = folder / "nginx.conf"
-    main.write_text(
-        f"daemon off;\nmaster_process off;\npid {folder / 'nginx.pid'};\n"
-        f"error_log {folder / 'error.log'} warn;\nevents {{}}\n"
-        f"http {{\n  access_log off;\n  {temp}\n  include {folder / 'hub.conf'};\n}}\n"
-    )
-    return main
-
-
 @pytest.mark.skipif(NGINX is None, reason="nginx not installed (Debian package nginx-light)")
 async def test_the_balancer_refuses_metrics_and_forwards_the_rest(
     live: LiveServer, tmp_path: Path
 ) -> None:
-    assert NGINX is not None
-    port = free_port()
-    config = _balancer_config(tmp_path, live.port, port)
-    process = await asyncio.create_subprocess_exec(
-        NGINX,
-        "-e",
-        str(tmp_path / "error.log"),
-        "-p",
-        str(tmp_path),
-        "-c",
-        str(config),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    balancer = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(timeout=10) as client:
-            for _ in range(100):
-                try:
-                    health = await client.get(f"{balancer}/healthz")
-                    break
-                except httpx.TransportError:
-                    assert process.returncode is None, (tmp_path / "error.log").read_text()
-                    await asyncio.sleep(0.1)
-            assert health.status_code == 200 and health.json() == {"status": "ok"}
-            assert (await client.get(f"{balancer}/openapi.json")).status_code == 200
-            for path in ("/metrics", "/metrics/", "//metrics", "/%6Detrics", "/metrics?x=1"):
-                refused = await client.get(f"{balancer}{path}")
-                assert refused.status_code == 403, path
-                assert "hub_" not in refused.text
-            # Prometheus scrapes the node itself.
-            assert (await client.get(f"{live.url}/metrics")).status_code == 200
-    finally:
-        process.terminate()
-        await asyncio.wait_for(process.wait(), 30)
+    async with balancer(tmp_path, live.port) as url, httpx.AsyncClient(timeout=10) as client:
+        health = await client.get(f"{url}/healthz")
+        assert health.status_code == 200 and health.json() == {"status": "ok"}
+        assert (await client.get(f"{url}/openapi.json")).status_code == 200
+        for path in ("/metrics", "/metrics/", "//metrics", "/%6Detrics", "/metrics?x=1"):
+            refused = await client.get(f"{url}{path}")
+            assert refused.status_code == 403, path
+            assert "hub_" not in refused.text
+        # Prometheus scrapes the node itself.
+        assert (await client.get(f"{live.url}/metrics")).status_code == 200
 
 
 def test_reconciliation_gauges_are_absent_until_a_reconciliation_is_read() -> None:

@@ -3,7 +3,8 @@
 A wallet tip's reference was `tip:<fan>:<key>`, so fan `a` with key `b:K` and fan `a:b` with
 key `K` made the same reference, and the second got 409 duplicate_transfer. References are now
 `key:<kind>:<length of the caller's id>:<caller>:<key>` (ledger.idempotency.transfer_reference),
-and existing ones are rewritten to that form from their tip or entitlement row (a card payment's
+and existing ones are rewritten to that form (transfers are otherwise append-only) from their
+tip or entitlement row (a card payment's
 `tip:payment:<reference>` is a different thing and stays): a key used before the upgrade still
 finds its transfer.
 
@@ -22,7 +23,11 @@ down_revision = "0008"
 branch_labels = None
 depends_on = None
 
+# Transfers are append-only (trigger transfers_immutable): only this migration, in its own
+# transaction, rewrites a column that is a uniqueness guard and not money.
 UPGRADE = """
+ALTER TABLE transfers DISABLE TRIGGER transfers_immutable;
+
 UPDATE transfers t
 SET reference = 'key:tip:' || length(tp.fan_id) || ':' || tp.fan_id || ':'
     || substr(t.reference, length('tip:' || tp.fan_id || ':') + 1)
@@ -40,10 +45,14 @@ WHERE e.transfer_id = t.id
   AND left(t.reference, length('purchase:' || e.buyer_id || ':'))
       = 'purchase:' || e.buyer_id || ':';
 
+ALTER TABLE transfers ENABLE TRIGGER transfers_immutable;
+
 DELETE FROM push_subscriptions WHERE endpoint ~ '[[:cntrl:][:space:]]';
 """
 
 DOWNGRADE = """
+ALTER TABLE transfers DISABLE TRIGGER transfers_immutable;
+
 UPDATE transfers t
 SET reference = 'tip:' || tp.fan_id || ':'
     || substr(t.reference, length('key:tip:' || length(tp.fan_id) || ':' || tp.fan_id || ':') + 1)
@@ -61,6 +70,8 @@ FROM entitlements e
 WHERE e.transfer_id = t.id
   AND left(t.reference, length('key:purchase:' || length(e.buyer_id) || ':' || e.buyer_id || ':'))
       = 'key:purchase:' || length(e.buyer_id) || ':' || e.buyer_id || ':';
+
+ALTER TABLE transfers ENABLE TRIGGER transfers_immutable;
 """
 
 
