@@ -26,6 +26,7 @@ SCENARIOS: list[tuple[str, list[str], int]] = [
     ("webhooks", [], 600),
     ("reconnect", [], 600),
     ("alerts", [], 600),
+    ("edge", [], 600),
 ]
 PROFILED = {"fanout", "tips", "webhooks"}
 

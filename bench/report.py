@@ -289,18 +289,73 @@ def alerts(lines: list[str]) -> None:
     lines.append("")
 
 
+EDGE_ATTACKS = {
+    "idle": "nothing (the peer: the same node idle)",
+    "replay": "issue 12's finding: 5.5 MB of 300,000 unknown keys",
+    "unknown_keys": "256 KiB of unknown keys",
+    "numbers": "256 KiB of numbers in one array",
+    "nesting": "256 KiB of arrays nested 30 deep",
+    "long_text": "256 KiB of text in one field",
+    "unsigned_webhook": "1 MiB unsigned webhook",
+}
+
+
+def edge(lines: list[str]) -> None:
+    data = load("edge")
+    lines += ["### 8. Hostile requests at the edge", ""]
+    if not data:
+        lines.append("*not run*\n")
+        return
+    before = load("edge-before-issue12")
+    s, b = data["summary"], (before or {}).get("summary", {})
+    lines += [
+        f"`/healthz` from a process of its own, every 20 ms, while {data['attackers']} "
+        f"connections send the request back to back for {data['seconds']:.0f} s (runs: "
+        f"{runs_of(data)}; {data['date']}). The last column is the same node before the "
+        "limits of issue 12 (commit 96368a0, `BENCH_HUB_ROOT`)"
+        + (f", runs: {runs_of(before)}." if before else ": not run."),
+        "",
+        "| attack | answer | `/healthz` p50 (ms) | p99 (ms) | max (ms) | attacks/s | hub CPU "
+        "| before: p99 (ms) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key, label in EDGE_ATTACKS.items():
+        row = s.get(key, {})
+        statuses = ", ".join(
+            sorted(
+                {
+                    code
+                    for run in data["runs"]
+                    for code in run.get(key, {}).get("attack_statuses", {})
+                }
+            )
+        )
+        lines.append(
+            f"| {label} | {statuses or DASH} | {cell(row.get('healthz_p50_ms'), 1)} | "
+            f"{cell(row.get('healthz_p99_ms'), 1)} | {cell(row.get('healthz_max_ms'), 1)} | "
+            f"{cell(row.get('attack_per_s'), 0)} | {cell(row.get('hub_cpu_share'), 2)} | "
+            f"{cell(b.get(key, {}).get('healthz_p99_ms'), 1)} |"
+        )
+    lines.append("")
+
+
 def machine(lines: list[str]) -> None:
-    for name in ("capacity", "fanout", "tips", "webhooks", "reconnect", "pgpeer"):
+    """The machine of each scenario's latest results: one line per machine, naming the
+    scenarios it ran (figures from different machines are not to be compared)."""
+    seen: dict[str, list[str]] = {}
+    for name in ("capacity", "fanout", "tips", "webhooks", "reconnect", "pgpeer", "alerts", "edge"):
         data = load(name)
         if data:
             m = data["machine"]
             versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
-            lines += [
-                f"Machine: {m['nproc']} cores ({m['cpu_model']}), {m.get('memory_total')} memory, "
-                f"Linux {m['kernel']}. Versions: {versions}.",
-                "",
-            ]
-            return
+            described = (
+                f"{m['nproc']} cores ({m['cpu_model']}), {m.get('memory_total')} memory, "
+                f"Linux {m['kernel']}. Versions: {versions}."
+            )
+            seen.setdefault(described, []).append(name)
+    for described, names in seen.items():
+        prefix = "Machine" if len(seen) == 1 else f"Machine of {', '.join(names)}"
+        lines += [f"{prefix}: {described}", ""]
 
 
 def render() -> str:
@@ -311,6 +366,7 @@ def render() -> str:
     ledger(lines)
     reconnect(lines)
     alerts(lines)
+    edge(lines)
     lines.append(END)
     return "\n".join(lines)
 

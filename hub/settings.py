@@ -104,6 +104,7 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(default=32 * 1024, ge=1024)
     json_max_depth: int = Field(default=32, ge=2, le=512)
     json_max_number_length: int = Field(default=40, ge=20, le=4000)
+    json_max_values: int = Field(default=10_000, ge=100, le=1_000_000)
     # Retention, applied by the workers' housekeeping jobs. Keys are kept at least a day: a
     # client retrying within one must get its saved response, not a second execution.
     idempotency_key_retention_hours: int = Field(default=48, ge=24)

@@ -58,7 +58,9 @@ class Hub:
     @functools.cached_property
     def json_limits(self) -> JsonLimits:
         settings = self.settings
-        return JsonLimits(settings.json_max_depth, settings.json_max_number_length)
+        return JsonLimits(
+            settings.json_max_depth, settings.json_max_number_length, settings.json_max_values
+        )
 
     def publish_after_commit(self, uow: UnitOfWork, events: Sequence[Event]) -> None:
         """Once the transaction commits: count its postings, publish its events, and queue a

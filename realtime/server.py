@@ -72,7 +72,8 @@ def _last_event_id(auth: Any) -> int | None:
     return value
 
 
-Origins = Callable[[str | None], bool]
+# Whether a browser origin may open a socket: (Origin or None, the handshake environ) → bool.
+Origins = Callable[..., bool]
 
 
 class Realtime:

@@ -19,13 +19,18 @@ T = TypeVar("T")
 TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 
 
+# A provider's events are parsed only once their signature holds: limits for its own payloads
+# (an invoice with hundreds of lines), not for a stranger's.
+WEBHOOK_JSON = JsonLimits(max_depth=64, max_values=200_000)
+
+
 def load_object(body: bytes) -> dict[str, Any]:
-    """A signed webhook's JSON object, within the default JSON limits. A NUL (escaped or not)
-    is refused too: PostgreSQL stores none, and no provider sends one."""
+    """A signed webhook's JSON object, within WEBHOOK_JSON. A NUL (escaped or not) is refused
+    too: PostgreSQL stores none, and no provider sends one."""
     if b"\x00" in body or b"\\u0000" in body:
         raise MalformedPayload("body contains a NUL character")
     try:
-        value = loads(body, JsonLimits())
+        value = loads(body, WEBHOOK_JSON)
     except JsonRefused as exc:
         raise MalformedPayload(f"body is not JSON within limits: {exc}") from None
     if not isinstance(value, dict):
