@@ -5,10 +5,17 @@ uvicorn's httptools protocol holds a request's headers in memory however long th
 protocol stops at `h11_max_incomplete_event_size`, and is slower). BoundedHttpToolsProtocol reads
 that same option as its limit: a request line and headers above it are answered 431 and the
 connection closed, having held at most the limit and one read more.
+
+An answer that closes the connection while the request is still arriving (a 413 from
+hub.middleware.BodyLimit, a 431) closes it the way nginx does, lingering: the answer is sent,
+the sending side shut, and what the client still sends is read and dropped, for at most
+LINGER_SECONDS or LINGER_BYTES, so that a client that writes its whole body before reading
+(most do) reads the answer instead of a reset connection.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -18,15 +25,54 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from hub.errors import error_body
 from hub.settings import Settings
 
+LINGER_SECONDS = 5.0
+LINGER_BYTES = 32 * 1024 * 1024
+
 
 class _HeadTooLarge(Exception):
     pass
+
+
+class _Lingering:
+    """The transport an HTTP request's answer is written to: closing it while the request is
+    still arriving shuts the sending side and drops the rest (see the module's docstring)."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: BoundedHttpToolsProtocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def close(self) -> None:
+        if self._protocol.request_complete or self._transport.is_closing():
+            self._transport.close()
+        else:
+            self._protocol.linger()
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _head_bytes = 0  # received while the head is incomplete: what the parser may be holding
     _head_size = 0  # the request line and headers parsed so far
     _in_head = True
+    request_complete = True  # no request is arriving (or the last one arrived whole)
+    _dropping: int | None = None  # lingering: the bytes still allowed before closing
+    _linger_timer: asyncio.TimerHandle | None = None
+
+    def linger(self) -> None:
+        if self._dropping is not None:
+            return
+        if self.transport.can_write_eof():
+            self.transport.write_eof()  # the answer, then the end: the client reads both
+        self._dropping = LINGER_BYTES
+        self._linger_timer = asyncio.get_running_loop().call_later(
+            LINGER_SECONDS, self.transport.close
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+        super().connection_lost(exc)
 
     @property
     def _head_limit(self) -> int:
@@ -35,7 +81,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
+        self.request_complete = False
         self._head_bytes = self._head_size = 0
+
+    def on_message_complete(self) -> None:
+        self.request_complete = True
+        super().on_message_complete()
 
     def on_url(self, url: bytes) -> None:
         self._grow(len(url))
@@ -53,8 +104,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         super().on_headers_complete()
+        if not (self.parser.should_upgrade() and self._should_upgrade()):
+            # The answer's transport (a WebSocket keeps the plain one).
+            self.cycle.transport = _Lingering(self.transport, self)  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        if self._dropping is not None:
+            self._dropping -= len(data)
+            if self._dropping < 0:
+                self.transport.close()
+            return
         if self._in_head:
             self._head_bytes += len(data)
         try:

@@ -162,6 +162,19 @@ async def test_ten_megabytes_to_tips_are_refused_and_nothing_is_stored(
     nothing_logged(quiet)
 
 
+async def test_a_client_that_writes_its_whole_body_first_reads_the_413(http, people) -> None:
+    """httpx sends all of a request before it reads the answer: the node answers at once, then
+    reads and drops the rest (lingering, as nginx does) instead of resetting the connection."""
+    response = await http.post(
+        "/api/v1/tips",
+        content=b"x" * (10 * 1024 * 1024),
+        headers={**auth(people.fan, "fan"), **key()},
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["type"] == "payload_too_large"
+    assert (await http.get("/healthz")).status_code == 200  # a new connection, as asked
+
+
 async def test_a_socket_polling_body_is_limited_like_the_rest(live, quiet) -> None:
     status, body, _ = await exchange(
         live.port,
