@@ -21,12 +21,12 @@ from hub.metrics import RATE_LIMITED
 from hub.ratelimit import RateLimited
 from hub.state import Hub
 from ledger.accounts import Role
+from ledger.db import BIGINT_MAX
 from ledger.idempotency import request_fingerprint
 from ledger.statements import MAX_PAGE
 
 M = TypeVar("M", bound=BaseModel)
 MAX_SAFE_INTEGER = 2**53 - 1  # the largest amount a JavaScript client reads exactly
-INT64_MAX = 2**63 - 1  # PostgreSQL's bigint: every id and cursor
 # Times and dates a request may name: a ledger has nothing before, and nothing far after.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
@@ -108,7 +108,7 @@ def int64(text: str | None) -> int | None:
     if text is None or not _DIGITS.fullmatch(text):
         return None
     value = int(text)
-    return value if -INT64_MAX - 1 <= value <= INT64_MAX else None
+    return value if -BIGINT_MAX - 1 <= value <= BIGINT_MAX else None
 
 
 def path_id(request: Request, name: str, missing: Exception) -> int:

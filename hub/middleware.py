@@ -13,12 +13,12 @@ from urllib.parse import parse_qsl
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from hub.auth import CONTROL
 from hub.errors import ApiError, error_body
 from hub.logs import AccessLog
 from hub.settings import Settings
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CONTROL_BYTES = re.compile(rb"[\x00-\x1f\x7f]")
 HSTS = b"max-age=63072000; includeSubDomains"
 
@@ -174,12 +174,12 @@ class InputGate:
 
 
 def _controlled(path: str, query: bytes) -> str | None:
-    if _CONTROL.search(path):
+    if CONTROL.search(path):
         return "path"
     if _CONTROL_BYTES.search(query):
         return "query"
     if b"%" in query:  # percent-escapes decode to anything: read it as Starlette will
         for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
-            if _CONTROL.search(name) or _CONTROL.search(value):
-                return name[:64] if name and not _CONTROL.search(name) else "query"
+            if CONTROL.search(name) or CONTROL.search(value):
+                return name[:64] if name and not CONTROL.search(name) else "query"
     return None

@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 AfterCommit = Callable[[], Awaitable[None]]
 
 
+BIGINT_MAX = 2**63 - 1  # PostgreSQL's bigint: every id, cursor and sequence number
+
+
 @dataclass(frozen=True, slots=True)
 class PoolSettings:
     size: int = 10

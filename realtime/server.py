@@ -15,6 +15,7 @@ from engineio import packet as eio_packet
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ledger.db import BIGINT_MAX
 from realtime.bus import BusEvent, Frame, Subscriber, frame
 from realtime.delivery import Delivery
 from realtime.manager import HubManager
@@ -57,9 +58,6 @@ class SocketLimits:
     connections_per_overlay_key: int = 5  # cluster-wide, likewise
 
 
-INT64_MAX = 2**63 - 1
-
-
 def _last_event_id(auth: Any) -> int | None:
     """The last event id the client saw: an integer (or its decimal digits) from 0 to 2^63-1."""
     value = auth.get("last_event_id") if isinstance(auth, dict) else None
@@ -67,7 +65,7 @@ def _last_event_id(auth: Any) -> int | None:
         return None
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT64_MAX:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= BIGINT_MAX:
         raise Refused("invalid_request", "last_event_id must be an event id (0 to 2^63-1)")
     return value
 

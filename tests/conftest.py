@@ -415,3 +415,26 @@ async def balancer(folder: Path, node_port: int, *, bind: str | None = None) -> 
     finally:
         process.terminate()
         await asyncio.wait_for(process.wait(), 30)
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(services: Services, prefix: str) -> AsyncIterator[str]:
+    """An empty database of its own on the suite's PostgreSQL, dropped afterwards: its URL."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(services.database_url)
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(
+        host=url.host,
+        port=url.port,
+        user=url.username,
+        password=url.password or None,
+        database="postgres",
+    )
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()

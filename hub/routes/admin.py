@@ -11,7 +11,6 @@ from starlette.responses import Response
 
 from hub.errors import ApiError
 from hub.http import (
-    INT64_MAX,
     MAX_SAFE_INTEGER,
     hub_of,
     json_object,
@@ -25,7 +24,7 @@ from hub.idempotency import idempotency_key
 from jobs import deadletter
 from jobs import refunds as refund_jobs
 from ledger.accounts import Role
-from ledger.db import UnitOfWork, unit_of_work
+from ledger.db import BIGINT_MAX, UnitOfWork, unit_of_work
 from ledger.errors import UnknownFailedJob
 from ledger.fees import MAX_FEE_BPS, current_fee_bps, set_fee_bps
 from ledger.operations import list_failed_jobs
@@ -35,7 +34,7 @@ from ledger.refunds import refund_payment
 class RefundRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    payment_id: StrictInt = Field(gt=0, le=INT64_MAX)
+    payment_id: StrictInt = Field(gt=0, le=BIGINT_MAX)
     amount: StrictInt | None = Field(default=None, gt=0, le=MAX_SAFE_INTEGER)  # default: all left
 
 

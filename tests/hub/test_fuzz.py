@@ -11,14 +11,11 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
 
 from hub.embedded import free_port
 from ledger.accounts import Role
@@ -33,6 +30,7 @@ from tests.conftest import (
     hub_server,
     make_settings,
     sandbox_server,
+    scratch_database,
     token,
 )
 
@@ -42,42 +40,34 @@ EXAMPLES = 30  # per operation and phase
 
 @pytest.fixture(scope="module")
 async def fuzzed(services: Services) -> AsyncIterator[LiveServer]:
-    url = make_url(services.database_url)
-    name = f"hub_fuzz_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(
-        host=url.host, port=url.port, user=url.username, password=url.password or None
-    )
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    database = url.set(database=name).render_as_string(hide_password=False)
-    await asyncio.to_thread(upgrade, database)
-    engine = make_engine(database)
-    sessions = make_sessions(engine)
-    await create_user(sessions, "fuzz-creator", Role.CREATOR)
-    await create_user(sessions, "fuzz-fan", Role.FAN, fund=Money(1_000_000, "NGN"))
-    async with unit_of_work(sessions) as uow:
-        for n in range(3):
-            await create_content(uow.session, "fuzz-creator", f"Film {n}", Money(500, "NGN"))
-    hub_port, sandbox_port = free_port(), free_port()
-    sandbox = sandbox_server(hub_port, sandbox_port)  # the providers, on loopback
-    server = hub_server(
-        make_settings(
-            services,
-            sandbox.url,
-            port=hub_port,
-            database_url=database,
-            redis_url=urlsplit(services.redis_url)._replace(path="/7").geturl(),
-        )
-    )
-    await sandbox.start()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-        await sandbox.stop()
+    async with scratch_database(services, "hub_fuzz") as database:
+        await asyncio.to_thread(upgrade, database)
+        engine = make_engine(database)
+        sessions = make_sessions(engine)
+        await create_user(sessions, "fuzz-creator", Role.CREATOR)
+        await create_user(sessions, "fuzz-fan", Role.FAN, fund=Money(1_000_000, "NGN"))
+        async with unit_of_work(sessions) as uow:
+            for n in range(3):
+                await create_content(uow.session, "fuzz-creator", f"Film {n}", Money(500, "NGN"))
         await engine.dispose()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        hub_port, sandbox_port = free_port(), free_port()
+        sandbox = sandbox_server(hub_port, sandbox_port)  # the providers, on loopback
+        server = hub_server(
+            make_settings(
+                services,
+                sandbox.url,
+                port=hub_port,
+                database_url=database,
+                redis_url=urlsplit(services.redis_url)._replace(path="/7").geturl(),
+            )
+        )
+        await sandbox.start()
+        await server.start()
+        try:
+            yield server
+        finally:
+            await server.stop()
+            await sandbox.stop()
 
 
 # Half of the generated values come from these, so that the cases get past "no such creator"

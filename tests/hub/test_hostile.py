@@ -22,8 +22,10 @@ from ledger.accounts import Role
 from ledger.money import Money
 from tests.conftest import (
     JWT_SECRET,
+    NGINX,
     LiveServer,
     auth,
+    balancer,
     create_user,
     hub_server,
     make_settings,
@@ -747,15 +749,12 @@ async def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(strict) -> 
         ] is False
 
 
+@pytest.mark.skipif(NGINX is None, reason="nginx not installed (Debian package nginx-light)")
 async def test_behind_the_shipped_balancer_a_client_cannot_choose_its_address(
     strict, tmp_path, services
 ) -> None:
     """deploy/nginx.conf in front of a node that trusts only nginx's address: rotating
     X-Forwarded-For does not escape the per-IP webhook limit (3 a minute here)."""
-    from tests.conftest import NGINX, balancer
-
-    if NGINX is None:
-        pytest.skip("nginx not installed (Debian package nginx-light; .ci/run installs it)")
     async with (
         balancer(tmp_path, strict.port, bind="127.0.0.2") as url,
         _from("127.0.0.3", url) as client,

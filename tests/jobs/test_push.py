@@ -52,6 +52,7 @@ from tests.conftest import (
     make_settings,
     run_burst_worker,
     sandbox_server,
+    scratch_database,
     token,
 )
 
@@ -631,20 +632,14 @@ def test_hub_dev_keeps_one_vapid_key(tmp_path: Path) -> None:
 
 async def test_the_migration_downgrades_and_upgrades(services: Services) -> None:
     url = make_url(services.database_url)
-    name = f"hub_push_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg_connect(url, "postgres")
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        scratch = url.set(database=name).render_as_string(hide_password=False)
+    async with scratch_database(services, "hub_push") as scratch:
+        name = make_url(scratch).database
         await asyncio.to_thread(upgrade, scratch)
         assert await _has_table(url, name)
         await asyncio.to_thread(downgrade, scratch, "0007")
         assert not await _has_table(url, name)
         await asyncio.to_thread(upgrade, scratch)
         assert await _has_table(url, name)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def asyncpg_connect(url: Any, database: str) -> Any:

@@ -6,7 +6,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import uuid
 
 import asyncpg
 import pytest
@@ -26,7 +25,7 @@ from ledger.money import Money
 from ledger.payments import Purpose, create_payment
 from ledger.push import save_subscription
 from ledger.tips import send_tip
-from tests.conftest import JWT_SECRET, Services, auth, create_user
+from tests.conftest import JWT_SECRET, Services, auth, create_user, scratch_database
 from tests.money import key
 
 
@@ -117,17 +116,8 @@ HEAD = ScriptDirectory.from_config(alembic_config("postgresql://unused")).get_cu
 
 async def test_migrations_apply_from_empty_and_downgrade(services: Services) -> None:
     url = make_url(services.database_url)
-    name = f"hub_migrations_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(
-        host=url.host,
-        port=url.port,
-        user=url.username,
-        password=url.password or None,
-        database="postgres",
-    )
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        scratch = url.set(database=name).render_as_string(hide_password=False)
+    async with scratch_database(services, "hub_migrations") as scratch:
+        name = make_url(scratch).database
         await asyncio.to_thread(upgrade, scratch)
         assert "body" in await _columns(url, name, "content")
         await asyncio.to_thread(downgrade, scratch, "0007")
@@ -164,9 +154,6 @@ async def test_migrations_apply_from_empty_and_downgrade(services: Services) -> 
         assert "payments_unconfirmed" in indexes
         assert {"push_subscriptions"} <= tables
         assert version == HEAD
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def _columns(url, database: str, table: str) -> set[str]:
@@ -193,114 +180,106 @@ async def test_migration_0009_rewrites_old_references_and_keeps_them_guarded(
     `purchase:<buyer>:<key>` references, a card tip's `tip:payment:<reference>`, and a push
     endpoint with a tab. After the upgrade each old key still finds its transfer; a card
     tip's reference is untouched; the unsendable endpoint is gone; the downgrade restores."""
-    url = make_url(services.database_url)
-    name = f"hub_migrations_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(
-        host=url.host, port=url.port, user=url.username, password=url.password or None
-    )
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    scratch = url.set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(scratch)
-    sessions = make_sessions(engine)
+    async with scratch_database(services, "hub_migrations") as scratch:
+        engine = make_engine(scratch)
+        sessions = make_sessions(engine)
 
-    labels: dict[int, str] = {}
+        labels: dict[int, str] = {}
 
-    async def references() -> dict[str, str]:
-        async with sessions() as session:
-            rows = await session.execute(
-                text("SELECT id, reference FROM transfers WHERE id = ANY(:ids)"),
-                {"ids": list(labels)},
-            )
-            return {labels[row.id]: row.reference for row in rows}
-
-    try:
-        await asyncio.to_thread(upgrade, scratch, "0008")
-        async with unit_of_work(sessions) as uow:
-            s = uow.session
-            for user, role in (
-                ("a", Role.FAN),
-                ("x:y", Role.FAN),
-                ("payment", Role.FAN),
-                ("cr", Role.CREATOR),
-            ):
-                await ensure_user(s, user, role, ("NGN",))
-            for fan in ("a", "x:y", "payment"):
-                await fund_wallet_for_development(
-                    s, fan, Money(10_000, "NGN"), reference=f"funding:{fan}"
+        async def references() -> dict[str, str]:
+            async with sessions() as session:
+                rows = await session.execute(
+                    text("SELECT id, reference FROM transfers WHERE id = ANY(:ids)"),
+                    {"ids": list(labels)},
                 )
-            for label, fan, reference in (
-                ("a", "a", "tip:a:b:K"),
-                ("xy", "x:y", "tip:x:y:z"),
-                ("payment-user", "payment", "tip:payment:K"),
-                ("card", "a", "tip:payment:PAYREF"),
-            ):
-                sent = await send_tip(
-                    s,
-                    fan_id=fan,
-                    creator_id="cr",
-                    amount=Money(100, "NGN"),
-                    message=None,
-                    fee_bps=1000,
-                    reference=reference,
-                )
-                labels[sent.sale.transfer.id] = label
-            card = await create_payment(
-                s,
-                user_id="a",
-                provider="sandbox",
-                amount=Money(100, "NGN"),
-                purpose=Purpose.TIP,
-                details={},
-            )
-            await s.execute(
-                text(
-                    "UPDATE tips SET payment_id = :payment FROM transfers t "
-                    "WHERE t.id = tips.transfer_id AND t.reference = 'tip:payment:PAYREF'"
-                ),
-                {"payment": card.id},
-            )
-            item = await create_content(s, "cr", "Film", Money(300, "NGN"))
-            bought = await purchase(
-                s, buyer_id="a", content_id=item.id, fee_bps=1000, reference="purchase:a:b:K"
-            )
-            labels[bought.sale.transfer.id] = "buy"
-            for endpoint in ("https://push.example/ok", "https://push.example/\tbad"):
-                await save_subscription(s, "cr", endpoint, "p", "a")
-        before = await references()
+                return {labels[row.id]: row.reference for row in rows}
 
-        await asyncio.to_thread(upgrade, scratch)
-        assert await references() == {
-            "a": transfer_reference("tip", "a", "b:K"),
-            "xy": transfer_reference("tip", "x:y", "z"),
-            "payment-user": transfer_reference("tip", "payment", "K"),
-            "card": "tip:payment:PAYREF",
-            "buy": transfer_reference("purchase", "a", "b:K"),
-        }
-        async with sessions() as session:
-            endpoints = (
-                (await session.execute(text("SELECT endpoint FROM push_subscriptions")))
-                .scalars()
-                .all()
-            )
-        assert endpoints == ["https://push.example/ok"]
-        # The same key again, through today's reference: the transfer exists already.
-        with pytest.raises(DuplicateTransfer):
+        try:
+            await asyncio.to_thread(upgrade, scratch, "0008")
             async with unit_of_work(sessions) as uow:
-                await send_tip(
-                    uow.session,
-                    fan_id="a",
-                    creator_id="cr",
+                s = uow.session
+                for user, role in (
+                    ("a", Role.FAN),
+                    ("x:y", Role.FAN),
+                    ("payment", Role.FAN),
+                    ("cr", Role.CREATOR),
+                ):
+                    await ensure_user(s, user, role, ("NGN",))
+                for fan in ("a", "x:y", "payment"):
+                    await fund_wallet_for_development(
+                        s, fan, Money(10_000, "NGN"), reference=f"funding:{fan}"
+                    )
+                for label, fan, reference in (
+                    ("a", "a", "tip:a:b:K"),
+                    ("xy", "x:y", "tip:x:y:z"),
+                    ("payment-user", "payment", "tip:payment:K"),
+                    ("card", "a", "tip:payment:PAYREF"),
+                ):
+                    sent = await send_tip(
+                        s,
+                        fan_id=fan,
+                        creator_id="cr",
+                        amount=Money(100, "NGN"),
+                        message=None,
+                        fee_bps=1000,
+                        reference=reference,
+                    )
+                    labels[sent.sale.transfer.id] = label
+                card = await create_payment(
+                    s,
+                    user_id="a",
+                    provider="sandbox",
                     amount=Money(100, "NGN"),
-                    message=None,
-                    fee_bps=1000,
-                    reference=transfer_reference("tip", "a", "b:K"),
+                    purpose=Purpose.TIP,
+                    details={},
                 )
-        async with sessions() as session:
-            assert await run_checks(session) == []
+                await s.execute(
+                    text(
+                        "UPDATE tips SET payment_id = :payment FROM transfers t "
+                        "WHERE t.id = tips.transfer_id AND t.reference = 'tip:payment:PAYREF'"
+                    ),
+                    {"payment": card.id},
+                )
+                item = await create_content(s, "cr", "Film", Money(300, "NGN"))
+                bought = await purchase(
+                    s, buyer_id="a", content_id=item.id, fee_bps=1000, reference="purchase:a:b:K"
+                )
+                labels[bought.sale.transfer.id] = "buy"
+                for endpoint in ("https://push.example/ok", "https://push.example/\tbad"):
+                    await save_subscription(s, "cr", endpoint, "p", "a")
+            before = await references()
 
-        await asyncio.to_thread(downgrade, scratch, "0008")
-        assert await references() == before
-    finally:
-        await engine.dispose()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+            await asyncio.to_thread(upgrade, scratch)
+            assert await references() == {
+                "a": transfer_reference("tip", "a", "b:K"),
+                "xy": transfer_reference("tip", "x:y", "z"),
+                "payment-user": transfer_reference("tip", "payment", "K"),
+                "card": "tip:payment:PAYREF",
+                "buy": transfer_reference("purchase", "a", "b:K"),
+            }
+            async with sessions() as session:
+                endpoints = (
+                    (await session.execute(text("SELECT endpoint FROM push_subscriptions")))
+                    .scalars()
+                    .all()
+                )
+            assert endpoints == ["https://push.example/ok"]
+            # The same key again, through today's reference: the transfer exists already.
+            with pytest.raises(DuplicateTransfer):
+                async with unit_of_work(sessions) as uow:
+                    await send_tip(
+                        uow.session,
+                        fan_id="a",
+                        creator_id="cr",
+                        amount=Money(100, "NGN"),
+                        message=None,
+                        fee_bps=1000,
+                        reference=transfer_reference("tip", "a", "b:K"),
+                    )
+            async with sessions() as session:
+                assert await run_checks(session) == []
+
+            await asyncio.to_thread(downgrade, scratch, "0008")
+            assert await references() == before
+        finally:
+            await engine.dispose()
