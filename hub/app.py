@@ -25,7 +25,7 @@ from hub.routes import pages
 from hub.runtime import Runtime, build_provider_clients
 from hub.settings import Settings
 from hub.state import Hub
-from ledger.db import make_engine, make_sessions
+from ledger.db import make_engine, make_pool, make_sessions
 from realtime.publisher import Publisher
 from realtime.server import Identity, Realtime, SocketLimits
 
@@ -75,10 +75,12 @@ def create_app(runtime: Runtime) -> ASGIApp:
         limiter = RateLimiter(runtime.redis_url, fail_open=settings.rate_limit_fail_open)
         fees = FeeCache(redis, sessions, settings.platform_fee_bps)
         publisher = Publisher(redis, sessions)
+        pool = await make_pool(runtime.database_url, settings.pool())
         hub = Hub(
             runtime=runtime,
             verifier=verifier,
             engine=engine,
+            pool=pool,
             sessions=sessions,
             read_sessions=make_sessions(read_engine),
             redis=redis,
@@ -115,6 +117,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
             await http_client.aclose()
             await queue.aclose()
             await redis.aclose()
+            await pool.close()
             await engine.dispose()
             if read_engine is not engine:
                 await read_engine.dispose()

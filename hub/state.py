@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 import socketio
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
@@ -23,7 +24,7 @@ from hub.runtime import Runtime
 from hub.settings import Settings
 from jobs import push
 from ledger.accounts import Role, ensure_user, user_is_current
-from ledger.db import UnitOfWork, unit_of_work
+from ledger.db import AfterCommit, UnitOfWork, unit_of_work
 from ledger.events import Event
 from ledger.overlays import find_active
 from ledger.users import find_user
@@ -38,6 +39,7 @@ class Hub:
     runtime: Runtime
     verifier: TokenVerifier
     engine: AsyncEngine
+    pool: asyncpg.Pool  # plain asyncpg, for the hot paths
     sessions: async_sessionmaker[AsyncSession]
     read_sessions: async_sessionmaker[AsyncSession]  # a replica, or the primary
     redis: Redis
@@ -63,16 +65,23 @@ class Hub:
         )
 
     def publish_after_commit(self, uow: UnitOfWork, events: Sequence[Event]) -> None:
-        """Once the transaction commits: count its postings, publish its events, and queue a
-        Web Push alert for each tip.received (every tip path, wallet or card, passes here)."""
+        """Once the transaction commits, what follows its events (`followups`)."""
+        for action in self.followups(events):
+            uow.after_commit(action)
+
+    def followups(self, events: Sequence[Event]) -> list[AfterCommit]:
+        """What follows a commit that wrote `events`: count its postings, publish the events,
+        and queue a Web Push alert for each tip.received (every tip path, wallet or card,
+        passes here)."""
 
         async def publish() -> None:
             count_postings(events)
             await self.publisher.publish(events)
 
-        uow.after_commit(publish)
+        actions: list[AfterCommit] = [publish]
         if self.settings.vapid_private_key is not None and push.tip_ids(events):
-            uow.after_commit(lambda: push.enqueue_tip_alerts(self.queue, events))
+            actions.append(lambda: push.enqueue_tip_alerts(self.queue, events))
+        return actions
 
     @property
     def public_url(self) -> str:

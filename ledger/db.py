@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -73,6 +74,27 @@ def _log_slow_queries(engine: AsyncEngine, threshold_ms: int) -> None:
             log.warning("slow query: %.0f ms", elapsed_ms, extra={"statement": statement[:500]})
 
 
+def asyncpg_dsn(url: str) -> str:
+    """A SQLAlchemy URL (postgresql+asyncpg://…) as asyncpg itself takes it."""
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def make_pool(url: str, pool: PoolSettings | None = None) -> asyncpg.Pool:
+    """A plain asyncpg pool for the hot paths: its connections prepare each statement once and
+    reuse it. No connection is made before the first is needed (a node starts while
+    PostgreSQL is down, and says it is not ready)."""
+    pool = pool or PoolSettings()
+    made: asyncpg.Pool = await asyncpg.create_pool(
+        asyncpg_dsn(url),
+        min_size=0,
+        max_size=pool.size,
+        max_inactive_connection_lifetime=1800,
+        timeout=pool.connect_timeout,
+        server_settings={"statement_timeout": str(pool.statement_timeout_ms)},
+    )
+    return made
+
+
 def make_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
@@ -110,7 +132,13 @@ async def unit_of_work(sessions: async_sessionmaker[AsyncSession]) -> AsyncItera
     async with sessions() as session, session.begin():
         uow = UnitOfWork(session)
         yield uow
-    for action in uow._after_commit:
+    await run_after_commit(uow._after_commit)
+
+
+async def run_after_commit(actions: Sequence[AfterCommit]) -> None:
+    """Run what follows a commit, each action on its own: a failure is logged and the next
+    runs (what must not be lost is an event row that a sweeper republishes)."""
+    for action in actions:
         try:
             await action()
         except Exception:

@@ -39,12 +39,12 @@ async def creator_earnings(session: AsyncSession, creator_id: str, currency: str
 
 
 def _no_creator(creator_id: str) -> UnknownCreator:
-    return UnknownCreator(f"no creator {creator_id!r}", param="creator_id")
+    return UnknownCreator(f"no creator {creator_id}", param="creator_id")
 
 
 def _no_earnings(creator_id: str, currency: str) -> UnknownCreator:
     return UnknownCreator(
-        f"creator {creator_id!r} has no earnings account in {currency}", param="currency"
+        f"creator {creator_id} has no earnings account in {currency}", param="currency"
     )
 
 

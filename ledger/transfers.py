@@ -167,7 +167,7 @@ async def post_transfer(
         )
     ).all()
     if not rows:
-        raise DuplicateTransfer(f"a transfer with reference {reference!r} exists")
+        raise DuplicateTransfer(f"a transfer with reference {reference} exists")
     posted = tuple(
         PostedEntry(
             account_id=row.id,

@@ -15,6 +15,7 @@ from hub.http import (
     hub_of,
     json_object,
     json_response,
+    outcome_response,
     page_query,
     page_response,
     parse,
@@ -22,18 +23,20 @@ from hub.http import (
     respond_once,
     when,
 )
-from hub.idempotency import idempotency_key
+from hub.idempotency import Outcome, idempotency_key
 from hub.routes.payments import provider_named, start_payment
+from hub.state import Hub
 from jobs import receipts
 from ledger.accounts import Role, balances
-from ledger.db import UnitOfWork, unit_of_work
+from ledger.db import UnitOfWork, run_after_commit, unit_of_work
 from ledger.errors import InvalidTransfer
-from ledger.idempotency import transfer_reference
+from ledger.idempotency import request_fingerprint
 from ledger.money import Money
 from ledger.payments import Purpose
 from ledger.sales import creator_earnings
 from ledger.statements import balance_as_of, list_entries
-from ledger.tips import TipDirection, list_tips, send_tip
+from ledger.tips import TipDirection, list_tips
+from ledger.wallet_tips import TipCommand, post_wallet_tips
 
 
 class TipRequest(BaseModel):
@@ -60,20 +63,6 @@ async def create_tip(request: Request) -> Response:
     headers = await rate_limit(hub, request, "payments" if by_card else "transfers", principal)
     fee_bps = await hub.fees.get()
 
-    async def from_wallet(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
-        sent = await send_tip(
-            uow.session,
-            fan_id=principal.user_id,
-            creator_id=tip.creator_id,
-            amount=amount,
-            message=tip.message,
-            fee_bps=fee_bps,
-            reference=transfer_reference("tip", principal.user_id, key),
-        )
-        hub.publish_after_commit(uow, sent.events)
-        uow.after_commit(lambda: receipts.enqueue(hub.queue, sent.transfer_id))
-        return 201, sent.as_json()
-
     async def by_provider(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
         assert provider is not None
         if principal.user_id == tip.creator_id:
@@ -90,9 +79,33 @@ async def create_tip(request: Request) -> Response:
         )
         return 202, {"payment": payment, "checkout_url": payment["checkout_url"]}
 
-    return await respond_once(
-        hub, request, principal, key, payload, by_provider if by_card else from_wallet, headers
-    )
+    if not by_card:
+        command = TipCommand(
+            fan_id=principal.user_id,
+            key=key,
+            fingerprint=request_fingerprint(request.method, request.url.path, payload),
+            creator_id=tip.creator_id,
+            amount=amount,
+            fee_bps=fee_bps,
+            message=tip.message,
+        )
+        return await tip_from_wallet(hub, command, headers)
+    return await respond_once(hub, request, principal, key, payload, by_provider, headers)
+
+
+async def tip_from_wallet(hub: Hub, command: TipCommand, headers: dict[str, str]) -> Response:
+    """One call to PostgreSQL posts the tip and saves its answer (or refusal) under the key;
+    after the commit, its events are published and its receipt queued."""
+    async with hub.pool.acquire() as connection, connection.transaction():
+        (answer,) = await post_wallet_tips(connection, [command])
+    if answer.error is not None:
+        raise answer.error
+    transfer_id = answer.transfer_id
+    if transfer_id is not None and not answer.replayed:
+        await run_after_commit(
+            [*hub.followups(answer.events), lambda: receipts.enqueue(hub.queue, transfer_id)]
+        )
+    return outcome_response(Outcome(answer.status, answer.body, answer.replayed), headers)
 
 
 async def tips(request: Request) -> Response:

@@ -1,0 +1,231 @@
+"""hub_wallet_tips, called as the hot path calls it: a batch of tips in one transaction on a plain
+asyncpg connection. Each answer is the one the SQLAlchemy path gave (the same body, byte for
+byte, and the same events); refusals stay with their commands; the books balance."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+
+from hub.idempotency import dump_json
+from ledger.accounts import Role
+from ledger.checks import run_checks
+from ledger.db import asyncpg_dsn
+from ledger.idempotency import request_fingerprint
+from ledger.money import Money
+from ledger.wallet_tips import TipAnswer, TipCommand, post_wallet_tips
+from tests.conftest import Services, create_user
+
+
+@pytest.fixture
+async def connection(services: Services) -> AsyncIterator[Any]:
+    connection = await asyncpg.connect(asyncpg_dsn(services.database_url))
+    yield connection
+    await connection.close()
+
+
+def command(fan: str, creator: str, amount: int, key: str | None = None, **more: Any) -> TipCommand:
+    key = key or uuid.uuid4().hex
+    body = {"creator_id": creator, "amount": amount, "currency": "NGN", **more}
+    return TipCommand(
+        fan_id=fan,
+        key=key,
+        fingerprint=request_fingerprint("POST", "/api/v1/tips", body),
+        creator_id=creator,
+        amount=Money(amount, "NGN"),
+        fee_bps=1000,
+        message=more.get("message"),
+    )
+
+
+async def post(connection: Any, commands: list[TipCommand]) -> list[TipAnswer]:
+    async with connection.transaction():
+        return await post_wallet_tips(connection, commands)
+
+
+async def expected_body(sessions: Any, transfer_id: int, message: str | None) -> str:
+    """The body ledger.tips.Tip.as_json() gives for the transfer, as dump_json writes it."""
+    async with sessions() as session:
+        transfer = (
+            await session.execute(
+                text(
+                    "SELECT * FROM transfers t JOIN tips p ON p.transfer_id = t.id WHERE t.id = :id"
+                ),
+                {"id": transfer_id},
+            )
+        ).one()
+        entries = (
+            await session.execute(
+                text(
+                    "SELECT e.account_id, a.owner_id, a.kind, e.amount FROM entries e "
+                    "JOIN accounts a ON a.id = e.account_id WHERE e.transfer_id = :id "
+                    "ORDER BY e.account_id"
+                ),
+                {"id": transfer_id},
+            )
+        ).all()
+    currency = transfer.currency
+    return dump_json(
+        {
+            "id": transfer_id,
+            "kind": "tip",
+            "fan_id": transfer.fan_id,
+            "creator_id": transfer.creator_id,
+            "amount": {"amount": transfer.amount, "currency": currency},
+            "fee": {"amount": transfer.fee, "currency": currency},
+            "net": {"amount": transfer.amount - transfer.fee, "currency": currency},
+            "message": message,
+            "created_at": transfer.created_at.isoformat(),
+            "entries": [
+                {
+                    "account_id": e.account_id,
+                    "owner_id": e.owner_id,
+                    "kind": e.kind,
+                    "amount": e.amount,
+                }
+                for e in entries
+            ],
+        }
+    )
+
+
+async def test_a_tip_answers_as_the_sqlalchemy_path_and_writes_its_events(
+    connection, sessions, uid: Callable[[str], str]
+) -> None:
+    fan, creator = uid("fan"), uid("creator")
+    await create_user(sessions, creator, Role.CREATOR)
+    await create_user(sessions, fan, Role.FAN, fund=Money(10_000, "NGN"))
+    message = 'Great stream! "quoted" \\ é 😀\nline'
+    (answer,) = await post(connection, [command(fan, creator, 1_234, message=message)])
+    assert answer.status == 201 and not answer.replayed and answer.error is None
+    body = json.loads(answer.body)
+    assert answer.body == await expected_body(sessions, body["id"], message)
+    assert (body["fee"]["amount"], body["net"]["amount"]) == (123, 1_111)
+    assert [(e.user_id, e.type) for e in answer.events] == [
+        (creator, "tip.received"),
+        (fan, "tip.sent"),
+        (fan, "balance.updated"),
+        (creator, "balance.updated"),
+    ]
+    received = answer.events[0].data
+    assert received == {
+        "tip_id": body["id"],
+        "fan_id": fan,
+        "fan_name": None,
+        "creator_id": creator,
+        "amount": 1_234,
+        "fee": 123,
+        "net": 1_111,
+        "currency": "NGN",
+        "message": message,
+        "payment_id": None,
+    }
+    assert answer.events[1].data == received
+    wallet, earnings = answer.events[2].data, answer.events[3].data
+    assert (wallet["kind"], wallet["balance"], wallet["available"]) == ("wallet", 8_766, 8_766)
+    assert (earnings["kind"], earnings["balance"]) == ("earnings", 1_111)
+    assert [e.seq for e in answer.events if e.user_id == fan][-1] >= 2
+    async with sessions() as session:
+        assert await run_checks(session) == []
+
+
+async def test_one_batch_posts_the_good_and_answers_every_refusal(
+    connection, sessions, uid: Callable[[str], str]
+) -> None:
+    fan, poor, creator, other = uid("fan"), uid("poor"), uid("creator"), uid("creator")
+    await create_user(sessions, creator, Role.CREATOR)
+    await create_user(sessions, other, Role.CREATOR)
+    await create_user(sessions, fan, Role.FAN, fund=Money(1_000, "NGN"))
+    await create_user(sessions, poor, Role.FAN, fund=Money(50, "NGN"))
+    used = command(fan, creator, 10)
+    (first,) = await post(connection, [used])
+    assert first.status == 201
+    batch = [
+        command(fan, creator, 600),  # fits
+        command(fan, other, 500),  # the wallet has 390 left after the first of the batch
+        command(fan, other, 300),  # fits what is left
+        command(poor, creator, 100),  # insufficient
+        command(fan, uid("nobody"), 10),  # no such creator
+        command(fan, fan, 10),  # to oneself
+        replace(used, fingerprint="another request"),  # key reused
+        command(fan, creator, 10, key="twice"),
+        command(fan, creator, 10, key="twice"),  # the same key again in the batch: in flight
+    ]
+    answers = await post(connection, batch)
+    kinds = [
+        (
+            a.status,
+            a.error.__class__.__name__
+            if a.error
+            else json.loads(a.body).get("error", {}).get("type"),
+        )
+        for a in answers
+    ]
+    assert kinds == [
+        (201, None),
+        (402, "insufficient_funds"),
+        (201, None),
+        (402, "insufficient_funds"),
+        (404, "creator_not_found"),
+        (422, "invalid_request"),
+        (422, "IdempotencyKeyReused"),
+        (201, None),
+        (409, "IdempotencyInFlight"),
+    ]
+    balances = {
+        e.data["kind"]: e.data["balance"] for e in answers[7].events if e.type == "balance.updated"
+    }
+    assert balances["wallet"] == 1_000 - 10 - 600 - 300 - 10
+    # Every refusal is pinned to its key: the same request again gets the same answer.
+    again = await post(connection, [used, batch[1], batch[3], batch[4], batch[5]])
+    assert [(a.status, a.body, a.replayed) for a in again] == [
+        (a.status, a.body, True) for a in (first, answers[1], answers[3], answers[4], answers[5])
+    ]
+    assert not any(a.events for a in again)
+    # A creator's events in one batch are numbered in the batch's order.
+    seqs = [e.seq for a in answers for e in a.events if e.user_id == creator]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    async with sessions() as session:
+        assert await run_checks(session) == []
+
+
+async def test_concurrent_batches_on_shared_accounts_do_not_deadlock_or_overdraw(
+    services, sessions, uid: Callable[[str], str]
+) -> None:
+    """Eight connections, each posting batches that cross the same fans and creators in other
+    orders: every batch commits, and the fans' wallets pay exactly what they could."""
+    creators = [uid("creator") for _ in range(3)]
+    fans = [uid("fan") for _ in range(4)]
+    for creator in creators:
+        await create_user(sessions, creator, Role.CREATOR)
+    for fan in fans:
+        await create_user(sessions, fan, Role.FAN, fund=Money(1_000, "NGN"))
+
+    async def worker(n: int) -> list[TipAnswer]:
+        connection = await asyncpg.connect(asyncpg_dsn(services.database_url))
+        try:
+            answers = []
+            for round_ in range(5):
+                batch = [
+                    command(fans[(n + k) % 4], creators[(n * k + round_) % 3], 37) for k in range(6)
+                ]
+                answers += await post(connection, list(reversed(batch)) if n % 2 else batch)
+            return answers
+        finally:
+            await connection.close()
+
+    results = await asyncio.gather(*(worker(n) for n in range(8)))
+    answers = [a for batch in results for a in batch]
+    paid = sum(1 for a in answers if a.status == 201)
+    assert paid == 4 * (1_000 // 37)  # each wallet pays 27 tips of 37, then is refused
+    assert all(a.status in (201, 402) for a in answers)
+    async with sessions() as session:
+        assert await run_checks(session) == []
