@@ -26,6 +26,8 @@ from hub.runtime import Runtime, build_provider_clients
 from hub.settings import Settings
 from hub.state import Hub
 from ledger.db import make_engine, make_pool, make_sessions
+from ledger.group_commit import GroupCommit
+from ledger.wallet_tips import post_wallet_tips
 from realtime.publisher import Publisher
 from realtime.server import Identity, Realtime, SocketLimits
 
@@ -81,6 +83,13 @@ def create_app(runtime: Runtime) -> ASGIApp:
             verifier=verifier,
             engine=engine,
             pool=pool,
+            tips=GroupCommit(
+                pool,
+                post_wallet_tips,
+                max_batch=settings.group_commit_max_batch,
+                lanes=settings.group_commit_lanes,
+                acquire_timeout=settings.database_pool_acquire_timeout,
+            ),
             sessions=sessions,
             read_sessions=make_sessions(read_engine),
             redis=redis,

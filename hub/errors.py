@@ -133,18 +133,39 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def database_unavailable(exc: BaseException) -> bool:
-    """PostgreSQL is down or unreachable (not a bug in a query)."""
-    if isinstance(exc, (OSError, TimeoutError, asyncpg.exceptions.CannotConnectNowError)):
+# PostgreSQL away, as asyncpg says it: shutting down or not up yet (SQLSTATE class 57P), a
+# connection lost or refused (class 08).
+_POSTGRES_AWAY = (
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.PostgresConnectionError,
+)
+
+
+def database_unavailable(exc: BaseException, _depth: int = 0) -> bool:
+    """PostgreSQL is down or unreachable (not a bug in a query). A connection that died in the
+    middle of an operation fails what comes next with a client-side error (the transaction's
+    exit, the protocol's state): its cause or context tells."""
+    if isinstance(exc, (OSError, TimeoutError, *_POSTGRES_AWAY)):
+        return True
+    # What asyncpg raises on a connection the server closed under it: a query on it, or the
+    # protocol found mid-operation (its InternalClientError comes only from such states).
+    if isinstance(exc, asyncpg.exceptions.InternalClientError) or (
+        isinstance(exc, asyncpg.exceptions.InterfaceError) and "is closed" in str(exc)
+    ):
         return True
     if isinstance(exc, sa_exc.TimeoutError):  # no pool connection came free in time
         return True
     if isinstance(exc, sa_exc.DBAPIError):
         if exc.connection_invalidated:
             return True
-        return database_unavailable(exc.orig) if exc.orig is not None else False
-    cause = exc.__cause__
-    return cause is not None and cause is not exc and database_unavailable(cause)
+        if exc.orig is not None and database_unavailable(exc.orig, _depth + 1):
+            return True
+    if _depth >= 5:
+        return False
+    return any(
+        linked is not None and linked is not exc and database_unavailable(linked, _depth + 1)
+        for linked in (exc.__cause__, exc.__context__)
+    )
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

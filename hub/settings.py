@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     database_connect_timeout: float = Field(default=1.0, gt=0)
     database_statement_timeout_ms: int = Field(default=30_000, ge=100)
     database_slow_query_ms: int | None = Field(default=500, ge=1)
+    # Group commit of wallet tips: at most this many in one transaction, and this many
+    # transactions at once per process (each on its own connection of the asyncpg pool).
+    group_commit_max_batch: int = Field(default=64, ge=1, le=1_000)
+    group_commit_lanes: int = Field(default=2, ge=1, le=32)
     # Email receipts: smtp://user:password@host:port (STARTTLS when offered) or smtps://…
     smtp_url: SecretStr | None = None
     mail_from: str = "Hub <receipts@hub.invalid>"

@@ -26,8 +26,10 @@ from jobs import push
 from ledger.accounts import Role, ensure_user, user_is_current
 from ledger.db import AfterCommit, UnitOfWork, unit_of_work
 from ledger.events import Event
+from ledger.group_commit import GroupCommit
 from ledger.overlays import find_active
 from ledger.users import find_user
+from ledger.wallet_tips import TipAnswer, TipCommand
 from realtime.publisher import Publisher
 from realtime.server import Identity, Realtime, Refused
 
@@ -40,6 +42,7 @@ class Hub:
     verifier: TokenVerifier
     engine: AsyncEngine
     pool: asyncpg.Pool  # plain asyncpg, for the hot paths
+    tips: GroupCommit[TipCommand, TipAnswer]  # wallet tips, group-committed on `pool`
     sessions: async_sessionmaker[AsyncSession]
     read_sessions: async_sessionmaker[AsyncSession]  # a replica, or the primary
     redis: Redis

@@ -36,7 +36,7 @@ from ledger.payments import Purpose
 from ledger.sales import creator_earnings
 from ledger.statements import balance_as_of, list_entries
 from ledger.tips import TipDirection, list_tips
-from ledger.wallet_tips import TipCommand, post_wallet_tips
+from ledger.wallet_tips import TipCommand
 
 
 class TipRequest(BaseModel):
@@ -94,10 +94,10 @@ async def create_tip(request: Request) -> Response:
 
 
 async def tip_from_wallet(hub: Hub, command: TipCommand, headers: dict[str, str]) -> Response:
-    """One call to PostgreSQL posts the tip and saves its answer (or refusal) under the key;
-    after the commit, its events are published and its receipt queued."""
-    async with hub.pool.acquire() as connection, connection.transaction():
-        (answer,) = await post_wallet_tips(connection, [command])
+    """The tip joins the next group commit, which posts it and saves its answer (or refusal)
+    under the key in one call to PostgreSQL; after the commit, its events are published and
+    its receipt queued."""
+    answer = await hub.tips.submit(command)
     if answer.error is not None:
         raise answer.error
     transfer_id = answer.transfer_id

@@ -11,10 +11,13 @@ import warnings
 from pathlib import Path
 
 import httpx
+from sqlalchemy import text
 
 from hub.embedded import EmbeddedPostgres
 from ledger.accounts import Role
+from ledger.checks import run_checks
 from ledger.db import make_engine, make_sessions
+from ledger.idempotency import transfer_reference
 from ledger.migrate import upgrade
 from ledger.money import Money
 from tests.conftest import FAST_POSTGRES, Services, auth, create_user, hub_server, make_settings
@@ -112,3 +115,76 @@ async def test_read_only_routes_may_use_a_read_url(services: Services, people) -
         await server.stop()
     assert wallet.status_code == statement.status_code == 200
     assert statement.json()["data"][0]["amount"]["amount"] == 100_000
+
+
+async def test_postgres_restarted_under_load_answers_201_or_503_and_posts_each_key_once(
+    services: Services,
+) -> None:
+    """Tips keep coming while PostgreSQL stops and starts again: each is answered 201 or 503,
+    never 500; retried with its key, each posts exactly once; the books balance."""
+    home = Path(tempfile.mkdtemp(prefix="hub-pg-restart-"))
+    postgres = EmbeddedPostgres(home / "postgres", FAST_POSTGRES)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        port, _ = await asyncio.to_thread(postgres.start)
+    url = postgres.url(port)
+    await asyncio.to_thread(upgrade, url)
+    engine = make_engine(url)
+    sessions = make_sessions(engine)
+    fan, creator = f"fan-{uuid.uuid4().hex[:8]}", f"creator-{uuid.uuid4().hex[:8]}"
+    await create_user(sessions, creator, Role.CREATOR)
+    await create_user(sessions, fan, Role.FAN, fund=Money(1_000_000, "NGN"))
+    server = hub_server(make_settings(services, database_url=url))
+    await server.start()
+    keys = [uuid.uuid4().hex for _ in range(400)]
+    body = {"creator_id": creator, "amount": 100, "currency": "NGN"}
+    try:
+        async with httpx.AsyncClient(
+            base_url=server.url, timeout=30, limits=httpx.Limits(max_connections=16)
+        ) as client:
+
+            async def tip(key: str) -> int:
+                response = await client.post(
+                    "/api/v1/tips",
+                    json=body,
+                    headers={**auth(fan, "fan"), "Idempotency-Key": key},
+                )
+                assert response.status_code in (201, 503), response.text
+                return response.status_code
+
+            async def restart() -> None:
+                await asyncio.sleep(0.3)
+                await asyncio.to_thread(postgres.stop)
+                await asyncio.sleep(0.5)
+                await asyncio.to_thread(postgres.start)
+
+            statuses, _ = await asyncio.gather(
+                asyncio.gather(*(tip(key) for key in keys)), restart()
+            )
+            assert 503 in statuses  # the outage was seen
+            waiting = [key for key, status in zip(keys, statuses, strict=True) if status != 201]
+            for _ in range(100):  # bounded: the pool reconnects on its own
+                if not waiting:
+                    break
+                again = await asyncio.gather(*(tip(key) for key in waiting))
+                waiting = [key for key, status in zip(waiting, again, strict=True) if status != 201]
+                await asyncio.sleep(0.1)
+            assert waiting == []
+        await engine.dispose()  # its connections died with the server
+        async with sessions() as session:
+            posted = await session.scalar(
+                text("SELECT count(*) FROM transfers WHERE reference = ANY(:references)"),
+                {"references": [transfer_reference("tip", fan, key) for key in keys]},
+            )
+            wallet = await session.scalar(
+                text("SELECT balance FROM accounts WHERE owner_id = :fan AND kind = 'wallet'"),
+                {"fan": fan},
+            )
+            assert await run_checks(session) == []
+        assert posted == len(keys)
+        assert wallet == 1_000_000 - 100 * len(keys)
+    finally:
+        await server.stop()
+        await engine.dispose()
+        await asyncio.to_thread(postgres.stop)
+        shutil.rmtree(home, ignore_errors=True)

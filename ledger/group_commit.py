@@ -1,0 +1,109 @@
+"""Group commit: money commands that arrive together run in one transaction, one fsync.
+
+Commands queue in the process; each of a few lanes takes whatever is waiting (up to a batch),
+runs it in one transaction on its own connection, and answers every command of it after the
+commit. There is no waiting window: a lone command finds a lane free and runs at once, alone;
+under load, commands queue while the lanes commit, and the next batch takes them all. So a
+batch grows with the load by itself, and a hot account (the platform fee) is locked once per
+batch instead of once per command.
+
+A refusal is an answer of its own command (the batch function returns it as data). A deadlock or
+serialization failure rolls the whole batch back and runs it again; any other failure (the
+database is away) is every command's error, and nothing of the batch committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+C = TypeVar("C")
+A = TypeVar("A")
+Run = Callable[[Any, Sequence[C]], Awaitable[Sequence[A]]]
+_RETRIED = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+
+
+class GroupCommit(Generic[C, A]):
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        run: Run[C, A],
+        *,
+        max_batch: int = 64,
+        lanes: int = 2,
+        attempts: int = 3,
+        acquire_timeout: float | None = None,
+    ) -> None:
+        self._pool = pool
+        self._run = run
+        self.max_batch = max_batch
+        self.lanes = lanes
+        self._attempts = attempts
+        self._acquire_timeout = acquire_timeout
+        self._waiting: list[tuple[C, asyncio.Future[A]]] = []
+        self._running = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.batches = 0  # committed, for the metrics
+        self.commands = 0
+
+    async def submit(self, command: C) -> A:
+        """Run `command` in the next batch; its answer once that batch committed."""
+        future: asyncio.Future[A] = asyncio.get_running_loop().create_future()
+        self._waiting.append((command, future))
+        if self._running < self.lanes:
+            self._running += 1
+            task = asyncio.create_task(self._lane(), name="group-commit")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await future
+
+    async def _lane(self) -> None:
+        try:
+            while self._waiting:
+                batch = self._waiting[: self.max_batch]
+                del self._waiting[: self.max_batch]
+                await self._commit(batch)
+        finally:
+            self._running -= 1
+
+    async def _commit(self, batch: list[tuple[C, asyncio.Future[A]]]) -> None:
+        commands = [command for command, _ in batch]
+        for attempt in range(1, self._attempts + 1):
+            try:
+                async with (
+                    self._pool.acquire(timeout=self._acquire_timeout) as connection,
+                    connection.transaction(),
+                ):
+                    answers = await self._run(connection, commands)
+                break
+            except _RETRIED as exc:
+                if attempt == self._attempts:
+                    self._fail(batch, exc)
+                    return
+                log.warning("batch of %d rolled back (%s): again", len(batch), type(exc).__name__)
+            except BaseException as exc:
+                self._fail(batch, exc)
+                if not isinstance(exc, Exception):
+                    raise
+                return
+        self.batches += 1
+        self.commands += len(batch)
+        for (_, future), answer in zip(batch, answers, strict=True):
+            if not future.done():
+                future.set_result(answer)
+
+    @staticmethod
+    def _fail(batch: list[tuple[C, asyncio.Future[A]]], exc: BaseException) -> None:
+        for _, future in batch:
+            if future.done():
+                continue
+            if isinstance(exc, asyncio.CancelledError):
+                future.cancel()
+            else:
+                future.set_exception(exc)
