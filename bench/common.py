@@ -232,12 +232,10 @@ def usage(pids: Sequence[int]) -> Usage:
 
 
 def cpu_between(before: Usage, after: Usage) -> float:
-    """CPU seconds used between two readings by the processes present at both (PostgreSQL's
-    backends come and go; one that exited took its CPU time with it)."""
-    return sum(
-        after.per_pid[pid] - before.per_pid[pid]
-        for pid in before.per_pid.keys() & after.per_pid.keys()
-    )
+    """CPU seconds used between two readings by the processes present at the second: those
+    that started meanwhile count whole (PostgreSQL's backends come and go: a pool may open its
+    connections during the run). One that exited took its CPU time with it."""
+    return sum(cpu - before.per_pid.get(pid, 0.0) for pid, cpu in after.per_pid.items())
 
 
 def cpu_share(before: Usage, after: Usage) -> float:

@@ -84,7 +84,10 @@ async def test_tips_arriving_together_share_commits_and_keep_their_own_answers(
     async with sessions() as session:
         assert await run_checks(session) == []
         wallet = await session.scalar(
-            text("SELECT balance FROM accounts WHERE owner_id = :fan AND kind = 'wallet'"),
+            text(
+                "SELECT balance FROM accounts WHERE owner_id = :fan AND kind = 'wallet' "
+                "AND currency = 'NGN'"
+            ),
             {"fan": fan},
         )
     assert wallet == 100_000 - 41 * 100
