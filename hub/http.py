@@ -242,10 +242,15 @@ async def respond_once(
         hub.sessions,
         caller_id=principal.user_id,
         key=key,
-        fingerprint=request_fingerprint(request.method, request.url.path, payload),
+        fingerprint=fingerprint(request, payload),
         command=command,
     )
     return outcome_response(outcome, headers)
+
+
+def fingerprint(request: Request, payload: dict[str, Any]) -> str:
+    """What makes a request under an Idempotency-Key the same request again."""
+    return request_fingerprint(request.method, request.url.path, payload)
 
 
 def outcome_response(outcome: Outcome, headers: dict[str, str] | None = None) -> Response:

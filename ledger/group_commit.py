@@ -49,7 +49,7 @@ class GroupCommit(Generic[C, A]):
         self._waiting: list[tuple[C, asyncio.Future[A]]] = []
         self._running = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self.batches = 0  # committed, for the metrics
+        self.batches = 0  # committed so far, and the commands they held
         self.commands = 0
 
     async def submit(self, command: C) -> A:

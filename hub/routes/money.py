@@ -12,6 +12,7 @@ from hub.errors import ApiError
 from hub.http import (
     MAX_SAFE_INTEGER,
     check_currency,
+    fingerprint,
     hub_of,
     json_object,
     json_response,
@@ -30,7 +31,6 @@ from jobs import receipts
 from ledger.accounts import Role, balances
 from ledger.db import UnitOfWork, run_after_commit, unit_of_work
 from ledger.errors import InvalidTransfer
-from ledger.idempotency import request_fingerprint
 from ledger.money import Money
 from ledger.payments import Purpose
 from ledger.sales import creator_earnings
@@ -83,7 +83,7 @@ async def create_tip(request: Request) -> Response:
         command = TipCommand(
             fan_id=principal.user_id,
             key=key,
-            fingerprint=request_fingerprint(request.method, request.url.path, payload),
+            fingerprint=fingerprint(request, payload),
             creator_id=tip.creator_id,
             amount=amount,
             fee_bps=fee_bps,

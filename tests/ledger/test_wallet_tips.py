@@ -15,12 +15,17 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 
+from hub.errors import ledger_error_response
 from hub.idempotency import dump_json
 from ledger.accounts import Role
 from ledger.checks import run_checks
 from ledger.db import asyncpg_dsn
+from ledger.errors import LedgerError
 from ledger.idempotency import request_fingerprint
 from ledger.money import Money
+from ledger.sales import Sale
+from ledger.tips import Tip, send_tip
+from ledger.transfers import PostedEntry, PostedTransfer
 from ledger.wallet_tips import TipAnswer, TipCommand, post_wallet_tips
 from tests.conftest import Services, create_user
 
@@ -52,49 +57,55 @@ async def post(connection: Any, commands: list[TipCommand]) -> list[TipAnswer]:
 
 
 async def expected_body(sessions: Any, transfer_id: int, message: str | None) -> str:
-    """The body ledger.tips.Tip.as_json() gives for the transfer, as dump_json writes it."""
+    """The body the SQLAlchemy path answers for this tip: ledger.tips.Tip.as_json() of the
+    posted rows, as dump_json writes it."""
     async with sessions() as session:
-        transfer = (
+        tip = (
             await session.execute(
                 text(
-                    "SELECT * FROM transfers t JOIN tips p ON p.transfer_id = t.id WHERE t.id = :id"
+                    "SELECT t.currency, t.created_at, p.fan_id, p.creator_id, p.amount, p.fee "
+                    "FROM transfers t JOIN tips p ON p.transfer_id = t.id WHERE t.id = :id"
                 ),
                 {"id": transfer_id},
             )
         ).one()
-        entries = (
+        rows = (
             await session.execute(
                 text(
-                    "SELECT e.account_id, a.owner_id, a.kind, e.amount FROM entries e "
-                    "JOIN accounts a ON a.id = e.account_id WHERE e.transfer_id = :id "
-                    "ORDER BY e.account_id"
+                    "SELECT e.account_id, a.owner_id, a.kind, e.amount, e.balance_after "
+                    "FROM entries e JOIN accounts a ON a.id = e.account_id "
+                    "WHERE e.transfer_id = :id ORDER BY e.account_id"
                 ),
                 {"id": transfer_id},
             )
         ).all()
-    currency = transfer.currency
-    return dump_json(
-        {
-            "id": transfer_id,
-            "kind": "tip",
-            "fan_id": transfer.fan_id,
-            "creator_id": transfer.creator_id,
-            "amount": {"amount": transfer.amount, "currency": currency},
-            "fee": {"amount": transfer.fee, "currency": currency},
-            "net": {"amount": transfer.amount - transfer.fee, "currency": currency},
-            "message": message,
-            "created_at": transfer.created_at.isoformat(),
-            "entries": [
-                {
-                    "account_id": e.account_id,
-                    "owner_id": e.owner_id,
-                    "kind": e.kind,
-                    "amount": e.amount,
-                }
-                for e in entries
-            ],
-        }
+    entries = tuple(
+        PostedEntry(r.account_id, r.owner_id, r.kind, r.amount, r.balance_after, 0) for r in rows
     )
+    transfer = PostedTransfer(transfer_id, "tip", tip.currency, tip.created_at, entries)
+    by_kind = {e.kind: e for e in entries}
+    sale = Sale(transfer, tip.fee, by_kind["wallet"], by_kind["earnings"])
+    money = Money(tip.amount, tip.currency)
+    return dump_json(Tip(sale, tip.fan_id, tip.creator_id, money, message, []).as_json())
+
+
+async def refusal_body(sessions: Any, command: TipCommand) -> str:
+    """The error body the SQLAlchemy path answers for `command` (ledger.tips.send_tip, rolled
+    back), as hub.idempotency.run_once saves it."""
+    try:
+        async with sessions() as session, session.begin():
+            await send_tip(
+                session,
+                fan_id=command.fan_id,
+                creator_id=command.creator_id,
+                amount=command.amount,
+                message=command.message,
+                fee_bps=command.fee_bps,
+                reference=f"refusal-oracle:{uuid.uuid4().hex}",
+            )
+    except LedgerError as exc:
+        return dump_json(ledger_error_response(exc)[1])
+    raise AssertionError("the SQLAlchemy path posted it")
 
 
 async def test_a_tip_answers_as_the_sqlalchemy_path_and_writes_its_events(
@@ -169,6 +180,8 @@ async def test_one_batch_posts_the_good_and_answers_every_refusal(
         )
         for a in answers
     ]
+    for n in (1, 3, 4, 5):  # insufficient funds, no such creator, to oneself
+        assert answers[n].body == await refusal_body(sessions, batch[n]), n
     assert kinds == [
         (201, None),
         (402, "insufficient_funds"),
