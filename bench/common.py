@@ -345,7 +345,11 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def usage(self) -> Usage:
-        return usage([self.pid])
+        """The process and its children (`HUB_WORKERS` > 1 serves from child processes)."""
+        pids = [self.pid]
+        with contextlib.suppress(psutil.Error):
+            pids += [child.pid for child in psutil.Process(self.pid).children(recursive=True)]
+        return usage(pids)
 
     def stop(self) -> None:
         stop_pid(self.pid)

@@ -171,8 +171,15 @@ def ledger(lines: list[str]) -> None:
             f"pgbench ({pg['clients']} clients, {pg['seconds']} s, fsync on, runs: "
             f"{runs_of(pg, 'spread_fee')}; {pg['date']}): **{cell(spread, 0)}** postings/s with "
             f"the fee spread over 64 sub-accounts, **{cell(hot, 0)}** with one hot fee account.",
-            "",
         ]
+        spread_many = dig(pg, "summary", "spread_fee_batched", "tps")
+        hot_many = dig(pg, "summary", "hot_fee_batched", "tps")
+        if spread_many is not None:
+            lines.append(
+                f"The same postings 16 to a transaction: **{cell(spread_many, 0)}** postings/s "
+                f"spread, **{cell(hot_many, 0)}** hot (a deadlocked batch tried again)."
+            )
+        lines.append("")
     if tips:
         s = tips["summary"]
         lines += [
@@ -191,6 +198,7 @@ def ledger(lines: list[str]) -> None:
             ("hub CPU per tip (ms)", "hub_cpu_per_tip_ms", 1),
             ("hub CPU share at saturation", "hub_cpu_share_at_saturation", 2),
             ("PostgreSQL CPU share at saturation", "postgres_cpu_share_at_saturation", 2),
+            ("PostgreSQL transactions per 100 tips", "pg_transactions_per_100_tips", 0),
             ("half load: rate (tips/s)", "half_rate_per_s", 0),
             ("half load: HTTP p50 (ms)", "half_p50_ms", 1),
             ("half load: HTTP p99 (ms)", "half_p99_ms", 1),

@@ -3,7 +3,10 @@ creators and (b) all to one creator; every creator holds a socket. Throughput at
 (closed loop), then HTTP p50/p99 and p99 from request to `tip.received` on the creator's socket
 at half that rate (open loop). Ratios against pgbench's posting rate on the same server.
 
-    python -m bench.tips [--seconds 10] [--workers 32] [--runs 3]
+    python -m bench.tips [--seconds 10] [--workers 32] [--runs 3] [--hub-workers 1]
+
+Also counted at saturation: PostgreSQL transactions per 100 tips (pg_stat_database's commits
+and rollbacks of Hub's database; group commit shows here).
 """
 
 from __future__ import annotations
@@ -104,6 +107,23 @@ def tip_ids(load: Load) -> dict[int, int]:
     return out
 
 
+async def transactions(database_url: str) -> int:
+    """Commits and rollbacks of the database so far (as far as the backends have reported)."""
+    import asyncpg
+
+    from ledger.db import asyncpg_dsn
+
+    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        value = await connection.fetchval(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database "
+            "WHERE datname = current_database()"
+        )
+        return int(value)
+    finally:
+        await connection.close()
+
+
 async def shape(
     services: Services,
     name: str,
@@ -112,8 +132,9 @@ async def shape(
     seconds: float,
     workers: int,
     profile: bool,
+    hub_workers: int = 1,
 ) -> dict[str, Any]:
-    server = start_hub(services)
+    server = start_hub(services, HUB_WORKERS=str(hub_workers))
     client = await LoadClient.start()
     try:
         answer = await client.call(
@@ -127,11 +148,15 @@ async def shape(
             from bench.profiles import Recording
 
             recording = Recording(server.pid, f"tips-{name}", seconds)
+        await asyncio.sleep(1.5)  # backends report their counts at most once a second
+        xacts_before = await transactions(services.database_url)
         before = server.usage()
         pg_before = usage(services.postgres_pids())
         saturated = await closed_loop("127.0.0.1", server.port, send, workers, seconds)
         after = server.usage()
         pg_after = usage(services.postgres_pids())
+        await asyncio.sleep(1.5)
+        xacts = await transactions(services.database_url) - xacts_before - 2  # our own reads
         if recording is not None:
             recording.finish()
         created = saturated.ok(201)
@@ -166,6 +191,8 @@ async def shape(
             "hub_cpu_per_tip_ms": (after.cpu - before.cpu) / len(created) * 1000
             if created
             else None,
+            "pg_transactions_per_100_tips": xacts / len(created) * 100 if created else None,
+            "hub_workers": hub_workers,
             "half_rate_per_s": throughput / 2,
             "half_sent": len(half.outcomes) + len(half.errors),
             "half_created": len(half_ok),
@@ -189,7 +216,7 @@ async def shape(
 
 
 async def main_async(
-    services: Services, runs: int, seconds: float, workers: int, profile: bool
+    services: Services, runs: int, seconds: float, workers: int, profile: bool, hub_workers: int
 ) -> dict[str, Any]:
     fans = [f"tfan-{i:04d}" for i in range(FANS)]
     creators = [f"tcreator-{i:04d}" for i in range(CREATORS)]
@@ -202,7 +229,14 @@ async def main_async(
         for name, targets in shapes.items():
             started = time.monotonic()
             result = await shape(
-                services, name, fans, targets, seconds, workers, profile and run_index == 0
+                services,
+                name,
+                fans,
+                targets,
+                seconds,
+                workers,
+                profile and run_index == 0,
+                hub_workers,
             )
             result["run"] = run_index
             results[name].append(result)
@@ -211,6 +245,7 @@ async def main_async(
         "fans": FANS,
         "creators": CREATORS,
         "workers": workers,
+        "hub_workers": hub_workers,
         "seconds": seconds,
         "runs": results,
         "summary": {name: summarise(results[name]) for name in shapes},
@@ -223,11 +258,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=32)
     parser.add_argument("--runs", type=int, default=runs_wanted())
     parser.add_argument("--profile", action="store_true", help="py-spy the hub at saturation")
+    parser.add_argument("--hub-workers", type=int, default=1, help="HUB_WORKERS of the hub")
     args = parser.parse_args()
     raise_nofile()
     with Services() as services:
-        payload = run(main_async(services, args.runs, args.seconds, args.workers, args.profile))
-    write_result("tips", payload)
+        payload = run(
+            main_async(
+                services, args.runs, args.seconds, args.workers, args.profile, args.hub_workers
+            )
+        )
+    write_result("tips" if args.hub_workers == 1 else f"tips-{args.hub_workers}-workers", payload)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,9 +25,9 @@ from hub.routes import pages
 from hub.runtime import Runtime, build_provider_clients
 from hub.settings import Settings
 from hub.state import Hub
-from ledger.db import make_engine, make_pool, make_sessions
+from ledger.db import make_engine, make_pool, make_sessions, run_after_commit
 from ledger.group_commit import GroupCommit
-from ledger.wallet_tips import post_wallet_tips
+from ledger.wallet_tips import TipAnswer, post_wallet_tips
 from realtime.publisher import Publisher
 from realtime.server import Identity, Realtime, SocketLimits
 
@@ -69,6 +69,11 @@ def create_app(runtime: Runtime) -> ASGIApp:
         on_sent=observe_delivery,
     )
 
+    async def tips_committed(answers: Sequence[TipAnswer]) -> None:
+        """A batch of tips committed: its new events are published in one pipeline."""
+        events = [event for answer in answers if not answer.replayed for event in answer.events]
+        await run_after_commit(holder["hub"].followups(events))
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # Not arq's create_pool: it insists on reaching Redis at once.
@@ -89,6 +94,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
                 max_batch=settings.group_commit_max_batch,
                 lanes=settings.group_commit_lanes,
                 acquire_timeout=settings.database_pool_acquire_timeout,
+                after=tips_committed,
             ),
             sessions=sessions,
             read_sessions=make_sessions(read_engine),

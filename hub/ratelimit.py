@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
 
-from limits import RateLimitItem, WindowStats, parse_many
-from limits.aio.storage import RedisStorage
-from limits.aio.strategies import MovingWindowRateLimiter
-from limits.errors import StorageError
-from redis.asyncio import ConnectionPool
+from limits import RateLimitItem, parse_many
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +38,58 @@ class LimiterUnavailable(Exception):
     """The limits cannot be checked (Redis away) and the limiter is set to fail closed."""
 
 
+# One round trip for every limit of every key of a request, decided atomically on Redis's clock.
+# KEYS: one list per (key, limit), newest timestamp first. ARGV: per key, its limit and period.
+# Every window is read first; only if none is full does each get the new timestamp, so a request
+# refused by one limit spends nothing from the others, and no concurrent request can slip past a
+# full window between the read and the write. Returns {now, hit (1/0), then per key: the entries
+# in its window before this request, and the oldest of them (or now)}.
+_MOVING_WINDOWS = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local answer = {tostring(now), 1}
+for i = 1, #KEYS do
+    local limit = tonumber(ARGV[2 * i - 1])
+    local cutoff = now - tonumber(ARGV[2 * i])
+    local low, high, count = 0, limit - 1, 0
+    while low <= high do
+        local mid = math.floor((low + high) / 2)
+        local value = tonumber(redis.call('LINDEX', KEYS[i], mid))
+        if value and value > cutoff then
+            count = mid + 1
+            low = mid + 1
+        else
+            high = mid - 1
+        end
+    end
+    local oldest = now
+    if count > 0 then
+        oldest = tonumber(redis.call('LINDEX', KEYS[i], count - 1))
+    end
+    if count >= limit then
+        answer[2] = 0
+    end
+    answer[#answer + 1] = count
+    answer[#answer + 1] = tostring(oldest)
+end
+if answer[2] == 1 then
+    local stamp = string.format('%.6f', now)
+    for i = 1, #KEYS do
+        redis.call('LPUSH', KEYS[i], stamp)
+        redis.call('LTRIM', KEYS[i], 0, tonumber(ARGV[2 * i - 1]) - 1)
+        redis.call('EXPIRE', KEYS[i], math.ceil(tonumber(ARGV[2 * i])))
+    end
+end
+return answer
+"""
+
+
 class RateLimiter:
-    """Moving-window limits kept in Redis under `prefix`, so all nodes share one budget.
+    """Moving-window limits kept in Redis under `prefix`, so all nodes share one budget: a
+    request gets at most N hits in ANY window of the period (a fixed window lets 2N through
+    around a boundary; a sliding-window counter is an estimate). Each (key, limit) is a Redis
+    list of up to N timestamps, taken from Redis's clock; one script checks and spends every
+    limit of every key of a request in one round trip.
 
     Fails open by default: when Redis cannot be reached, `hit` allows the request (and returns
     no headers), logging a warning at most once every `warn_every` seconds — a payments API
@@ -59,26 +107,15 @@ class RateLimiter:
         fail_open: bool = True,
     ) -> None:
         self._fail_open = fail_open
-        # Short socket timeouts bound what an unreachable Redis adds to a request.
-        self._pool = ConnectionPool.from_url(
-            redis_url, socket_connect_timeout=timeout, socket_timeout=timeout
+        self._prefix = prefix
+        # Short socket timeouts bound what an unreachable Redis adds to a request; no retries.
+        self._redis = Redis.from_url(
+            redis_url,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
         )
-        # limits types pass-through options as scalars; the pool goes to redis.asyncio.Redis.
-        options: dict[str, Any] = {"connection_pool": self._pool}
-        # redis-py rather than the default coredis: it is the client the rest of the hub uses,
-        # and it honours the timeouts without retrying.
-        storage = RedisStorage(
-            _storage_uri(redis_url),
-            implementation="redispy",
-            key_prefix=prefix,
-            wrap_exceptions=True,
-            **options,
-        )
-        # Moving window: a money route gets at most N hits in ANY window of the period. A fixed
-        # window lets 2N through around a boundary (N at 0:59, N at 1:00); the sliding-window
-        # counter is an estimate. The price, a Redis list of up to N timestamps per key, is
-        # small for limits of this size. Timestamps come from each node's clock.
-        self._strategy = MovingWindowRateLimiter(storage)
+        self._script = self._redis.register_script(_MOVING_WINDOWS)
         self._warn_every = warn_every
         self._warned_at: float | None = None
 
@@ -87,46 +124,40 @@ class RateLimiter:
         limited per user and per IP passes both keys at once.
 
         Returns the RateLimit-* headers of the tightest limit over all keys, or raises
-        RateLimited without spending from any key or limit (all are read before any is hit).
+        RateLimited without spending from any key or limit.
         """
         items = parse_limits(limits_text)
         keys = [key] if isinstance(key, str) else list(key)
+        pairs = [(item, one) for one in keys for item in items]
         try:
-            return await self._hit(items, scope, keys)
-        except (StorageError, OSError) as error:
+            answer = await self._script(
+                keys=[f"{self._prefix}:{item.key_for(scope, one)}" for item, one in pairs],
+                args=[value for item, _ in pairs for value in (item.amount, item.get_expiry())],
+            )
+        except (RedisError, OSError) as error:
             self._warn(error)
             if not self._fail_open:
                 raise LimiterUnavailable("rate limits cannot be checked now") from error
             return {}
-
-    async def close(self) -> None:
-        await self._pool.aclose()
-
-    async def _hit(
-        self, items: tuple[RateLimitItem, ...], scope: str, keys: list[str]
-    ) -> dict[str, str]:
-        # Read first, so that a request refused by one limit spends nothing from the others.
-        pairs = [(item, key) for key in keys for item in items]
-        stats = await asyncio.gather(
-            *(self._strategy.get_window_stats(item, scope, key) for item, key in pairs)
-        )
-        windows = [(item, window) for (item, _), window in zip(pairs, stats, strict=True)]
-        spent = [(item, window) for item, window in windows if window.remaining < 1]
-        if spent:
+        now, allowed = float(answer[0]), answer[1] == 1
+        windows = [
+            (item, int(answer[2 + 2 * i]), float(answer[3 + 2 * i]) + item.get_expiry() - now)
+            for i, (item, _) in enumerate(pairs)
+        ]
+        if not allowed:
             # The caller can only succeed once every used-up limit has freed a unit.
-            raise _limited(*max(spent, key=lambda pair: pair[1].reset_time))
-        # Each hit is atomic for its own limit, so no limit ever lets more than N through. Only
-        # a concurrent request racing past the read above can be refused here, after spending a
-        # unit from shorter windows; that unit lasts no longer than the refusing limit's period.
-        for item, key in pairs:
-            if not await self._strategy.hit(item, scope, key):
-                raise _limited(item, await self._strategy.get_window_stats(item, scope, key))
-        item, window = min(windows, key=lambda pair: (pair[1].remaining, -pair[1].reset_time))
+            spent = [window for window in windows if window[1] >= window[0].amount]
+            item, _, reset_in = max(spent, key=lambda window: window[2])
+            raise _limited(item, reset_in)
+        item, count, reset_in = min(windows, key=lambda w: (w[0].amount - w[1], -w[2]))
         return {
             "RateLimit-Limit": str(item.amount),
-            "RateLimit-Remaining": str(max(0, window.remaining - 1)),
-            "RateLimit-Reset": str(_seconds_until(window.reset_time)),
+            "RateLimit-Remaining": str(max(0, item.amount - count - 1)),
+            "RateLimit-Reset": str(_whole_seconds(reset_in)),
         }
+
+    async def close(self) -> None:
+        await self._redis.aclose()
 
     def _warn(self, error: Exception) -> None:
         now = time.monotonic()
@@ -135,18 +166,12 @@ class RateLimiter:
             log.warning("rate limits not enforced, Redis unreachable: %s", error)
 
 
-def _storage_uri(redis_url: str) -> str:
-    if redis_url.startswith("unix://"):
-        return "async+redis+" + redis_url
-    return "async+" + redis_url
+def _whole_seconds(seconds: float) -> int:
+    return max(1, math.ceil(seconds))
 
 
-def _seconds_until(reset_time: float) -> int:
-    return max(1, math.ceil(reset_time - time.time()))
-
-
-def _limited(item: RateLimitItem, window: WindowStats) -> RateLimited:
-    retry_after = _seconds_until(window.reset_time)
+def _limited(item: RateLimitItem, reset_in: float) -> RateLimited:
+    retry_after = _whole_seconds(reset_in)
     headers = {
         "Retry-After": str(retry_after),
         "RateLimit-Limit": str(item.amount),

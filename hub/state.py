@@ -22,7 +22,6 @@ from hub.providers.base import Provider
 from hub.ratelimit import RateLimiter
 from hub.runtime import Runtime
 from hub.settings import Settings
-from jobs import push
 from ledger.accounts import Role, ensure_user, user_is_current
 from ledger.db import AfterCommit, UnitOfWork, unit_of_work
 from ledger.events import Event
@@ -73,18 +72,14 @@ class Hub:
             uow.after_commit(action)
 
     def followups(self, events: Sequence[Event]) -> list[AfterCommit]:
-        """What follows a commit that wrote `events`: count its postings, publish the events,
-        and queue a Web Push alert for each tip.received (every tip path, wallet or card,
-        passes here)."""
+        """What follows a commit that wrote `events`: count its postings and publish the events.
+        (A tip's receipt and Web Push alert are outbox rows of its own transaction: jobs.outbox.)"""
 
         async def publish() -> None:
             count_postings(events)
             await self.publisher.publish(events)
 
-        actions: list[AfterCommit] = [publish]
-        if self.settings.vapid_private_key is not None and push.tip_ids(events):
-            actions.append(lambda: push.enqueue_tip_alerts(self.queue, events))
-        return actions
+        return [publish]
 
     @property
     def public_url(self) -> str:

@@ -9,7 +9,6 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from jobs import push
 from ledger.db import unit_of_work
 from ledger.errors import LedgerError
 from ledger.operations import (
@@ -130,10 +129,6 @@ async def _settle_stale_payments(ctx: dict[str, Any]) -> int:
                 publisher = ctx.get("publisher")
                 if settled.events and publisher is not None:
                     uow.after_commit(functools.partial(publisher.publish, settled.events))
-                if ctx.get("push") is not None and push.tip_ids(settled.events):
-                    uow.after_commit(
-                        functools.partial(push.enqueue_tip_alerts, ctx["redis"], settled.events)
-                    )
             done += 1
         except LedgerError as exc:
             log.warning("could not settle stale payment %s: %s", reference, exc)

@@ -100,11 +100,10 @@ def tip_ids(events: Iterable[Event]) -> list[int]:
     return [int(event.data["tip_id"]) for event in events if event.type == "tip.received"]
 
 
-async def enqueue_tip_alerts(pool: ArqRedis, events: Iterable[Event]) -> None:
-    """Queue one alert per tip.received among committed `events`; the job id makes a repeated
-    enqueue a no-op."""
-    for tip_id in tip_ids(events):
-        await pool.enqueue_job(NAME, tip_id, _job_id=f"{NAME}:{tip_id}")
+async def enqueue_tip_alert(pool: ArqRedis, tip_id: int) -> None:
+    """Queue the alert of committed tip `tip_id` (the outbox does, jobs.outbox); the job id
+    makes a repeated enqueue a no-op."""
+    await pool.enqueue_job(NAME, tip_id, _job_id=f"{NAME}:{tip_id}")
 
 
 def alert_payload(

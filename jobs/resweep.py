@@ -3,6 +3,8 @@
 Follow-ups are enqueued after their transaction commits; if Redis was away at that moment (or
 the node died in between) the enqueue is lost. The database says what is still to do, so this
 job asks it every minute and enqueues again: arq's job ids make a duplicate enqueue a no-op.
+(A tip's receipt and alert are not enqueued by the hub at all: they are outbox rows of the tip's
+own transaction, jobs.outbox.)
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 from arq.connections import ArqRedis
 from sqlalchemy import text
 
-from jobs import payouts, receipts, refunds, verification
+from jobs import payouts, refunds, verification
 
 _STALE = "now() - interval '1 minute'"
 
@@ -24,11 +26,6 @@ async def resweep(ctx: dict[str, Any]) -> int:
         refunds.enqueue: f"""SELECT id FROM refunds WHERE status = 'pending'
             AND provider_ref IS NULL AND requested_by NOT LIKE 'provider:%'
             AND created_at < {_STALE} ORDER BY id LIMIT 500""",
-        receipts.enqueue: f"""SELECT t.transfer_id FROM tips t
-            LEFT JOIN receipts r ON r.transfer_id = t.transfer_id
-            WHERE r.id IS NULL AND t.created_at < {_STALE}
-              AND t.created_at > now() - interval '7 days'
-            ORDER BY t.transfer_id LIMIT 500""",
         verification.enqueue: """SELECT id FROM payments WHERE status = 'succeeded'
             AND verified_at IS NULL AND updated_at < now() - interval '10 minutes'
             AND updated_at > now() - interval '7 days' ORDER BY id LIMIT 500""",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +16,7 @@ from jobs import (
     analytics,
     holds,
     maintenance,
+    outbox,
     payouts,
     push,
     receipts,
@@ -103,8 +105,13 @@ def build_worker(
         )
         ctx["redis"] = ArqRedis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
         ctx["publisher"] = Publisher(ctx["redis"], ctx["sessions"])
+        # What was committed before this worker started is in the outbox: drain it now, so a
+        # burst worker runs those follow-ups' jobs too; then keep draining in the background.
+        await outbox.drain(ctx)
+        ctx["outbox"] = None if burst else asyncio.create_task(outbox.run(ctx), name="outbox")
 
     async def shutdown(ctx: dict[str, Any]) -> None:
+        await outbox.stop(ctx.get("outbox"))
         await ctx["redis"].aclose()
         await ctx["push_http"].aclose()
         await ctx["engine"].dispose()

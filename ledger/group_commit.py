@@ -7,6 +7,10 @@ under load, commands queue while the lanes commit, and the next batch takes them
 batch grows with the load by itself, and a hot account (the platform fee) is locked once per
 batch instead of once per command.
 
+What follows a commit (publishing the batch's events, one pipeline for all of them) is `after`,
+called once per batch with its answers, after the commit and before any command is answered; its
+failure is logged and changes no answer (the money committed; a sweeper republishes events).
+
 A refusal is an answer of its own command (the batch function returns it as data). A deadlock or
 serialization failure rolls the whole batch back and runs it again; any other failure (the
 database is away) is every command's error, and nothing of the batch committed.
@@ -26,6 +30,7 @@ log = logging.getLogger(__name__)
 C = TypeVar("C")
 A = TypeVar("A")
 Run = Callable[[Any, Sequence[C]], Awaitable[Sequence[A]]]
+After = Callable[[Sequence[A]], Awaitable[None]]
 _RETRIED = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
 
 
@@ -39,6 +44,7 @@ class GroupCommit(Generic[C, A]):
         lanes: int = 2,
         attempts: int = 3,
         acquire_timeout: float | None = None,
+        after: After[A] | None = None,
     ) -> None:
         self._pool = pool
         self._run = run
@@ -46,6 +52,7 @@ class GroupCommit(Generic[C, A]):
         self.lanes = lanes
         self._attempts = attempts
         self._acquire_timeout = acquire_timeout
+        self._after = after
         self._waiting: list[tuple[C, asyncio.Future[A]]] = []
         self._running = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -94,6 +101,11 @@ class GroupCommit(Generic[C, A]):
                 return
         self.batches += 1
         self.commands += len(batch)
+        if self._after is not None:
+            try:
+                await self._after(answers)
+            except Exception:
+                log.exception("after the commit of a batch of %d", len(batch))
         for (_, future), answer in zip(batch, answers, strict=True):
             if not future.done():
                 future.set_result(answer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import text
@@ -12,21 +13,30 @@ _ISSUE = text(
     INSERT INTO receipts (transfer_id, number, payer_id, payee_id, amount, fee, currency)
     SELECT t.transfer_id, 'R-' || lpad(nextval('receipt_numbers')::text, 8, '0'),
            t.fan_id, t.creator_id, t.amount, t.fee, t.currency
-    FROM tips t WHERE t.transfer_id = :transfer_id
+    FROM (
+        SELECT * FROM tips WHERE transfer_id = ANY(CAST(:transfer_ids AS bigint[]))
+        ORDER BY transfer_id
+    ) t
     ON CONFLICT (transfer_id) DO NOTHING
-    RETURNING number
+    RETURNING transfer_id, number
     """
 )
 
 
-async def issue_receipt(session: AsyncSession, transfer_id: int) -> str | None:
-    """Record the receipt of tip `transfer_id`; return its number, or None if it existed.
+async def issue_receipts(session: AsyncSession, transfer_ids: Sequence[int]) -> dict[int, str]:
+    """Record the receipts of tips `transfer_ids` in one statement; return the numbers of those
+    issued now (a tip that already had one is left out).
 
     Idempotent: the unique transfer_id makes a second run a no-op (a receipt number drawn by a
     losing run is skipped, never reused).
     """
-    number = await session.scalar(_ISSUE, {"transfer_id": transfer_id})
-    return str(number) if number is not None else None
+    rows = await session.execute(_ISSUE, {"transfer_ids": list(transfer_ids)})
+    return {int(transfer_id): str(number) for transfer_id, number in rows.all()}
+
+
+async def issue_receipt(session: AsyncSession, transfer_id: int) -> str | None:
+    """Record the receipt of tip `transfer_id`; return its number, or None if it existed."""
+    return (await issue_receipts(session, [transfer_id])).get(transfer_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,6 +122,16 @@ receipts = Table(
     Column("emailed_at", DateTime(timezone=True)),
 )
 
+# Follow-ups written in the money's own transaction (a trigger on tips), drained by the worker.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("topic", Text, nullable=False),
+    Column("ref", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
 holds = Table(
     "holds",
     metadata,

@@ -27,9 +27,8 @@ from hub.http import (
 from hub.idempotency import Outcome, idempotency_key
 from hub.routes.payments import provider_named, start_payment
 from hub.state import Hub
-from jobs import receipts
 from ledger.accounts import Role, balances
-from ledger.db import UnitOfWork, run_after_commit, unit_of_work
+from ledger.db import UnitOfWork, unit_of_work
 from ledger.errors import InvalidTransfer
 from ledger.money import Money
 from ledger.payments import Purpose
@@ -94,17 +93,12 @@ async def create_tip(request: Request) -> Response:
 
 
 async def tip_from_wallet(hub: Hub, command: TipCommand, headers: dict[str, str]) -> Response:
-    """The tip joins the next group commit, which posts it and saves its answer (or refusal)
-    under the key in one call to PostgreSQL; after the commit, its events are published and
-    its receipt queued."""
+    """The tip joins the next group commit, which posts it, saves its answer (or refusal) under
+    the key and adds its follow-ups to the outbox in one call to PostgreSQL; the batch's events
+    are published after the commit and before any of its requests is answered."""
     answer = await hub.tips.submit(command)
     if answer.error is not None:
         raise answer.error
-    transfer_id = answer.transfer_id
-    if transfer_id is not None and not answer.replayed:
-        await run_after_commit(
-            [*hub.followups(answer.events), lambda: receipts.enqueue(hub.queue, transfer_id)]
-        )
     return outcome_response(Outcome(answer.status, answer.body, answer.replayed), headers)
 
 

@@ -1,0 +1,96 @@
+"""The outbox: follow-ups written in the money's own transaction, drained by the worker.
+
+Every tip row adds an outbox row `('tip', transfer_id)` in the statement that writes it (a
+trigger, migration 0011), so a committed tip's follow-ups can be neither lost nor started for a
+tip that rolled back, and the hub sends nothing to Redis for them. The worker drains the outbox
+in batches, each batch one transaction that takes its rows (`FOR UPDATE SKIP LOCKED`, so workers
+share the work) and deletes them as it commits:
+
+- `tip`: its receipt is recorded (one statement for the batch); when the worker sends email,
+  `receipt.email`, and when Web Push is on, `push.tip`, are added for the next batch;
+- `receipt.email` and `push.tip`: their arq job is enqueued (the job id makes a repeat a no-op;
+  both jobs are idempotent), before the rows' deletion commits, so a crash repeats an enqueue
+  and never drops one. The email is queued only after the receipt's own commit.
+
+The worker drains every `POLL_SECONDS`, and once as it starts (so a burst worker runs the jobs
+of what was committed before it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from arq.connections import ArqRedis
+from sqlalchemy import text
+
+from jobs import push, receipts
+from ledger.db import unit_of_work
+from ledger.receipts import issue_receipts
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.2
+BATCH = 500
+
+_TAKE = text(
+    """
+    DELETE FROM outbox
+    WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED)
+    RETURNING topic, ref
+    """
+)
+_ADD = text(
+    "INSERT INTO outbox (topic, ref) "
+    "SELECT :topic, ref FROM unnest(CAST(:refs AS bigint[])) AS ref ORDER BY ref"
+)
+
+
+async def drain(ctx: dict[str, Any], batch: int = BATCH) -> int:
+    """Handle outbox rows, a batch per transaction, until none is left; return how many."""
+    handled = 0
+    while True:
+        async with unit_of_work(ctx["sessions"]) as uow:
+            taken = await uow.session.execute(_TAKE, {"limit": batch})
+            rows = [(str(topic), int(ref)) for topic, ref in taken.all()]
+            if not rows:
+                return handled
+            tips = sorted({ref for topic, ref in rows if topic == "tip"})
+            if tips:
+                await issue_receipts(uow.session, tips)
+                for topic, wanted in (("receipt.email", "smtp"), ("push.tip", "push")):
+                    if ctx.get(wanted) is not None:
+                        await uow.session.execute(_ADD, {"topic": topic, "refs": tips})
+            pool: ArqRedis = ctx["redis"]
+            for topic, ref in rows:
+                if topic == "receipt.email":
+                    await receipts.enqueue(pool, ref)
+                elif topic == "push.tip":
+                    await push.enqueue_tip_alert(pool, ref)
+        handled += len(rows)
+
+
+async def run(ctx: dict[str, Any], every: float = POLL_SECONDS) -> None:
+    """Drain forever (the worker's background task); a failure is logged, at most once a
+    minute, and the next round tries again."""
+    warned_at = 0.0
+    while True:
+        try:
+            await drain(ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if time.monotonic() - warned_at > 60:
+                warned_at = time.monotonic()
+                log.warning("could not drain the outbox: %s", exc)
+        await asyncio.sleep(every)
+
+
+async def stop(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,116 @@
+"""The outbox: a tip's follow-ups are rows of the tip's own transaction, and the worker (burst or
+running) drains them; the hub sends nothing to Redis for them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+
+from arq.connections import ArqRedis
+from sqlalchemy import select
+
+from jobs import receipts
+from jobs.worker import build_worker
+from ledger.db import unit_of_work
+from ledger.money import Money
+from ledger.schema import outbox
+from ledger.schema import receipts as receipts_table
+from ledger.tips import send_tip
+from tests.conftest import People, Services, auth, run_burst_worker
+
+
+async def _tip(http, people: People, amount: int = 1_000) -> int:
+    response = await http.post(
+        "/api/v1/tips",
+        json={"creator_id": people.creator, "amount": amount, "currency": "NGN"},
+        headers={**auth(people.fan, "fan"), "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+async def _outbox(sessions, transfer_id: int) -> list[str]:
+    async with sessions() as session:
+        rows = await session.execute(select(outbox.c.topic).where(outbox.c.ref == transfer_id))
+        return [str(topic) for (topic,) in rows]
+
+
+async def _receipt(sessions, transfer_id: int) -> str | None:
+    async with sessions() as session:
+        number = await session.scalar(
+            select(receipts_table.c.number).where(receipts_table.c.transfer_id == transfer_id)
+        )
+        return None if number is None else str(number)
+
+
+async def test_a_tip_commits_its_followups_and_the_hub_enqueues_nothing(
+    http, people: People, services: Services, sessions
+) -> None:
+    transfer_id = await _tip(http, people)
+    assert await _outbox(sessions, transfer_id) == ["tip"]
+    queue = ArqRedis.from_url(services.redis_url)
+    try:
+        # No receipt job was enqueued by the hub (it would carry this id).
+        assert not await queue.exists(f"arq:job:{receipts.NAME}:{transfer_id}")
+    finally:
+        await queue.aclose()
+    assert await _receipt(sessions, transfer_id) is None
+
+    await run_burst_worker(services)
+    assert await _outbox(sessions, transfer_id) == []
+    number = await _receipt(sessions, transfer_id)
+    assert number is not None and number.startswith("R-")
+    await run_burst_worker(services)  # nothing left to do: the same receipt
+    assert await _receipt(sessions, transfer_id) == number
+
+
+async def test_the_outbox_row_is_written_and_rolled_back_with_the_tip(
+    people: People, sessions
+) -> None:
+    transfer_id = None
+    with contextlib.suppress(RuntimeError):
+        async with unit_of_work(sessions) as uow:
+            tip = await send_tip(
+                uow.session,
+                fan_id=people.fan,
+                creator_id=people.creator,
+                amount=Money(1_000, "NGN"),
+                message=None,
+                fee_bps=1000,
+                reference=f"tip:{uuid.uuid4().hex}",
+            )
+            transfer_id = tip.transfer_id
+            mine = await uow.session.execute(
+                select(outbox.c.topic).where(outbox.c.ref == transfer_id)
+            )
+            assert [topic for (topic,) in mine] == ["tip"]  # in the tip's own transaction
+            assert await _outbox(sessions, transfer_id) == []  # invisible before the commit
+            raise RuntimeError("rolled back")
+    assert transfer_id is not None
+    assert await _outbox(sessions, transfer_id) == []
+
+
+async def test_a_running_worker_drains_the_outbox_as_tips_commit(
+    http, people: People, services: Services, sessions
+) -> None:
+    worker = build_worker(
+        database_url=services.database_url, redis_url=services.redis_url, handle_signals=False
+    )
+    running = asyncio.create_task(worker.main())
+    try:
+        transfer_ids = [await _tip(http, people, 100 + n) for n in range(5)]
+        for _ in range(200):
+            if all([await _receipt(sessions, t) is not None for t in transfer_ids]):
+                break
+            await asyncio.sleep(0.05)
+        numbers = [await _receipt(sessions, t) for t in transfer_ids]
+        assert all(number is not None for number in numbers), numbers
+        assert len(set(numbers)) == 5
+        for transfer_id in transfer_ids:
+            assert await _outbox(sessions, transfer_id) == []
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await worker.close()
