@@ -8,8 +8,10 @@ share the work) and deletes them as it commits:
 
 - `tip`: its receipt is recorded (one statement for the batch); when the worker sends email,
   `receipt.email`, and when Web Push is on, `push.tip`, are added for the next batch;
+- `payment.verify` (a webhook's payment success, written in the webhook's transaction):
+  the verification job is enqueued, to run 5 s later;
 - `receipt.email` and `push.tip`: their arq job is enqueued (the job id makes a repeat a no-op;
-  both jobs are idempotent), before the rows' deletion commits, so a crash repeats an enqueue
+  the jobs are idempotent), before the rows' deletion commits, so a crash repeats an enqueue
   and never drops one. The email is queued only after the receipt's own commit.
 
 The worker drains every `POLL_SECONDS`, and once as it starts (so a burst worker runs the jobs
@@ -27,7 +29,8 @@ from typing import Any
 from arq.connections import ArqRedis
 from sqlalchemy import text
 
-from jobs import push, receipts
+from jobs import push, receipts, verification
+from ledger import outbox
 from ledger.db import unit_of_work
 from ledger.receipts import issue_receipts
 
@@ -42,10 +45,6 @@ _TAKE = text(
     WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED)
     RETURNING topic, ref
     """
-)
-_ADD = text(
-    "INSERT INTO outbox (topic, ref) "
-    "SELECT :topic, ref FROM unnest(CAST(:refs AS bigint[])) AS ref ORDER BY ref"
 )
 
 
@@ -63,13 +62,15 @@ async def drain(ctx: dict[str, Any], batch: int = BATCH) -> int:
                 await issue_receipts(uow.session, tips)
                 for topic, wanted in (("receipt.email", "smtp"), ("push.tip", "push")):
                     if ctx.get(wanted) is not None:
-                        await uow.session.execute(_ADD, {"topic": topic, "refs": tips})
+                        await outbox.add(uow.session, topic, tips)
             pool: ArqRedis = ctx["redis"]
             for topic, ref in rows:
                 if topic == "receipt.email":
                     await receipts.enqueue(pool, ref)
                 elif topic == "push.tip":
                     await push.enqueue_tip_alert(pool, ref)
+                elif topic == "payment.verify":
+                    await verification.enqueue(pool, ref)
         handled += len(rows)
 
 

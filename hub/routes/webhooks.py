@@ -11,7 +11,7 @@ from hub.errors import ApiError
 from hub.http import hub_of, json_response, rate_limit
 from hub.metrics import WEBHOOKS
 from hub.providers.base import BadSignature, MalformedPayload
-from jobs import verification
+from ledger import outbox
 from ledger.db import unit_of_work
 from ledger.inbox import malformed_event_id, record_delivery
 from ledger.settlement import apply_event
@@ -53,8 +53,7 @@ async def receive(request: Request) -> Response:
         settled = await apply_event(uow.session, event, text)
         if settled.events:
             hub.publish_after_commit(uow, settled.events)
-        succeeded = settled.succeeded_payment
-        if succeeded is not None:
-            uow.after_commit(lambda: verification.enqueue(hub.queue, succeeded))
+        if settled.succeeded_payment is not None:  # the provider's API is asked, 5 s later
+            await outbox.add(uow.session, "payment.verify", [settled.succeeded_payment])
     WEBHOOKS.labels(name, settled.outcome).inc()
     return json_response({"received": True, "outcome": settled.outcome}, 200, headers)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 
+from arq.connections import ArqRedis
 from sqlalchemy import select
 
 from hub.providers.signatures import sign_paystack
 from hub.runtime import build_provider_clients
-from jobs.verification import verify
-from ledger.schema import payments
+from jobs.outbox import drain
+from jobs.verification import NAME, verify
+from ledger.schema import outbox, payments
 from tests.conftest import PAYSTACK_SECRET, make_settings
 from tests.money import start_topup, topup
 
@@ -57,3 +59,29 @@ async def test_a_paid_topup_is_confirmed_and_a_forged_one_is_flagged(
         await client.aclose()
     assert await verification_of(sessions, paid["id"]) == "confirmed"
     assert (await verification_of(sessions, unpaid["id"])).startswith("NOT CONFIRMED")
+
+
+async def test_a_webhook_success_queues_its_verification_through_the_outbox(
+    http, sandbox, sessions, services, uid
+) -> None:
+    paid = await topup(http, sandbox, uid("fan"), 2_500, "paystack")
+    async with sessions() as session:
+        topics = (
+            await session.scalars(select(outbox.c.topic).where(outbox.c.ref == paid["id"]))
+        ).all()
+    assert "payment.verify" in topics  # committed with the webhook's credit
+    job = f"arq:job:{NAME}:{paid['id']}"
+    queue = ArqRedis.from_url(services.redis_url)
+    try:
+        assert not await queue.exists(job)  # the hub enqueued nothing itself
+        await drain({"sessions": sessions, "redis": queue})
+        assert await queue.exists(job)  # the worker's drain did, deferred as before
+    finally:
+        await queue.aclose()
+    async with sessions() as session:
+        left = await session.scalars(
+            select(outbox.c.topic).where(
+                outbox.c.ref == paid["id"], outbox.c.topic == "payment.verify"
+            )
+        )
+        assert left.all() == []
