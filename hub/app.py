@@ -28,6 +28,7 @@ from hub.state import Hub
 from ledger.db import make_engine, make_pool, make_sessions, run_after_commit
 from ledger.group_commit import GroupCommit
 from ledger.wallet_tips import TipAnswer, post_wallet_tips
+from ledger.webhook_topups import Applied, apply_topups
 from realtime.publisher import Publisher
 from realtime.server import Identity, Realtime, SocketLimits
 
@@ -74,6 +75,11 @@ def create_app(runtime: Runtime) -> ASGIApp:
         events = [event for answer in answers if not answer.replayed for event in answer.events]
         await run_after_commit(holder["hub"].followups(events))
 
+    async def topups_committed(answers: Sequence[Applied]) -> None:
+        """A batch of top-up webhooks committed: the same for its events."""
+        events = [event for answer in answers for event in answer.events]
+        await run_after_commit(holder["hub"].followups(events))
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # Not arq's create_pool: it insists on reaching Redis at once.
@@ -95,6 +101,14 @@ def create_app(runtime: Runtime) -> ASGIApp:
                 lanes=settings.group_commit_lanes,
                 acquire_timeout=settings.database_pool_acquire_timeout,
                 after=tips_committed,
+            ),
+            topups=GroupCommit(
+                pool,
+                apply_topups,
+                max_batch=settings.group_commit_max_batch,
+                lanes=settings.group_commit_lanes,
+                acquire_timeout=settings.database_pool_acquire_timeout,
+                after=topups_committed,
             ),
             sessions=sessions,
             read_sessions=make_sessions(read_engine),

@@ -29,6 +29,7 @@ from ledger.group_commit import GroupCommit
 from ledger.overlays import find_active
 from ledger.users import find_user
 from ledger.wallet_tips import TipAnswer, TipCommand
+from ledger.webhook_topups import Applied, Delivery
 from realtime.publisher import Publisher
 from realtime.server import Identity, Realtime, Refused
 
@@ -42,6 +43,7 @@ class Hub:
     engine: AsyncEngine
     pool: asyncpg.Pool  # plain asyncpg, for the hot paths
     tips: GroupCommit[TipCommand, TipAnswer]  # wallet tips, group-committed on `pool`
+    topups: GroupCommit[Delivery, Applied]  # top-up webhooks, group-committed on `pool`
     sessions: async_sessionmaker[AsyncSession]
     read_sessions: async_sessionmaker[AsyncSession]  # a replica, or the primary
     redis: Redis

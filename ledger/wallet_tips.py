@@ -97,11 +97,12 @@ def _answer(row: Any) -> TipAnswer:
         status=row["status"],
         body=row["body"],
         replayed=row["replayed"],
-        events=tuple(_event(e) for e in json.loads(row["events"] or "[]")),
+        events=tuple(event_from_json(e) for e in json.loads(row["events"] or "[]")),
     )
 
 
-def _event(e: dict[str, Any]) -> Event:
+def event_from_json(e: dict[str, Any]) -> Event:
+    """An event as the batch functions return it (jsonb_build_object of the events row)."""
     return Event(
         id=e["id"],
         user_id=e["user_id"],

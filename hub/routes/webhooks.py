@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from starlette.requests import Request
@@ -14,7 +15,11 @@ from hub.providers.base import BadSignature, MalformedPayload
 from ledger import outbox
 from ledger.db import unit_of_work
 from ledger.inbox import malformed_event_id, record_delivery
+from ledger.provider_events import EventKind
 from ledger.settlement import apply_event
+from ledger.webhook_topups import Delivery
+
+log = logging.getLogger(__name__)
 
 
 async def receive(request: Request) -> Response:
@@ -49,6 +54,17 @@ async def receive(request: Request) -> Response:
                 detail=str(exc)[:500],
             )
         raise ApiError(400, "malformed_payload", f"the body is not a valid event: {exc}") from None
+    if event.kind is EventKind.PAYMENT_SUCCEEDED:
+        # A top-up's success joins the next group commit (one call to PostgreSQL for the
+        # batch); any other payment's comes back deferred, untouched, for apply_event.
+        applied = await hub.topups.submit(Delivery(event, text))
+        if not applied.deferred:
+            if applied.outcome == "mismatch":
+                log.warning(
+                    "webhook mismatch from %s, event %s: %s", name, event.event_id, applied.detail
+                )
+            WEBHOOKS.labels(name, applied.outcome).inc()
+            return json_response({"received": True, "outcome": applied.outcome}, 200, headers)
     async with unit_of_work(hub.sessions) as uow:
         settled = await apply_event(uow.session, event, text)
         if settled.events:

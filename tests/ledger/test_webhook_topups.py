@@ -1,0 +1,277 @@
+"""hub_webhook_topups, called as the webhook route calls it: a batch of verified payment
+successes in one transaction on a plain asyncpg connection. Held to the SQLAlchemy path itself:
+each event is first applied by ledger.settlement.apply_event in a transaction that is rolled
+back, and the batch function must then leave the same state and say the same thing."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+
+from ledger.accounts import Role
+from ledger.checks import run_checks
+from ledger.db import asyncpg_dsn
+from ledger.money import Money
+from ledger.payments import Purpose, create_payment
+from ledger.provider_events import EventKind, ProviderEvent
+from ledger.settlement import apply_event
+from ledger.webhook_topups import Applied, Delivery, apply_topups
+from tests.conftest import Services, create_user
+
+
+class RolledBack(Exception):
+    pass
+
+
+@pytest.fixture
+async def connection(services: Services) -> AsyncIterator[Any]:
+    connection = await asyncpg.connect(asyncpg_dsn(services.database_url))
+    yield connection
+    await connection.close()
+
+
+async def payment(
+    sessions,
+    user: str,
+    amount: int,
+    purpose: Purpose = Purpose.TOPUP,
+    provider: str = "paystack",
+    **details: Any,
+):
+    async with sessions() as session, session.begin():
+        return await create_payment(
+            session,
+            user_id=user,
+            provider=provider,
+            amount=Money(amount, "NGN"),
+            purpose=purpose,
+            details=details,
+        )
+
+
+def success(reference: str | None, amount: int | None, currency: str | None = "NGN", **more):
+    return ProviderEvent(
+        provider=more.get("provider", "paystack"),
+        event_id=more.get("event_id", uuid.uuid4().hex),
+        type="charge.success",
+        kind=EventKind.PAYMENT_SUCCEEDED,
+        reference=reference,
+        amount=amount,
+        currency=currency,
+        provider_ref=more.get("provider_ref", f"ch_{uuid.uuid4().hex[:8]}"),
+    )
+
+
+_STATE = """
+SELECT
+  (SELECT row_to_json(x) FROM (SELECT status, provider_ref, transfer_id IS NOT NULL AS paid
+      FROM payments WHERE reference = :reference) x)::text AS payment,
+  (SELECT row_to_json(x) FROM (SELECT outcome, detail, event_type, payload
+      FROM webhook_events WHERE provider = :provider AND event_id = :event_id) x)::text AS inbox,
+  (SELECT row_to_json(x) FROM (SELECT t.kind, t.currency, t.metadata, t.fee_bps,
+      (SELECT json_agg(json_build_object('account', e.account_id, 'amount', e.amount,
+                                         'after', e.balance_after) ORDER BY e.account_id)
+       FROM entries e WHERE e.transfer_id = t.id) AS entries
+      FROM transfers t WHERE t.reference = 'payment:' || :reference) x)::text AS transfer,
+  (SELECT json_agg(json_build_object('id', a.id, 'balance', a.balance, 'version', a.version)
+      ORDER BY a.id)
+   FROM accounts a WHERE a.owner_id = :user OR a.kind = 'provider_clearing')::text AS accounts
+"""
+
+
+async def state(sessions, event: ProviderEvent, user: str) -> dict[str, Any]:
+    async with sessions() as session:
+        row = (
+            await session.execute(
+                text(_STATE),
+                {
+                    "reference": event.reference,
+                    "provider": event.provider,
+                    "event_id": event.event_id,
+                    "user": user,
+                },
+            )
+        ).one()
+    return dict(row._mapping)
+
+
+async def by_sqlalchemy(sessions, event: ProviderEvent, user: str) -> tuple[Any, ...]:
+    """What apply_event says and leaves for `event`, in a transaction then rolled back."""
+    answer: tuple[Any, ...] = ()
+    try:
+        async with sessions() as session, session.begin():
+            settled = await apply_event(session, event, "{}")
+            rows = (
+                await session.execute(
+                    text(_STATE),
+                    {
+                        "reference": event.reference,
+                        "provider": event.provider,
+                        "event_id": event.event_id,
+                        "user": user,
+                    },
+                )
+            ).one()
+            answer = (
+                settled.outcome,
+                settled.detail,
+                [(e.user_id, e.type, e.data) for e in settled.events],
+                dict(rows._mapping),
+            )
+            raise RolledBack
+    except RolledBack:
+        pass
+    return answer
+
+
+async def by_function(connection, sessions, events: list[ProviderEvent], user: str):
+    async with connection.transaction():
+        answers = await apply_topups(connection, [Delivery(e, "{}") for e in events])
+    return answers
+
+
+def said(answer: Applied) -> tuple[Any, ...]:
+    return (
+        answer.outcome,
+        answer.detail,
+        [(e.user_id, e.type, e.data) for e in answer.events],
+    )
+
+
+async def test_a_topup_is_credited_as_the_sqlalchemy_path_credits_it(
+    connection, sessions, uid
+) -> None:
+    fan = uid("fan")
+    await create_user(sessions, fan, Role.FAN, fund=Money(1_000, "NGN"))
+    # The provider's clearing account exists (made by a first top-up if it did not): both
+    # paths would make it with the next id, and only one of them keeps it.
+    first = await payment(sessions, fan, 500)
+    [made] = await by_function(connection, sessions, [success(first.reference, 500)], fan)
+    assert made.outcome == "applied"
+    paid = await payment(sessions, fan, 7_500)
+    event = success(paid.reference, 7_500)
+
+    outcome, detail, events, left = await by_sqlalchemy(sessions, event, fan)
+    assert outcome == "applied" and events  # the reference run did credit
+    [answer] = await by_function(connection, sessions, [event], fan)
+    assert said(answer) == (outcome, detail, events)
+    assert await state(sessions, event, fan) == left
+    # The payment's verification is queued with the money.
+    assert (
+        await connection.fetchval(
+            "SELECT count(*) FROM outbox WHERE topic = 'payment.verify' AND ref = $1", paid.id
+        )
+        == 1
+    )
+    async with sessions() as session:
+        assert await run_checks(session) == []
+
+
+async def test_every_refusal_says_what_apply_event_says_and_moves_nothing(
+    connection, sessions, uid
+) -> None:
+    fan = uid("fan")
+    await create_user(sessions, fan, Role.FAN)
+    done = await payment(sessions, fan, 1_000)
+    first = success(done.reference, 1_000)
+    [answer] = await by_function(connection, sessions, [first], fan)
+    assert answer.outcome == "applied"
+
+    pending = await payment(sessions, fan, 2_000)
+    elsewhere = await payment(sessions, fan, 3_000, provider="stripe")
+    refusals = [
+        success(pending.reference, 2_001),  # amount
+        success(pending.reference, 2_000, "USD"),  # currency
+        success(elsewhere.reference, 3_000),  # another provider's payment
+        success(done.reference, 1_000),  # already succeeded: ignored
+        success(pending.reference, None),  # a success must state its amount
+    ]
+    for event in refusals:
+        outcome, detail, events, left = await by_sqlalchemy(sessions, event, fan)
+        [answer] = await by_function(connection, sessions, [event], fan)
+        assert said(answer) == (outcome, detail, events), event
+        assert answer.outcome in ("mismatch", "ignored") and not answer.events
+        assert await state(sessions, event, fan) == left
+
+    # A copy, later or in the same batch, is a duplicate; the payment is credited once.
+    again = success(pending.reference, 2_000)
+    answers = await by_function(connection, sessions, [again, again, first], fan)
+    assert [a.outcome for a in answers] == ["applied", "duplicate", "duplicate"]
+    assert (
+        await connection.fetchval(
+            "SELECT count(*) FROM transfers WHERE reference = $1", f"payment:{pending.reference}"
+        )
+        == 1
+    )
+
+
+async def test_anything_but_a_topup_is_deferred_untouched(connection, sessions, uid) -> None:
+    fan, creator = uid("fan"), uid("creator")
+    await create_user(sessions, fan, Role.FAN)
+    await create_user(sessions, creator, Role.CREATOR)
+    card_tip = await payment(sessions, fan, 5_000, Purpose.TIP, creator_id=creator, fee_bps=1000)
+    topup = await payment(sessions, fan, 4_000)
+    unknown = success(f"pay_{uuid.uuid4().hex}", 100)
+    answers = await by_function(
+        connection,
+        sessions,
+        [success(card_tip.reference, 5_000), unknown, success(topup.reference, 4_000)],
+        fan,
+    )
+    assert [(a.outcome, a.deferred) for a in answers] == [
+        ("deferred", True),
+        ("deferred", True),
+        ("applied", False),
+    ]
+    for event in (success(card_tip.reference, 5_000), unknown):
+        assert (
+            await connection.fetchval(
+                "SELECT count(*) FROM webhook_events WHERE provider = $1 AND event_id = $2",
+                event.provider,
+                event.event_id,
+            )
+            == 0
+        )
+    assert (
+        await connection.fetchval("SELECT status FROM payments WHERE id = $1", card_tip.id)
+        == "pending"
+    )
+
+
+async def test_concurrent_batches_with_copies_credit_each_payment_once(
+    services: Services, sessions, uid
+) -> None:
+    fan = uid("fan")
+    await create_user(sessions, fan, Role.FAN)
+    paid = [await payment(sessions, fan, 100 + n) for n in range(12)]
+    events = [success(p.reference, p.amount.amount, event_id=f"evt-{p.id}") for p in paid]
+
+    async def lane(order: list[ProviderEvent]) -> list[Applied]:
+        connection = await asyncpg.connect(asyncpg_dsn(services.database_url))
+        try:
+            async with connection.transaction():
+                return await apply_topups(connection, [Delivery(e, "{}") for e in order])
+        finally:
+            await connection.close()
+
+    results = await asyncio.gather(
+        lane(events), lane(events[::-1]), lane(events[3:] + events[:3]), lane(events[::2])
+    )
+    applied = [a for answers in results for a in answers if a.outcome == "applied"]
+    assert len(applied) == len(paid)
+    async with sessions() as session:
+        total = await session.scalar(
+            text(
+                "SELECT sum(e.amount) FROM entries e JOIN accounts a ON a.id = e.account_id "
+                "WHERE a.owner_id = :fan AND a.kind = 'wallet'"
+            ),
+            {"fan": fan},
+        )
+        assert total == sum(p.amount.amount for p in paid)
+        assert await run_checks(session) == []
