@@ -177,7 +177,8 @@ def ledger(lines: list[str]) -> None:
         if spread_many is not None:
             lines.append(
                 f"The same postings 16 to a transaction: **{cell(spread_many, 0)}** postings/s "
-                f"spread, **{cell(hot_many, 0)}** hot (each batch posted set-based in one statement, as Hub's group commit posts it)."
+                f"spread, **{cell(hot_many, 0)}** hot (each batch posted set-based in one "
+                "statement, as Hub's group commit posts it)."
             )
         lines.append("")
     if tips:

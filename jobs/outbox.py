@@ -14,8 +14,10 @@ share the work) and deletes them as it commits:
   the jobs are idempotent), before the rows' deletion commits, so a crash repeats an enqueue
   and never drops one. The email is queued only after the receipt's own commit.
 
-The worker drains every `POLL_SECONDS`, and once as it starts (so a burst worker runs the jobs
-of what was committed before it).
+A running worker drains every `POLL_SECONDS` in the background; a burst worker drains once as
+it starts, before it runs the jobs (those of what was committed before it too). A Web Push alert
+is queued only for a tip of the last hour (the push's own TTL): a backlog, or the tips migration
+0011 put in the outbox, sends no stale alerts.
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ _TAKE = text(
     """
 )
 
+_RECENT = text(
+    "SELECT transfer_id FROM tips WHERE transfer_id = ANY(CAST(:ids AS bigint[])) "
+    "AND created_at > now() - interval '1 hour' ORDER BY transfer_id"
+)
+
 
 async def drain(ctx: dict[str, Any], batch: int = BATCH) -> int:
     """Handle outbox rows, a batch per transaction, until none is left; return how many."""
@@ -60,9 +67,11 @@ async def drain(ctx: dict[str, Any], batch: int = BATCH) -> int:
             tips = sorted({ref for topic, ref in rows if topic == "tip"})
             if tips:
                 await issue_receipts(uow.session, tips)
-                for topic, wanted in (("receipt.email", "smtp"), ("push.tip", "push")):
-                    if ctx.get(wanted) is not None:
-                        await outbox.add(uow.session, topic, tips)
+                if ctx.get("smtp") is not None:
+                    await outbox.add(uow.session, "receipt.email", tips)
+                if ctx.get("push") is not None:  # an alert is news for an hour (its push TTL)
+                    recent = await uow.session.scalars(_RECENT, {"ids": tips})
+                    await outbox.add(uow.session, "push.tip", [int(t) for t in recent])
             pool: ArqRedis = ctx["redis"]
             for topic, ref in rows:
                 if topic == "receipt.email":
@@ -72,6 +81,14 @@ async def drain(ctx: dict[str, Any], batch: int = BATCH) -> int:
                 elif topic == "payment.verify":
                     await verification.enqueue(pool, ref)
         handled += len(rows)
+
+
+async def drain_once_for_burst(ctx: dict[str, Any]) -> None:
+    """A burst worker's drain as it starts; a failure is logged (the next worker drains)."""
+    try:
+        await drain(ctx)
+    except Exception as exc:
+        log.warning("could not drain the outbox: %s", exc)
 
 
 async def run(ctx: dict[str, Any], every: float = POLL_SECONDS) -> None:

@@ -105,10 +105,14 @@ def build_worker(
         )
         ctx["redis"] = ArqRedis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
         ctx["publisher"] = Publisher(ctx["redis"], ctx["sessions"])
-        # What was committed before this worker started is in the outbox: drain it now, so a
-        # burst worker runs those follow-ups' jobs too; then keep draining in the background.
-        await outbox.drain(ctx)
-        ctx["outbox"] = None if burst else asyncio.create_task(outbox.run(ctx), name="outbox")
+        # A running worker drains the outbox in the background from the start (arq runs jobs
+        # meanwhile); a burst worker drains it first, so that it runs those follow-ups' jobs
+        # too before it stops.
+        if burst:
+            await outbox.drain_once_for_burst(ctx)
+            ctx["outbox"] = None
+        else:
+            ctx["outbox"] = asyncio.create_task(outbox.run(ctx), name="outbox")
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         await outbox.stop(ctx.get("outbox"))

@@ -9,11 +9,14 @@ batch instead of once per command.
 
 What follows a commit (publishing the batch's events, one pipeline for all of them) is `after`,
 called once per batch with its answers, after the commit and before any command is answered; its
-failure is logged and changes no answer (the money committed; a sweeper republishes events).
+failure, or its taking longer than `after_timeout`, is logged and changes no answer (the money
+committed; a sweeper republishes events), so a slow Redis cannot hold a lane.
 
 A refusal is an answer of its own command (the batch function returns it as data). A deadlock or
-serialization failure rolls the whole batch back and runs it again; any other failure (the
-database is away) is every command's error, and nothing of the batch committed.
+serialization failure rolls the whole batch back and runs it again. An error in what a command
+carries (a value PostgreSQL or the driver refuses) rolls the batch back and runs each of its
+commands alone, so that only the command at fault fails. Any other failure (the database is
+away) is every command's error, and nothing of the batch committed.
 """
 
 from __future__ import annotations
@@ -34,6 +37,15 @@ After = Callable[[Sequence[A]], Awaitable[None]]
 _RETRIED = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
 
 
+def _command_at_fault(exc: BaseException) -> bool:
+    """An error one command's data may cause: the driver could not encode an argument, or
+    PostgreSQL refused a value (SQLSTATE classes 22 data exception, 23 constraint)."""
+    if isinstance(exc, asyncpg.exceptions.DataError):
+        return True
+    state = getattr(exc, "sqlstate", None)
+    return isinstance(exc, asyncpg.PostgresError) and str(state)[:2] in ("22", "23")
+
+
 class GroupCommit(Generic[C, A]):
     def __init__(
         self,
@@ -45,6 +57,7 @@ class GroupCommit(Generic[C, A]):
         attempts: int = 3,
         acquire_timeout: float | None = None,
         after: After[A] | None = None,
+        after_timeout: float = 0.5,
     ) -> None:
         self._pool = pool
         self._run = run
@@ -53,6 +66,7 @@ class GroupCommit(Generic[C, A]):
         self._attempts = attempts
         self._acquire_timeout = acquire_timeout
         self._after = after
+        self._after_timeout = after_timeout
         self._waiting: list[tuple[C, asyncio.Future[A]]] = []
         self._running = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -75,11 +89,11 @@ class GroupCommit(Generic[C, A]):
             while self._waiting:
                 batch = self._waiting[: self.max_batch]
                 del self._waiting[: self.max_batch]
-                await self._commit(batch)
+                await self._commit(batch, isolate=len(batch) > 1)
         finally:
             self._running -= 1
 
-    async def _commit(self, batch: list[tuple[C, asyncio.Future[A]]]) -> None:
+    async def _commit(self, batch: list[tuple[C, asyncio.Future[A]]], isolate: bool) -> None:
         commands = [command for command, _ in batch]
         for attempt in range(1, self._attempts + 1):
             try:
@@ -94,6 +108,14 @@ class GroupCommit(Generic[C, A]):
                     self._fail(batch, exc)
                     return
                 log.warning("batch of %d rolled back (%s): again", len(batch), type(exc).__name__)
+            except Exception as exc:
+                if isolate and _command_at_fault(exc):
+                    log.warning("batch of %d refused (%s): each command alone", len(batch), exc)
+                    for one in batch:
+                        await self._commit([one], isolate=False)
+                    return
+                self._fail(batch, exc)
+                return
             except BaseException as exc:
                 self._fail(batch, exc)
                 if not isinstance(exc, Exception):
@@ -103,7 +125,9 @@ class GroupCommit(Generic[C, A]):
         self.commands += len(batch)
         if self._after is not None:
             try:
-                await self._after(answers)
+                await asyncio.wait_for(self._after(answers), self._after_timeout)
+            except TimeoutError:
+                log.warning("after the commit of a batch of %d: gave up waiting", len(batch))
             except Exception:
                 log.exception("after the commit of a batch of %d", len(batch))
         for (_, future), answer in zip(batch, answers, strict=True):

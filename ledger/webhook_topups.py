@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ledger.db import BIGINT_MAX
 from ledger.events import Event
 from ledger.provider_events import EventKind, ProviderEvent
 from ledger.wallet_tips import event_from_json
@@ -29,6 +30,16 @@ class Delivery:
     def __post_init__(self) -> None:
         if self.event.kind is not EventKind.PAYMENT_SUCCEEDED:
             raise ValueError("only payment successes are applied in batches")
+
+
+def batchable(event: ProviderEvent) -> bool:
+    """Whether `event` can join a batch: its amount fits a bigint and no text carries a NUL
+    (PostgreSQL's text cannot). Any other is applied alone by apply_event, which records it
+    (as a mismatch, mostly) without putting a batch's other deliveries at risk."""
+    if event.amount is not None and not -BIGINT_MAX - 1 <= event.amount <= BIGINT_MAX:
+        return False
+    texts = (event.provider, event.event_id, event.type, event.reference, event.currency)
+    return not any("\x00" in value for value in (*texts, event.provider_ref) if value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from ledger.db import unit_of_work
 from ledger.inbox import malformed_event_id, record_delivery
 from ledger.provider_events import EventKind
 from ledger.settlement import apply_event
-from ledger.webhook_topups import Delivery
+from ledger.webhook_topups import Delivery, batchable
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ async def receive(request: Request) -> Response:
                 detail=str(exc)[:500],
             )
         raise ApiError(400, "malformed_payload", f"the body is not a valid event: {exc}") from None
-    if event.kind is EventKind.PAYMENT_SUCCEEDED:
+    if event.kind is EventKind.PAYMENT_SUCCEEDED and batchable(event):
         # A top-up's success joins the next group commit (one call to PostgreSQL for the
         # batch); any other payment's comes back deferred, untouched, for apply_event.
         applied = await hub.topups.submit(Delivery(event, text))

@@ -6,6 +6,7 @@ back, and the batch function must then leave the same state and say the same thi
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,15 +15,17 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 
+from hub.providers.signatures import sign_paystack
 from ledger.accounts import Role
 from ledger.checks import run_checks
 from ledger.db import asyncpg_dsn
+from ledger.group_commit import GroupCommit
 from ledger.money import Money
 from ledger.payments import Purpose, create_payment
 from ledger.provider_events import EventKind, ProviderEvent
 from ledger.settlement import apply_event
-from ledger.webhook_topups import Applied, Delivery, apply_topups
-from tests.conftest import Services, create_user
+from ledger.webhook_topups import Applied, Delivery, apply_topups, batchable
+from tests.conftest import PAYSTACK_SECRET, Services, create_user
 
 
 class RolledBack(Exception):
@@ -42,6 +45,7 @@ async def payment(
     amount: int,
     purpose: Purpose = Purpose.TOPUP,
     provider: str = "paystack",
+    currency: str = "NGN",
     **details: Any,
 ):
     async with sessions() as session, session.begin():
@@ -49,7 +53,7 @@ async def payment(
             session,
             user_id=user,
             provider=provider,
-            amount=Money(amount, "NGN"),
+            amount=Money(amount, currency),
             purpose=purpose,
             details=details,
         )
@@ -199,6 +203,15 @@ async def test_every_refusal_says_what_apply_event_says_and_moves_nothing(
         assert answer.outcome in ("mismatch", "ignored") and not answer.events
         assert await state(sessions, event, fan) == left
 
+    # A payer with no wallet in the payment's currency: every event for it is that mismatch
+    # (the payment stays pending), in one batch as one after the other.
+    euros = await payment(sessions, fan, 900, currency="EUR")
+    twice = [success(euros.reference, 900, "EUR"), success(euros.reference, 900, "EUR")]
+    expected = [(await by_sqlalchemy(sessions, event, fan))[:3] for event in twice]
+    answers = await by_function(connection, sessions, twice, fan)
+    assert [said(a) for a in answers] == expected
+    assert expected[0][0] == "mismatch" and "UnknownAccount" in expected[0][1]
+
     # A copy, later or in the same batch, is a duplicate; the payment is credited once.
     again = success(pending.reference, 2_000)
     answers = await by_function(connection, sessions, [again, again, first], fan)
@@ -275,3 +288,65 @@ async def test_concurrent_batches_with_copies_credit_each_payment_once(
         )
         assert total == sum(p.amount.amount for p in paid)
         assert await run_checks(session) == []
+
+
+async def test_a_delivery_the_driver_refuses_fails_alone_in_its_batch(
+    services: Services, sessions, uid
+) -> None:
+    """Group commit with the real function: a batch holding a value PostgreSQL's bigint cannot
+    take is run again one delivery at a time, and only that one fails."""
+    fan = uid("fan")
+    await create_user(sessions, fan, Role.FAN)
+    good = [await payment(sessions, fan, 300 + n) for n in range(3)]
+    pool = await asyncpg.create_pool(asyncpg_dsn(services.database_url), min_size=1, max_size=2)
+    commit = GroupCommit(pool, apply_topups, lanes=1)
+    try:
+        deliveries = [Delivery(success(p.reference, p.amount.amount), "{}") for p in good]
+        bad = success(good[0].reference, 2**63)
+        assert not batchable(bad)  # the route sends it to apply_event instead
+        answers = await asyncio.gather(
+            *(commit.submit(d) for d in [deliveries[0], Delivery(bad, "{}"), *deliveries[1:]]),
+            return_exceptions=True,
+        )
+    finally:
+        await pool.close()
+    assert [getattr(a, "outcome", None) for a in answers] == [
+        "applied",
+        None,
+        "applied",
+        "applied",
+    ]
+    assert isinstance(answers[1], Exception)
+    assert commit.batches == 3  # the batch of 4 rolled back; 3 good ones ran alone, 1 failed
+
+
+async def test_the_route_applies_a_webhook_a_batch_cannot_hold_alone(http, sessions, uid) -> None:
+    fan = uid("fan")
+    await create_user(sessions, fan, Role.FAN)
+    pending = await payment(sessions, fan, 4_200)
+    fine = await payment(sessions, fan, 4_300)
+
+    def delivery(reference: str, amount: int) -> Any:
+        body = json.dumps(
+            {
+                "event": "charge.success",
+                "data": {
+                    "id": uuid.uuid4().int % 10**9,
+                    "reference": reference,
+                    "amount": amount,
+                    "currency": "NGN",
+                    "status": "success",
+                },
+            }
+        ).encode()
+        return http.post(
+            "/webhooks/paystack",
+            content=body,
+            headers={"x-paystack-signature": sign_paystack(body, PAYSTACK_SECRET)},
+        )
+
+    huge, ok = await asyncio.gather(
+        delivery(pending.reference, 2**63), delivery(fine.reference, 4_300)
+    )
+    assert (huge.status_code, huge.json()["outcome"]) == (200, "mismatch")
+    assert (ok.status_code, ok.json()["outcome"]) == (200, "applied")

@@ -47,6 +47,7 @@ DECLARE
     v_wallet bigint[] := array_fill(NULL::bigint, ARRAY[n]);
     v_clearing bigint[] := array_fill(NULL::bigint, ARRAY[n]);
     v_live boolean[] := array_fill(false, ARRAY[n]);
+    v_account bigint;
     v_event_ids regclass := pg_get_serial_sequence('events', 'id')::regclass;
     p record;
     r record;
@@ -74,7 +75,8 @@ BEGIN
         ), inserted AS (
             INSERT INTO webhook_events (provider, event_id, event_type, outcome, payload)
             SELECT p_provider[w.i], p_event_id[w.i], p_type[w.i], 'applied', p_payload[w.i]
-            FROM wanted w WHERE w.copy = 1 ORDER BY w.i
+            FROM wanted w WHERE w.copy = 1
+            ORDER BY p_provider[w.i], p_event_id[w.i]  -- one order: batches never deadlock
             ON CONFLICT ON CONSTRAINT webhook_events_once DO NOTHING
             RETURNING id, provider, event_id
         )
@@ -99,7 +101,9 @@ BEGIN
         ORDER BY id
         FOR UPDATE
     LOOP
-        FOR r IN SELECT i FROM hub_batch(n) AS i WHERE v_live[i] AND p_reference[i] = p.reference
+        FOR r IN
+            SELECT i FROM hub_batch(n) AS i WHERE v_live[i] AND p_reference[i] = p.reference
+            ORDER BY i
         LOOP
             IF p.provider <> p_provider[r.i] THEN
                 v_outcome[r.i] := 'mismatch';
@@ -118,9 +122,27 @@ BEGIN
                 v_outcome[r.i] := 'ignored';
                 v_detail[r.i] := 'the payment had already succeeded';
             ELSE
-                v_payment[r.i] := p.id;
-                v_user[r.i] := p.user_id;
-                p.status := 'succeeded';  -- a second event for it in this batch is ignored
+                -- What post_transfer would refuse (apply_event records it as a mismatch, and
+                -- the payment stays pending for the next event).
+                SELECT id INTO v_account FROM accounts
+                WHERE owner_id = p.user_id AND kind = 'wallet' AND currency = p.currency
+                  AND provider IS NULL;
+                IF v_account IS NULL THEN
+                    v_outcome[r.i] := 'mismatch';
+                    v_detail[r.i] := 'UnknownAccount: no wallet account in ' || p.currency
+                        || ' for ' || p.user_id;
+                ELSIF EXISTS (SELECT 1 FROM transfers WHERE reference = 'payment:' || p.reference)
+                THEN
+                    v_outcome[r.i] := 'mismatch';
+                    v_detail[r.i] := 'DuplicateTransfer: a transfer with reference payment:'
+                        || p.reference || ' exists';
+                ELSE
+                    v_payment[r.i] := p.id;
+                    v_user[r.i] := p.user_id;
+                    v_wallet[r.i] := v_account;
+                    v_outcome[r.i] := 'applied';
+                    p.status := 'succeeded';  -- a second event for it in this batch is ignored
+                END IF;
             END IF;
         END LOOP;
     END LOOP;
@@ -136,8 +158,7 @@ BEGIN
         END IF;
     END LOOP;
 
-    -- 4. The wallet (the payer's, in the payment's currency) and the provider's clearing
-    -- account, created on first use as ensure_system_account does.
+    -- 4. The provider's clearing account, created on first use as ensure_system_account does.
     INSERT INTO accounts (owner_id, kind, currency, provider, may_go_negative)
     SELECT DISTINCT NULL::text, 'provider_clearing', p_currency[i], p_provider[i], true
     FROM hub_batch(n) AS i
@@ -146,30 +167,14 @@ BEGIN
            AND a.currency = p_currency[i] AND a.provider = p_provider[i])
     ON CONFLICT DO NOTHING;
     FOR r IN
-        SELECT i,
-               (SELECT id FROM accounts WHERE owner_id = v_user[i] AND kind = 'wallet'
-                   AND currency = p_currency[i]) AS wallet,
-               (SELECT id FROM accounts WHERE owner_id IS NULL AND kind = 'provider_clearing'
-                   AND currency = p_currency[i] AND provider = p_provider[i]) AS clearing,
-               EXISTS (SELECT 1 FROM transfers WHERE reference = 'payment:' || p_reference[i])
-                   AS taken
+        SELECT i, (SELECT id FROM accounts WHERE owner_id IS NULL AND kind = 'provider_clearing'
+                       AND currency = p_currency[i] AND provider = p_provider[i]) AS clearing
         FROM hub_batch(n) AS i WHERE v_live[i]
     LOOP
-        IF r.wallet IS NULL THEN
-            v_outcome[r.i] := 'mismatch';
-            v_detail[r.i] := 'UnknownAccount: no wallet account in ' || p_currency[r.i]
-                || ' for ' || v_user[r.i];
-            v_live[r.i] := false;
-        ELSIF r.taken THEN
-            v_outcome[r.i] := 'mismatch';
-            v_detail[r.i] := 'DuplicateTransfer: a transfer with reference payment:'
-                || p_reference[r.i] || ' exists';
-            v_live[r.i] := false;
-        ELSE
-            v_wallet[r.i] := r.wallet;
-            v_clearing[r.i] := r.clearing;
-            v_outcome[r.i] := 'applied';
+        IF r.clearing IS NULL THEN  -- never (made above), but a one-legged credit must not be
+            RAISE EXCEPTION 'no clearing account for % in %', p_provider[r.i], p_currency[r.i];
         END IF;
+        v_clearing[r.i] := r.clearing;
     END LOOP;
 
     -- 5. One statement for the rest: lock the accounts (owners' first, then system accounts,
