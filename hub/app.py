@@ -23,6 +23,7 @@ from hub.middleware import edge
 from hub.ratelimit import RateLimiter
 from hub.routes import pages
 from hub.runtime import Runtime, build_provider_clients
+from hub.serving import settle_garbage_collector
 from hub.settings import Settings
 from hub.state import Hub
 from ledger.db import make_engine, make_pool, make_sessions, run_after_commit
@@ -135,6 +136,8 @@ def create_app(runtime: Runtime) -> ASGIApp:
         publisher.start()
         await realtime.start()
         sampler.start()
+        if settings.gc_freeze:
+            settle_garbage_collector()
         try:
             yield
         finally:

@@ -16,6 +16,7 @@ LINGER_SECONDS or LINGER_BYTES, so that a client that writes its whole body befo
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from typing import Any
 
@@ -167,3 +168,20 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "ws_ping_timeout": None,
         "lifespan": "on",
     }
+
+
+# Young collections every 10,000 net allocations instead of 700, and a full collection only
+# after 50 * 100 of them (CPython's defaults: 700, 10, 10).
+GC_THRESHOLDS = (10_000, 50, 100)
+
+
+def settle_garbage_collector() -> None:
+    """Once a node has started: what start-up made (modules, routes, models, compiled SQL, the
+    app) lives as long as the process, so it is moved out of the collector's sight, and full
+    collections are made rarer. Measured at 500 tips/s: a full collection scanned 190,000
+    objects and paused every request for 80 to 110 ms, every second or two; after the freeze it
+    scans about 48,000 (12 to 20 ms), and far less often. Reference counting still frees almost
+    everything at once; only cycles wait for a collection."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     # transactions at once per process (each on its own connection of the asyncpg pool).
     group_commit_max_batch: int = Field(default=64, ge=1, le=1_000)
     group_commit_lanes: int = Field(default=2, ge=1, le=32)
+    # Once started, freeze what start-up made out of the garbage collector's sight and make full
+    # collections rarer (hub.serving.settle_garbage_collector).
+    gc_freeze: bool = True
     # Email receipts: smtp://user:password@host:port (STARTTLS when offered) or smtps://…
     smtp_url: SecretStr | None = None
     mail_from: str = "Hub <receipts@hub.invalid>"

@@ -90,6 +90,9 @@ def make_settings(services: Services, sandbox_url: str | None = None, **override
         # Bursts of 100 concurrent requests on a loaded 2-core machine: wait for a connection
         # rather than answer 503 (that path has its own test, with PostgreSQL stopped).
         "database_pool_acquire_timeout": 60.0,
+        # In-process hubs share the test process: its collector stays as it is
+        # (tests/hub/test_health.py turns this on for one hub).
+        "gc_freeze": False,
         "rate_limit_payments": UNLIMITED,
         "rate_limit_transfers": UNLIMITED,
         "rate_limit_webhooks": UNLIMITED,

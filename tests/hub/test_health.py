@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import httpx
 
 from hub.embedded import free_port
+from hub.serving import GC_THRESHOLDS
 from tests.conftest import Services, hub_server, make_settings
 
 
@@ -82,3 +84,23 @@ async def test_metrics_carry_every_series(http, people, sandbox) -> None:
         "hub_rate_limited_total" if "hub_rate_limited_total" in text else "hub_rate_limited",
     ):
         assert series in text, series
+
+
+async def test_a_started_node_freezes_what_start_up_made(services: Services) -> None:
+    """HUB_GC_FREEZE (on by default): once the app has started, its objects are frozen out of
+    the collector's sight and full collections are rarer (hub.serving)."""
+    before = gc.get_threshold()
+    gc.unfreeze()
+    server = hub_server(make_settings(services, gc_freeze=True))
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            assert (await client.get("/healthz")).status_code == 200
+        frozen = gc.get_freeze_count()
+        thresholds = gc.get_threshold()
+    finally:
+        await server.stop()
+        gc.unfreeze()
+        gc.set_threshold(*before)
+    assert thresholds == GC_THRESHOLDS
+    assert frozen > 10_000  # the modules and the app, at least
