@@ -28,7 +28,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -70,6 +70,14 @@ BUS_SUBSCRIBED = Gauge(
 )
 BACKLOG = Gauge("hub_events_unpublished", "Events not yet published", multiprocess_mode="max")
 QUEUE_DEPTH = Gauge("hub_queue_depth", "Jobs waiting in the arq queue", multiprocess_mode="max")
+OUTBOX_ROWS = Gauge(
+    "hub_outbox_rows", "Follow-ups written with the money, not yet drained", multiprocess_mode="max"
+)
+OUTBOX_OLDEST = Gauge(
+    "hub_outbox_oldest_seconds",
+    "Age of the oldest follow-up in the outbox (0 when it is empty)",
+    multiprocess_mode="max",
+)
 JOBS_FAILED = Gauge("hub_jobs_failed", "Jobs that failed for good", multiprocess_mode="max")
 # Labelled (scope="cluster") so that they are absent until the first reconciliation is read: an
 # unlabelled gauge is exported as 0 from the start, which would read as "the books are wrong"
@@ -124,6 +132,11 @@ def observe_delivery(frame: Frame) -> None:
         DELIVERY_LAG.observe(max(0.0, time.time() - frame.occurred))
 
 
+_OUTBOX = text(
+    "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) FROM outbox"
+)
+
+
 class Sampler:
     """Every second: the process's own counters into the series; every 5 s the cluster-wide
     samples (backlog, queue depth, failed jobs, the books) from PostgreSQL and Redis."""
@@ -176,6 +189,9 @@ class Sampler:
                         datetime.fromisoformat(last["finished_at"]).timestamp()
                     )
                 PAYMENTS_UNCONFIRMED.set(await count_unconfirmed(session))
+                rows, oldest = (await session.execute(_OUTBOX)).one()
+                OUTBOX_ROWS.set(rows)
+                OUTBOX_OLDEST.set(oldest)
 
     async def _run(self) -> None:
         tick = 0

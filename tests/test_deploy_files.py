@@ -45,6 +45,7 @@ REQUIRED_ALERTS = {
     "HubQueueDepthHigh": "hub_queue_depth",
     "HubReconciliationStale": "hub_reconciliation_last_finished_timestamp_seconds",
     "HubPaymentsUnconfirmed": "hub_payments_unconfirmed",
+    "HubOutboxStuck": "hub_outbox_oldest_seconds",
 }
 
 # Dashboard panels by title, each with the series its queries must read.
@@ -64,6 +65,7 @@ REQUIRED_PANELS = {
     "Event bus subscribed per instance": {"hub_event_bus_subscribed"},
     "Since the last reconciliation": {"hub_reconciliation_last_finished_timestamp_seconds"},
     "Unconfirmed payments": {"hub_payments_unconfirmed"},
+    "Outbox: oldest waiting follow-up": {"hub_outbox_oldest_seconds"},
 }
 
 _SUFFIXES = {
@@ -390,6 +392,9 @@ PROMTOOL_TESTS = {
                 # A payment the provider does not confirm at minute 20, seen by both nodes.
                 series("hub_payments_unconfirmed", "0x19 1x20"),
                 series("hub_payments_unconfirmed", "0x19 1x20", instance="hub2:8000"),
+                # No worker from minute 10: the oldest follow-up ages a minute a minute.
+                series("hub_outbox_oldest_seconds", "0x9 0+60x20"),
+                series("hub_outbox_oldest_seconds", "0x9 0+60x20", instance="hub2:8000"),
                 series("up", "1x30"),
             ],
             "alert_rule_test": [
@@ -408,6 +413,9 @@ PROMTOOL_TESTS = {
                 fires(19, "HubPaymentsUnconfirmed"),
                 fires(22, "HubPaymentsUnconfirmed", "critical"),
                 fires(36, "HubPaymentsUnconfirmed"),  # none new in the last 15 minutes
+                fires(15, "HubOutboxStuck"),  # 300 s old at minute 15: not past it
+                fires(17, "HubOutboxStuck"),  # past 300 s since minute 16: pending
+                fires(21, "HubOutboxStuck", "warning"),
             ],
         },
         {

@@ -192,3 +192,27 @@ def test_reconciliation_gauges_are_absent_until_a_reconciliation_is_read() -> No
     assert "# TYPE hub_reconciliation_ok gauge" in exposition
     samples = [line for line in exposition.splitlines() if line.startswith("hub_reconciliation")]
     assert samples == []
+
+
+async def test_the_outbox_backlog_is_exported(http, sessions) -> None:
+    """A follow-up nobody drained for ten minutes shows in hub_outbox_oldest_seconds (what
+    HubOutboxStuck watches) and in hub_outbox_rows."""
+    async with sessions() as session, session.begin():
+        row = await session.scalar(
+            text(
+                "INSERT INTO outbox (topic, ref, created_at) "
+                "VALUES ('payment.verify', 0, now() - interval '10 minutes') RETURNING id"
+            )
+        )
+    try:
+        oldest = None
+        for _ in range(150):  # the sampler reads the database every 5 s
+            oldest = await gauge(http, "hub_outbox_oldest_seconds")
+            if oldest is not None and oldest >= 600:
+                break
+            await asyncio.sleep(0.2)
+        assert oldest is not None and 600 <= oldest < 3600
+        assert (await gauge(http, "hub_outbox_rows") or 0) >= 1
+    finally:
+        async with sessions() as session, session.begin():
+            await session.execute(text("DELETE FROM outbox WHERE id = :id"), {"id": row})
