@@ -71,13 +71,9 @@ def create_app(runtime: Runtime) -> ASGIApp:
         on_sent=observe_delivery,
     )
 
-    async def tips_committed(answers: Sequence[TipAnswer]) -> None:
-        """A batch of tips committed: its new events are published in one pipeline."""
-        events = [event for answer in answers if not answer.replayed for event in answer.events]
-        await run_after_commit(holder["hub"].followups(events))
-
-    async def topups_committed(answers: Sequence[Applied]) -> None:
-        """A batch of top-up webhooks committed: the same for its events."""
+    async def committed(answers: Sequence[TipAnswer | Applied]) -> None:
+        """A batch committed: the events it wrote (a replayed answer wrote none) are published
+        in one pipeline."""
         events = [event for answer in answers for event in answer.events]
         await run_after_commit(holder["hub"].followups(events))
 
@@ -90,27 +86,24 @@ def create_app(runtime: Runtime) -> ASGIApp:
         fees = FeeCache(redis, sessions, settings.platform_fee_bps)
         publisher = Publisher(redis, sessions)
         pool = await make_pool(runtime.database_url, settings.pool())
+
+        def group_commit(run: Any) -> Any:
+            return GroupCommit(
+                pool,
+                run,
+                max_batch=settings.group_commit_max_batch,
+                lanes=settings.group_commit_lanes,
+                acquire_timeout=settings.database_pool_acquire_timeout,
+                after=committed,
+            )
+
         hub = Hub(
             runtime=runtime,
             verifier=verifier,
             engine=engine,
             pool=pool,
-            tips=GroupCommit(
-                pool,
-                post_wallet_tips,
-                max_batch=settings.group_commit_max_batch,
-                lanes=settings.group_commit_lanes,
-                acquire_timeout=settings.database_pool_acquire_timeout,
-                after=tips_committed,
-            ),
-            topups=GroupCommit(
-                pool,
-                apply_topups,
-                max_batch=settings.group_commit_max_batch,
-                lanes=settings.group_commit_lanes,
-                acquire_timeout=settings.database_pool_acquire_timeout,
-                after=topups_committed,
-            ),
+            tips=group_commit(post_wallet_tips),
+            topups=group_commit(apply_topups),
             sessions=sessions,
             read_sessions=make_sessions(read_engine),
             redis=redis,
