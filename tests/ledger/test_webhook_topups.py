@@ -89,20 +89,21 @@ SELECT
 """
 
 
+async def read_state(session, event: ProviderEvent, user: str) -> dict[str, Any]:
+    """The rows `event` touches (payment, inbox, transfer and entries, the user's and the
+    clearing accounts), as `session` sees them."""
+    parameters = {
+        "reference": event.reference,
+        "provider": event.provider,
+        "event_id": event.event_id,
+        "user": user,
+    }
+    return dict((await session.execute(text(_STATE), parameters)).one()._mapping)
+
+
 async def state(sessions, event: ProviderEvent, user: str) -> dict[str, Any]:
     async with sessions() as session:
-        row = (
-            await session.execute(
-                text(_STATE),
-                {
-                    "reference": event.reference,
-                    "provider": event.provider,
-                    "event_id": event.event_id,
-                    "user": user,
-                },
-            )
-        ).one()
-    return dict(row._mapping)
+        return await read_state(session, event, user)
 
 
 async def by_sqlalchemy(sessions, event: ProviderEvent, user: str) -> tuple[Any, ...]:
@@ -111,22 +112,11 @@ async def by_sqlalchemy(sessions, event: ProviderEvent, user: str) -> tuple[Any,
     try:
         async with sessions() as session, session.begin():
             settled = await apply_event(session, event, "{}")
-            rows = (
-                await session.execute(
-                    text(_STATE),
-                    {
-                        "reference": event.reference,
-                        "provider": event.provider,
-                        "event_id": event.event_id,
-                        "user": user,
-                    },
-                )
-            ).one()
             answer = (
                 settled.outcome,
                 settled.detail,
                 [(e.user_id, e.type, e.data) for e in settled.events],
-                dict(rows._mapping),
+                await read_state(session, event, user),
             )
             raise RolledBack
     except RolledBack:
@@ -134,10 +124,9 @@ async def by_sqlalchemy(sessions, event: ProviderEvent, user: str) -> tuple[Any,
     return answer
 
 
-async def by_function(connection, sessions, events: list[ProviderEvent], user: str):
+async def by_function(connection, events: list[ProviderEvent]) -> list[Applied]:
     async with connection.transaction():
-        answers = await apply_topups(connection, [Delivery(e, "{}") for e in events])
-    return answers
+        return await apply_topups(connection, [Delivery(e, "{}") for e in events])
 
 
 def said(answer: Applied) -> tuple[Any, ...]:
@@ -156,14 +145,14 @@ async def test_a_topup_is_credited_as_the_sqlalchemy_path_credits_it(
     # The provider's clearing account exists (made by a first top-up if it did not): both
     # paths would make it with the next id, and only one of them keeps it.
     first = await payment(sessions, fan, 500)
-    [made] = await by_function(connection, sessions, [success(first.reference, 500)], fan)
+    [made] = await by_function(connection, [success(first.reference, 500)])
     assert made.outcome == "applied"
     paid = await payment(sessions, fan, 7_500)
     event = success(paid.reference, 7_500)
 
     outcome, detail, events, left = await by_sqlalchemy(sessions, event, fan)
     assert outcome == "applied" and events  # the reference run did credit
-    [answer] = await by_function(connection, sessions, [event], fan)
+    [answer] = await by_function(connection, [event])
     assert said(answer) == (outcome, detail, events)
     assert await state(sessions, event, fan) == left
     # The payment's verification is queued with the money.
@@ -184,7 +173,7 @@ async def test_every_refusal_says_what_apply_event_says_and_moves_nothing(
     await create_user(sessions, fan, Role.FAN)
     done = await payment(sessions, fan, 1_000)
     first = success(done.reference, 1_000)
-    [answer] = await by_function(connection, sessions, [first], fan)
+    [answer] = await by_function(connection, [first])
     assert answer.outcome == "applied"
 
     pending = await payment(sessions, fan, 2_000)
@@ -198,7 +187,7 @@ async def test_every_refusal_says_what_apply_event_says_and_moves_nothing(
     ]
     for event in refusals:
         outcome, detail, events, left = await by_sqlalchemy(sessions, event, fan)
-        [answer] = await by_function(connection, sessions, [event], fan)
+        [answer] = await by_function(connection, [event])
         assert said(answer) == (outcome, detail, events), event
         assert answer.outcome in ("mismatch", "ignored") and not answer.events
         assert await state(sessions, event, fan) == left
@@ -208,13 +197,13 @@ async def test_every_refusal_says_what_apply_event_says_and_moves_nothing(
     euros = await payment(sessions, fan, 900, currency="EUR")
     twice = [success(euros.reference, 900, "EUR"), success(euros.reference, 900, "EUR")]
     expected = [(await by_sqlalchemy(sessions, event, fan))[:3] for event in twice]
-    answers = await by_function(connection, sessions, twice, fan)
+    answers = await by_function(connection, twice)
     assert [said(a) for a in answers] == expected
     assert expected[0][0] == "mismatch" and "UnknownAccount" in expected[0][1]
 
     # A copy, later or in the same batch, is a duplicate; the payment is credited once.
     again = success(pending.reference, 2_000)
-    answers = await by_function(connection, sessions, [again, again, first], fan)
+    answers = await by_function(connection, [again, again, first])
     assert [a.outcome for a in answers] == ["applied", "duplicate", "duplicate"]
     assert (
         await connection.fetchval(
@@ -232,10 +221,7 @@ async def test_anything_but_a_topup_is_deferred_untouched(connection, sessions, 
     topup = await payment(sessions, fan, 4_000)
     unknown = success(f"pay_{uuid.uuid4().hex}", 100)
     answers = await by_function(
-        connection,
-        sessions,
-        [success(card_tip.reference, 5_000), unknown, success(topup.reference, 4_000)],
-        fan,
+        connection, [success(card_tip.reference, 5_000), unknown, success(topup.reference, 4_000)]
     )
     assert [(a.outcome, a.deferred) for a in answers] == [
         ("deferred", True),
