@@ -58,7 +58,8 @@ class Client:
     def __init__(self) -> None:
         self.conns: list[Conn] = []
         self.by_user: dict[str, list[Conn]] = {}
-        # (connection index, event name, envelope id, receive ns, extra): extra is data.tip_id
+        # (connection index, event name, envelope id, receive ns, extra): extra is data.tip_id,
+        # or data.transfer_id (ppv.sold)
         # for tips, and (recovered, missed) for `recovered`
         self.events: list[tuple[int, str, Any, int, Any]] = []
         self.mark_cpu = time.process_time()
@@ -214,7 +215,7 @@ class Conn(asyncio.Protocol):
             else:
                 inner = data.get("data")
                 if isinstance(inner, dict):
-                    extra = inner.get("tip_id")
+                    extra = inner.get("tip_id", inner.get("transfer_id"))
                 if isinstance(event_id, int) and (self.last_id is None or event_id > self.last_id):
                     self.last_id = event_id
         self.client.events.append((self.index, name, event_id, at, extra))

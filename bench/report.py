@@ -188,10 +188,10 @@ def ledger(lines: list[str]) -> None:
             f"{tips['seconds']:.0f} s per phase (runs: {runs_of(tips, 'many_creators')}; "
             f"{tips['date']}).",
             "",
-            "| figure | (a) many creators | (b) one creator |",
-            "|---|---|---|",
+            "| figure | (a) many creators | (b) one creator | (c) pay-per-view (per purchase) |",
+            "|---|---|---|---|",
         ]
-        a, b = s.get("many_creators", {}), s.get("one_creator", {})
+        a, b, c = s.get("many_creators", {}), s.get("one_creator", {}), s.get("purchases", {})
         rows = (
             ("tips/s at saturation", "throughput_per_s", 0),
             ("HTTP p50 at saturation (ms)", "saturation_p50_ms", 0),
@@ -203,14 +203,22 @@ def ledger(lines: list[str]) -> None:
             ("half load: rate (tips/s)", "half_rate_per_s", 0),
             ("half load: HTTP p50 (ms)", "half_p50_ms", 1),
             ("half load: HTTP p99 (ms)", "half_p99_ms", 1),
-            ("half load: request→`tip.received` p99 (ms)", "half_tip_received_p99_ms", 1),
+            (
+                "half load: request→`tip.received` (c: `ppv.sold`) p99 (ms)",
+                "half_tip_received_p99_ms",
+                1,
+            ),
         )
         for label, key, digits in rows:
-            lines.append(f"| {label} | {cell(a.get(key), digits)} | {cell(b.get(key), digits)} |")
+            lines.append(
+                f"| {label} | {cell(a.get(key), digits)} | {cell(b.get(key), digits)} "
+                f"| {cell(c.get(key), digits)} |"
+            )
         lines.append(
-            f"| **ratio to pgbench** (a: spread fee, b: hot fee) | "
+            f"| **ratio to pgbench** (a, c: spread fee, b: hot fee) | "
             f"{ratio(a.get('throughput_per_s'), spread)} | "
-            f"{ratio(b.get('throughput_per_s'), hot)} |"
+            f"{ratio(b.get('throughput_per_s'), hot)} | "
+            f"{ratio(c.get('throughput_per_s'), spread)} |"
         )
         lines.append("")
     lines += ["### 5. Webhook ingest (Paystack `charge.success`, 10 % duplicates)", ""]

@@ -3,6 +3,10 @@ creators and (b) all to one creator; every creator holds a socket. Throughput at
 (closed loop), then HTTP p50/p99 and p99 from request to `tip.received` on the creator's socket
 at half that rate (open loop). Ratios against pgbench's posting rate on the same server.
 
+(c) is the other wallet payment, pay-per-view: `POST /api/v1/content/{id}/purchase` from the
+same fans, each buying items of 20 creators (each request a new item for its fan), timed to
+`ppv.sold` on the creator's socket. The figures named "per tip" are per purchase there.
+
     python -m bench.tips [--seconds 10] [--workers 32] [--runs 3] [--hub-workers 1]
 
 Also counted at saturation: PostgreSQL transactions per 100 tips (pg_stat_database's commits
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import time
 import uuid
@@ -42,6 +47,8 @@ from bench.httpclient import HttpConnection, Load, closed_loop, open_loop
 FANS = 500
 CREATORS = 200
 AMOUNT = 100  # kobo
+SELLERS = 20  # creators selling items in (c)
+ITEMS = 80  # new items per run of (c): FANS x ITEMS purchases possible
 FUNDING = 2 * 10**9  # below 2**31: see docs/benchmarks.md (post_transfer binds int4)
 
 
@@ -87,6 +94,46 @@ def tipper(fans: list[str], creators: list[str]) -> Any:
     return send
 
 
+def purchaser(fans: list[str], items: list[int]) -> Any:
+    """Each call buys the next (fan, item) pair: fans in turn, then the next item."""
+    tokens = {fan: token(fan, "fan") for fan in fans}
+    counter = itertools.count()
+
+    async def send(connection: HttpConnection, n: int) -> tuple[int, bytes, Any]:
+        k = next(counter)
+        fan, item = fans[k % len(fans)], items[(k // len(fans)) % len(items)]
+        status, payload = await connection.request(
+            "POST",
+            f"/api/v1/content/{item}/purchase",
+            {"Authorization": f"Bearer {tokens[fan]}", "Idempotency-Key": uuid.uuid4().hex},
+            b"",
+        )
+        return status, payload, item
+
+    return send
+
+
+async def new_items(database_url: str, sellers: list[str]) -> list[int]:
+    """ITEMS new items, spread over `sellers`, priced AMOUNT."""
+    import asyncpg
+
+    from ledger.db import asyncpg_dsn
+
+    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        rows = await connection.fetch(
+            "INSERT INTO content (creator_id, title, price, currency)"
+            " SELECT ($1::text[])[1 + k % cardinality($1::text[])], 'bench item ' || k, $2, 'NGN'"
+            " FROM generate_series(0, $3 - 1) AS k RETURNING id",
+            sellers,
+            AMOUNT,
+            ITEMS,
+        )
+        return [row["id"] for row in rows]
+    finally:
+        await connection.close()
+
+
 async def warm(server: Server, fans: list[str]) -> None:
     """Every fan once, so first-sight work (creating the user in this process) is not timed."""
     connection = HttpConnection("127.0.0.1", server.port)
@@ -99,7 +146,7 @@ async def warm(server: Server, fans: list[str]) -> None:
         connection.close()
 
 
-def tip_ids(load: Load) -> dict[int, int]:
+def transfer_ids(load: Load) -> dict[int, int]:
     """transfer id → scheduled start (ns) of the request that made it."""
     out = {}
     for outcome in load.ok(201):
@@ -129,6 +176,8 @@ async def shape(
     name: str,
     fans: list[str],
     creators: list[str],
+    send: Any,
+    alert: str,
     seconds: float,
     workers: int,
     profile: bool,
@@ -142,7 +191,6 @@ async def shape(
         )
         assert answer["connected"] == len(creators), answer
         await warm(server, fans)
-        send = tipper(fans, creators)
         recording = None
         if profile:
             from bench.profiles import Recording
@@ -168,7 +216,7 @@ async def shape(
         await asyncio.sleep(2)
         await client.call("mark")
         half = await open_loop("127.0.0.1", server.port, send, throughput / 2, seconds)
-        ids = tip_ids(half)
+        ids = transfer_ids(half)
         await asyncio.sleep(2)
         with scratch_file(".json") as path:
             await client.call("dump", path=str(path))
@@ -176,7 +224,7 @@ async def shape(
         alerts = [
             (at - ids[tip]) / 1e6
             for _user, event, _id, at, tip in events
-            if event == "tip.received" and tip in ids
+            if event == alert and tip in ids
         ]
         half_ok = [o.latency_ms for o in half.ok(201)]
         wall = after.at - before.at
@@ -204,9 +252,9 @@ async def shape(
             "half_tip_received_p99_ms": percentile(alerts, 99),
         }
         log(
-            f"tips {name}: {throughput:.0f}/s at saturation ({statuses}), half load "
+            f"{name}: {throughput:.0f}/s at saturation ({statuses}), half load "
             f"p50 {result['half_p50_ms']:.1f} ms p99 {result['half_p99_ms']:.1f} ms, "
-            f"tip.received p99 {result['half_tip_received_p99_ms']} ms "
+            f"{alert} p99 {result['half_tip_received_p99_ms']} ms "
             f"({len(alerts)}/{len(half_ok)}), hub CPU {result['hub_cpu_share_at_saturation']:.0%}"
         )
         return result
@@ -216,23 +264,38 @@ async def shape(
 
 
 async def main_async(
-    services: Services, runs: int, seconds: float, workers: int, profile: bool, hub_workers: int
+    services: Services,
+    runs: int,
+    seconds: float,
+    workers: int,
+    profile: bool,
+    hub_workers: int,
+    only: list[str] | None = None,
 ) -> dict[str, Any]:
     fans = [f"tfan-{i:04d}" for i in range(FANS)]
     creators = [f"tcreator-{i:04d}" for i in range(CREATORS)]
     await create_users(services.database_url, fans, "fan")
     await create_users(services.database_url, creators, "creator")
     await fund(services.database_url, fans)
-    shapes = {"many_creators": creators, "one_creator": creators[:1]}
+    sellers = creators[:SELLERS]
+    shapes = {"many_creators": creators, "one_creator": creators[:1], "purchases": sellers}
+    shapes = {name: targets for name, targets in shapes.items() if not only or name in only}
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in shapes}
     for run_index in range(runs):
         for name, targets in shapes.items():
             started = time.monotonic()
+            if name == "purchases":
+                items = await new_items(services.database_url, sellers)
+                send, alert = purchaser(fans, items), "ppv.sold"
+            else:
+                send, alert = tipper(fans, targets), "tip.received"
             result = await shape(
                 services,
                 name,
                 fans,
                 targets,
+                send,
+                alert,
                 seconds,
                 workers,
                 profile and run_index == 0,
@@ -259,15 +322,24 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=runs_wanted())
     parser.add_argument("--profile", action="store_true", help="py-spy the hub at saturation")
     parser.add_argument("--hub-workers", type=int, default=1, help="HUB_WORKERS of the hub")
+    parser.add_argument("--shapes", help="some of many_creators,one_creator,purchases (all)")
     args = parser.parse_args()
+    only = args.shapes.split(",") if args.shapes else None
     raise_nofile()
     with Services() as services:
         payload = run(
             main_async(
-                services, args.runs, args.seconds, args.workers, args.profile, args.hub_workers
+                services,
+                args.runs,
+                args.seconds,
+                args.workers,
+                args.profile,
+                args.hub_workers,
+                only,
             )
         )
-    write_result("tips" if args.hub_workers == 1 else f"tips-{args.hub_workers}-workers", payload)
+    name = "tips" if args.hub_workers == 1 else f"tips-{args.hub_workers}-workers"
+    write_result(name if only is None else f"{name}-{'-'.join(only)}", payload)
 
 
 if __name__ == "__main__":

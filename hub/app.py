@@ -26,9 +26,11 @@ from hub.runtime import Runtime, build_provider_clients
 from hub.serving import settle_garbage_collector
 from hub.settings import Settings
 from hub.state import Hub
+from ledger.answers import Answer
 from ledger.db import make_engine, make_pool, make_sessions, run_after_commit
 from ledger.group_commit import GroupCommit
-from ledger.wallet_tips import TipAnswer, post_wallet_tips
+from ledger.wallet_purchases import post_wallet_purchases
+from ledger.wallet_tips import post_wallet_tips
 from ledger.webhook_topups import Applied, apply_topups
 from realtime.publisher import Publisher
 from realtime.server import Identity, Realtime, SocketLimits
@@ -71,7 +73,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
         on_sent=observe_delivery,
     )
 
-    async def committed(answers: Sequence[TipAnswer | Applied]) -> None:
+    async def committed(answers: Sequence[Answer | Applied]) -> None:
         """A batch committed: the events it wrote (a replayed answer wrote none) are published
         in one pipeline."""
         events = [event for answer in answers for event in answer.events]
@@ -103,6 +105,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
             engine=engine,
             pool=pool,
             tips=group_commit(post_wallet_tips),
+            purchases=group_commit(post_wallet_purchases),
             topups=group_commit(apply_topups),
             sessions=sessions,
             read_sessions=make_sessions(read_engine),

@@ -21,6 +21,7 @@ from hub.metrics import RATE_LIMITED
 from hub.ratelimit import RateLimited
 from hub.state import Hub
 from ledger.accounts import Role
+from ledger.answers import Answer
 from ledger.db import BIGINT_MAX
 from ledger.idempotency import request_fingerprint
 from ledger.statements import MAX_PAGE
@@ -246,6 +247,14 @@ async def respond_once(
         command=command,
     )
     return outcome_response(outcome, headers)
+
+
+def answered(answer: Answer, headers: dict[str, str] | None = None) -> Response:
+    """The response to a group-committed command: its answer (posted, refused or replayed), or
+    its key's error (in flight, reused), which nothing was saved for."""
+    if answer.error is not None:
+        raise answer.error
+    return outcome_response(Outcome(answer.status, answer.body, answer.replayed), headers)
 
 
 def fingerprint(request: Request, payload: dict[str, Any]) -> str:

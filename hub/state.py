@@ -23,12 +23,14 @@ from hub.ratelimit import RateLimiter
 from hub.runtime import Runtime
 from hub.settings import Settings
 from ledger.accounts import Role, ensure_user, user_is_current
+from ledger.answers import Answer
 from ledger.db import AfterCommit, UnitOfWork, unit_of_work
 from ledger.events import Event
 from ledger.group_commit import GroupCommit
 from ledger.overlays import find_active
 from ledger.users import find_user
-from ledger.wallet_tips import TipAnswer, TipCommand
+from ledger.wallet_purchases import PurchaseCommand
+from ledger.wallet_tips import TipCommand
 from ledger.webhook_topups import Applied, Delivery
 from realtime.publisher import Publisher
 from realtime.server import Identity, Realtime, Refused
@@ -42,7 +44,8 @@ class Hub:
     verifier: TokenVerifier
     engine: AsyncEngine
     pool: asyncpg.Pool  # plain asyncpg, for the hot paths
-    tips: GroupCommit[TipCommand, TipAnswer]  # wallet tips, group-committed on `pool`
+    tips: GroupCommit[TipCommand, Answer]  # wallet tips, group-committed on `pool`
+    purchases: GroupCommit[PurchaseCommand, Answer]  # pay-per-view from the wallet, likewise
     topups: GroupCommit[Delivery, Applied]  # top-up webhooks, group-committed on `pool`
     sessions: async_sessionmaker[AsyncSession]
     read_sessions: async_sessionmaker[AsyncSession]  # a replica, or the primary

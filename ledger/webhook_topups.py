@@ -9,15 +9,14 @@ it, and the caller applies it with apply_event.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ledger.answers import events_of
 from ledger.db import BIGINT_MAX
 from ledger.events import Event
 from ledger.provider_events import EventKind, ProviderEvent
-from ledger.wallet_tips import event_from_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +75,7 @@ async def apply_topups(connection: Any, deliveries: Sequence[Delivery]) -> list[
         Applied(
             outcome=row["outcome"] if not row["deferred"] else "deferred",
             detail=row["detail"],
-            events=tuple(event_from_json(e) for e in json.loads(row["events"] or "[]")),
+            events=events_of(row["events"]),
             deferred=row["deferred"],
         )
         for row in rows

@@ -10,7 +10,9 @@ from starlette.responses import Response
 
 from hub.http import (
     MAX_SAFE_INTEGER,
+    answered,
     check_currency,
+    fingerprint,
     hub_of,
     json_object,
     json_response,
@@ -31,14 +33,13 @@ from ledger.content import (
     get_content,
     has_access,
     list_content,
-    purchase,
 )
 from ledger.db import UnitOfWork, unit_of_work
 from ledger.errors import UnknownContent
-from ledger.idempotency import transfer_reference
 from ledger.money import Money
 from ledger.payments import Purpose
 from ledger.users import get_creator
+from ledger.wallet_purchases import PurchaseCommand
 
 
 class ContentRequest(BaseModel):
@@ -112,17 +113,6 @@ async def buy(request: Request) -> Response:
     headers = await rate_limit(hub, request, "payments" if by_card else "transfers", principal)
     fee_bps = await hub.fees.get()
 
-    async def from_wallet(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
-        bought = await purchase(
-            uow.session,
-            buyer_id=principal.user_id,
-            content_id=content_id,
-            fee_bps=fee_bps,
-            reference=transfer_reference("purchase", principal.user_id, key),
-        )
-        hub.publish_after_commit(uow, bought.events)
-        return 201, bought.as_json()
-
     async def by_provider(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
         assert provider is not None
         item = await get_content(uow.session, content_id)
@@ -138,6 +128,13 @@ async def buy(request: Request) -> Response:
         )
         return 202, {"payment": payment, "checkout_url": payment["checkout_url"]}
 
-    return await respond_once(
-        hub, request, principal, key, payload, by_provider if by_card else from_wallet, headers
-    )
+    if not by_card:
+        command = PurchaseCommand(
+            buyer_id=principal.user_id,
+            key=key,
+            fingerprint=fingerprint(request, payload),
+            content_id=content_id,
+            fee_bps=fee_bps,
+        )
+        return answered(await hub.purchases.submit(command), headers)
+    return await respond_once(hub, request, principal, key, payload, by_provider, headers)

@@ -11,12 +11,12 @@ from starlette.responses import Response
 from hub.errors import ApiError
 from hub.http import (
     MAX_SAFE_INTEGER,
+    answered,
     check_currency,
     fingerprint,
     hub_of,
     json_object,
     json_response,
-    outcome_response,
     page_query,
     page_response,
     parse,
@@ -24,9 +24,8 @@ from hub.http import (
     respond_once,
     when,
 )
-from hub.idempotency import Outcome, idempotency_key
+from hub.idempotency import idempotency_key
 from hub.routes.payments import provider_named, start_payment
-from hub.state import Hub
 from ledger.accounts import Role, balances
 from ledger.db import UnitOfWork, unit_of_work
 from ledger.errors import InvalidTransfer
@@ -88,18 +87,11 @@ async def create_tip(request: Request) -> Response:
             fee_bps=fee_bps,
             message=tip.message,
         )
-        return await tip_from_wallet(hub, command, headers)
+        # The tip joins the next group commit, which posts it, saves its answer (or refusal)
+        # under the key and adds its follow-ups to the outbox in one call to PostgreSQL; the
+        # batch's events are published after the commit, before any of its requests is answered.
+        return answered(await hub.tips.submit(command), headers)
     return await respond_once(hub, request, principal, key, payload, by_provider, headers)
-
-
-async def tip_from_wallet(hub: Hub, command: TipCommand, headers: dict[str, str]) -> Response:
-    """The tip joins the next group commit, which posts it, saves its answer (or refusal) under
-    the key and adds its follow-ups to the outbox in one call to PostgreSQL; the batch's events
-    are published after the commit and before any of its requests is answered."""
-    answer = await hub.tips.submit(command)
-    if answer.error is not None:
-        raise answer.error
-    return outcome_response(Outcome(answer.status, answer.body, answer.replayed), headers)
 
 
 async def tips(request: Request) -> Response:

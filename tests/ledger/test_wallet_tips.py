@@ -18,6 +18,7 @@ from sqlalchemy import text
 from hub.errors import ledger_error_response
 from hub.idempotency import dump_json
 from ledger.accounts import Role
+from ledger.answers import Answer
 from ledger.checks import run_checks
 from ledger.db import asyncpg_dsn
 from ledger.errors import LedgerError
@@ -26,7 +27,7 @@ from ledger.money import Money
 from ledger.sales import Sale
 from ledger.tips import Tip, send_tip
 from ledger.transfers import PostedEntry, PostedTransfer
-from ledger.wallet_tips import TipAnswer, TipCommand, post_wallet_tips
+from ledger.wallet_tips import TipCommand, post_wallet_tips
 from tests.conftest import Services, create_user
 
 
@@ -51,7 +52,7 @@ def command(fan: str, creator: str, amount: int, key: str | None = None, **more:
     )
 
 
-async def post(connection: Any, commands: list[TipCommand]) -> list[TipAnswer]:
+async def post(connection: Any, commands: list[TipCommand]) -> list[Answer]:
     async with connection.transaction():
         return await post_wallet_tips(connection, commands)
 
@@ -222,7 +223,7 @@ async def test_concurrent_batches_on_shared_accounts_do_not_deadlock_or_overdraw
     for fan in fans:
         await create_user(sessions, fan, Role.FAN, fund=Money(1_000, "NGN"))
 
-    async def worker(n: int) -> list[TipAnswer]:
+    async def worker(n: int) -> list[Answer]:
         connection = await asyncpg.connect(asyncpg_dsn(services.database_url))
         try:
             answers = []
