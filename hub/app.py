@@ -29,6 +29,7 @@ from hub.state import Hub
 from ledger.answers import Answer
 from ledger.db import make_engine, make_pool, make_sessions, run_after_commit
 from ledger.group_commit import GroupCommit
+from ledger.payout_requests import post_payout_requests
 from ledger.wallet_purchases import post_wallet_purchases
 from ledger.wallet_tips import post_wallet_tips
 from ledger.webhook_topups import Applied, apply_topups
@@ -106,6 +107,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
             pool=pool,
             tips=group_commit(post_wallet_tips),
             purchases=group_commit(post_wallet_purchases),
+            payouts=group_commit(post_payout_requests),
             topups=group_commit(apply_topups),
             sessions=sessions,
             read_sessions=make_sessions(read_engine),

@@ -28,6 +28,7 @@ from ledger.db import AfterCommit, UnitOfWork, unit_of_work
 from ledger.events import Event
 from ledger.group_commit import GroupCommit
 from ledger.overlays import find_active
+from ledger.payout_requests import PayoutCommand
 from ledger.users import find_user
 from ledger.wallet_purchases import PurchaseCommand
 from ledger.wallet_tips import TipCommand
@@ -46,6 +47,7 @@ class Hub:
     pool: asyncpg.Pool  # plain asyncpg, for the hot paths
     tips: GroupCommit[TipCommand, Answer]  # wallet tips, group-committed on `pool`
     purchases: GroupCommit[PurchaseCommand, Answer]  # pay-per-view from the wallet, likewise
+    payouts: GroupCommit[PayoutCommand, Answer]  # payout requests, likewise
     topups: GroupCommit[Delivery, Applied]  # top-up webhooks, group-committed on `pool`
     sessions: async_sessionmaker[AsyncSession]
     read_sessions: async_sessionmaker[AsyncSession]  # a replica, or the primary

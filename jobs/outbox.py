@@ -10,6 +10,8 @@ share the work) and deletes them as it commits:
   `receipt.email`, and when Web Push is on, `push.tip`, are added for the next batch;
 - `payment.verify` (a webhook's payment success, written in the webhook's transaction):
   the verification job is enqueued, to run 5 s later;
+- `payout.send` (a payout request, written by hub_payout_requests with the hold): the job that
+  asks the provider to send it is enqueued;
 - `receipt.email` and `push.tip`: their arq job is enqueued (the job id makes a repeat a no-op;
   the jobs are idempotent), before the rows' deletion commits, so a crash repeats an enqueue
   and never drops one. The email is queued only after the receipt's own commit.
@@ -31,7 +33,7 @@ from typing import Any
 from arq.connections import ArqRedis
 from sqlalchemy import text
 
-from jobs import push, receipts, verification
+from jobs import payouts, push, receipts, verification
 from ledger import outbox
 from ledger.db import unit_of_work
 from ledger.receipts import issue_receipts
@@ -80,6 +82,8 @@ async def drain(ctx: dict[str, Any], batch: int = BATCH) -> int:
                     await push.enqueue_tip_alert(pool, ref)
                 elif topic == "payment.verify":
                     await verification.enqueue(pool, ref)
+                elif topic == "payout.send":
+                    await payouts.enqueue(pool, ref)
         handled += len(rows)
 
 

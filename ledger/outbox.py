@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-TOPICS = ("tip", "receipt.email", "push.tip", "payment.verify")
+TOPICS = ("tip", "receipt.email", "push.tip", "payment.verify", "payout.send")
 
 _ADD = text(
     "INSERT INTO outbox (topic, ref) "

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.requests import Request
 from starlette.responses import Response
 
 from hub.http import (
     MAX_SAFE_INTEGER,
+    answered,
     check_currency,
+    fingerprint,
     hub_of,
     json_object,
     json_response,
@@ -18,16 +18,15 @@ from hub.http import (
     path_id,
     rate_limit,
     require_role,
-    respond_once,
 )
 from hub.idempotency import idempotency_key
 from hub.routes.payments import provider_named
-from jobs import payouts as payout_jobs
 from ledger.accounts import Role
-from ledger.db import UnitOfWork, unit_of_work
+from ledger.db import unit_of_work
 from ledger.errors import UnknownPayout
 from ledger.money import Money
-from ledger.payouts import get_payout, request_payout
+from ledger.payout_requests import PayoutCommand
+from ledger.payouts import get_payout
 
 
 class PayoutRequest(BaseModel):
@@ -49,18 +48,16 @@ async def create(request: Request) -> Response:
     provider = provider_named(hub, body.provider or hub.settings.payout_provider)
     headers = await rate_limit(hub, request, "transfers", principal)
 
-    async def command(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
-        change = await request_payout(
-            uow.session,
-            creator_id=principal.user_id,
-            amount=Money(body.amount, body.currency),
-            provider=provider,
-        )
-        hub.publish_after_commit(uow, change.events)
-        uow.after_commit(lambda: payout_jobs.enqueue(hub.queue, change.payout.id))
-        return 201, change.payout.as_json()
-
-    return await respond_once(hub, request, principal, key, payload, command, headers)
+    # The payout joins the next group commit: its hold, its row and its `payout.send` outbox
+    # row (the worker asks the provider) commit in one call, with the answer under the key.
+    command = PayoutCommand(
+        creator_id=principal.user_id,
+        key=key,
+        fingerprint=fingerprint(request, payload),
+        amount=Money(body.amount, body.currency),
+        provider=provider,
+    )
+    return answered(await hub.payouts.submit(command), headers)
 
 
 async def show(request: Request) -> Response:
