@@ -11,6 +11,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -25,7 +26,8 @@ from ledger.checks import run_checks
 from ledger.content import create_content, purchase
 from ledger.db import asyncpg_dsn
 from ledger.errors import LedgerError
-from ledger.idempotency import request_fingerprint
+from ledger.holds import place_hold
+from ledger.idempotency import request_fingerprint, transfer_reference
 from ledger.money import Money
 from ledger.wallet_purchases import PurchaseCommand, post_wallet_purchases
 from tests.conftest import Services, create_user
@@ -42,13 +44,15 @@ async def connection(services: Services) -> AsyncIterator[Any]:
     await connection.close()
 
 
-def command(buyer: str, content_id: int, key: str | None = None) -> PurchaseCommand:
+def command(
+    buyer: str, content_id: int, key: str | None = None, fee_bps: int = 1000
+) -> PurchaseCommand:
     return PurchaseCommand(
         buyer_id=buyer,
         key=key or uuid.uuid4().hex,
         fingerprint=request_fingerprint("POST", f"/api/v1/content/{content_id}/purchase", {}),
         content_id=content_id,
-        fee_bps=1000,
+        fee_bps=fee_bps,
     )
 
 
@@ -82,17 +86,19 @@ async def read_state(session: Any, users: list[str]) -> dict[str, Any]:
     return dict((await session.execute(text(_STATE), {"users": users})).one()._mapping)
 
 
-Said = tuple[int, dict[str, Any], list[tuple[str, str, dict[str, Any]]]]
+Said = tuple[int, str, list[tuple[str, str, dict[str, Any]]]]
 
 
 def said(status: int, body: str, events: Any) -> Said:
-    """An answer without what differs between two postings of it: the transfer's id and time."""
-    document = json.loads(body)
+    """An answer, byte for byte, but for what differs between two postings of it: the
+    transfer's id and time (in the body and the events)."""
     if status == 201:
-        del document["id"], document["created_at"]
+        document = json.loads(body)
+        body = body.replace(f'"id":{document["id"]},', '"id":ID,', 1)
+        body = body.replace(f'"created_at":"{document["created_at"]}"', '"created_at":AT', 1)
     return (
         status,
-        document,
+        body,
         [
             (e.user_id, e.type, {k: v for k, v in e.data.items() if k != "transfer_id"})
             for e in events
@@ -117,7 +123,7 @@ async def by_sqlalchemy(
                             buyer_id=c.buyer_id,
                             content_id=c.content_id,
                             fee_bps=c.fee_bps,
-                            reference=f"oracle:{uuid.uuid4().hex}",
+                            reference=transfer_reference("purchase", c.buyer_id, c.key),
                         )
                     answers.append(said(201, dump_json(bought.as_json()), bought.events))
                 except LedgerError as exc:
@@ -185,6 +191,89 @@ async def test_a_batch_answers_and_posts_as_the_sqlalchemy_path(
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     async with sessions() as session:
         assert await run_checks(session) == []
+
+
+async def test_the_edges_answer_as_the_sqlalchemy_path(
+    connection, sessions, uid: Callable[[str], str]
+) -> None:
+    """No fee, a wallet with money on hold, a seller no longer a creator, and a key whose record
+    expired while its transfer stayed (its reference is taken: refused after the funds)."""
+    fan, held, late, broke = uid("fan"), uid("held"), uid("late"), uid("broke")
+    creator, demoted = uid("creator"), uid("creator")
+    await create_user(sessions, creator, Role.CREATOR)
+    await create_user(sessions, demoted, Role.CREATOR)
+    for buyer, money in ((fan, 1_000), (held, 1_000), (late, 1_000), (broke, 120)):
+        await create_user(sessions, buyer, Role.FAN, fund=Money(money, "NGN"))
+    one, two, gone = (
+        await item(sessions, creator, 100),
+        await item(sessions, creator, 400),
+        await item(sessions, demoted, 100),
+    )
+    async with sessions() as session, session.begin():
+        wallet = await session.scalar(
+            text(
+                "SELECT id FROM accounts WHERE owner_id = :u AND kind = 'wallet' "
+                "AND currency = 'NGN'"
+            ),
+            {"u": held},
+        )
+        await place_hold(session, wallet, 500, "NGN", f"hold:{held}", timedelta(days=1))
+        await session.execute(text("UPDATE users SET role = 'fan' WHERE id = :u"), {"u": demoted})
+    # Two keys whose records expire after their purchases: used again, their references are taken.
+    late_key, broke_key = uuid.uuid4().hex, uuid.uuid4().hex
+    firsts = await post(connection, [command(late, one, late_key), command(broke, one, broke_key)])
+    assert [a.status for a in firsts] == [201, 201]
+    async with sessions() as session, session.begin():
+        await session.execute(
+            text("DELETE FROM idempotency_keys WHERE key = ANY(:k)"), {"k": [late_key, broke_key]}
+        )
+    batch = [
+        command(fan, one, fee_bps=0),  # no fee: two legs
+        command(held, two),  # 1,000 - 500 held covers 400
+        command(held, one),  # exactly the 100 left above the hold
+        command(fan, gone),  # its seller is no creator any more
+        command(late, two, late_key),  # affordable: the reference is what refuses it
+        command(broke, two, broke_key),  # 400 > 20 left: the funds refuse it first
+    ]
+    users = [fan, held, late, broke, creator, demoted]
+    expected, expected_state = await by_sqlalchemy(sessions, batch, users)
+    answers = await post(connection, batch)
+    assert [said(a.status, a.body, a.events) for a in answers] == expected
+    assert [a.status for a in answers] == [201, 201, 201, 404, 409, 402]
+    assert json.loads(answers[0].body)["fee"]["amount"] == 0
+    async with sessions() as session:
+        assert await read_state(session, users) == expected_state
+        assert await run_checks(session) == []
+
+
+async def test_a_key_committed_during_the_claim_is_in_flight_not_reused(
+    services, connection, sessions, uid: Callable[[str], str]
+) -> None:
+    """Another transaction claims the key and commits while the batch waits on its row: the
+    batch's snapshot cannot see the row, and the retry is told to wait (409), not that the key
+    was used for another request (422)."""
+    fan, creator = uid("fan"), uid("creator")
+    await create_user(sessions, creator, Role.CREATOR)
+    await create_user(sessions, fan, Role.FAN, fund=Money(1_000, "NGN"))
+    bought = command(fan, await item(sessions, creator, 100))
+    other = await asyncpg.connect(asyncpg_dsn(services.database_url))
+    try:
+        claim = other.transaction()
+        await claim.start()
+        await other.execute(
+            "INSERT INTO idempotency_keys (caller_id, key, request_hash) VALUES ($1, $2, $3)",
+            fan,
+            bought.key,
+            bought.fingerprint,
+        )
+        batch = asyncio.ensure_future(post(connection, [bought]))
+        await asyncio.sleep(0.3)  # the batch now waits on the uncommitted row
+        assert not batch.done()
+        await claim.commit()
+        (answer,) = await batch
+    finally:
+        await other.close()
+    assert type(answer.error).__name__ == "IdempotencyInFlight"
 
 
 async def test_keys_replay_refuse_reuse_and_hold_copies_in_flight(
@@ -279,3 +368,18 @@ async def test_concurrent_batches_buy_each_item_once_per_buyer(
             )
             assert balance == 10_000 - spent
         assert await run_checks(session) == []
+
+
+async def test_a_huge_price_at_a_high_fee_is_refused_for_funds(
+    connection, sessions, uid: Callable[[str], str]
+) -> None:
+    """The fee of a price near 2^53 at 50 % passes bigint's range as a product: it is computed
+    as ledger.money.platform_fee computes it, and the buyer is told what purchase() tells."""
+    fan, creator = uid("fan"), uid("creator")
+    await create_user(sessions, creator, Role.CREATOR)
+    await create_user(sessions, fan, Role.FAN, fund=Money(1_000, "NGN"))
+    batch = [command(fan, await item(sessions, creator, 2**53 - 1), fee_bps=5000)]
+    expected, _ = await by_sqlalchemy(sessions, batch, [fan])
+    answers = await post(connection, batch)
+    assert [said(a.status, a.body, a.events) for a in answers] == expected
+    assert answers[0].status == 402

@@ -243,3 +243,37 @@ async def test_concurrent_batches_on_shared_accounts_do_not_deadlock_or_overdraw
     assert all(a.status in (201, 402) for a in answers)
     async with sessions() as session:
         assert await run_checks(session) == []
+
+
+async def test_a_taken_reference_is_refused_after_the_funds_and_a_huge_fee_does_not_overflow(
+    connection, sessions, uid: Callable[[str], str]
+) -> None:
+    """As send_tip answers: a key whose record expired while its tip stayed is refused for its
+    taken reference only when the wallet could pay (post_transfer checks funds first); and a
+    tip near 2^53 at a 50 % fee is refused for funds, not failed on bigint arithmetic."""
+    fan, creator = uid("fan"), uid("creator")
+    await create_user(sessions, creator, Role.CREATOR)
+    await create_user(sessions, fan, Role.FAN, fund=Money(1_000, "NGN"))
+    first = command(fan, creator, 100)
+    (tipped,) = await post(connection, [first])
+    assert tipped.status == 201
+    async with sessions() as session, session.begin():
+        await session.execute(
+            text("DELETE FROM idempotency_keys WHERE caller_id = :c AND key = :k"),
+            {"c": fan, "k": first.key},
+        )
+    too_much = command(fan, creator, 5_000, key=first.key)
+    huge = replace(command(fan, creator, 2**53 - 1), fee_bps=5000)
+    answers = await post(connection, [too_much, huge])
+    # The refusal was saved under the key: a new key's record again, for an affordable tip.
+    async with sessions() as session, session.begin():
+        await session.execute(
+            text("DELETE FROM idempotency_keys WHERE caller_id = :c AND key = :k"),
+            {"c": fan, "k": first.key},
+        )
+    answers += await post(connection, [command(fan, creator, 100, key=first.key)])
+    answers = [answers[0], answers[2], answers[1]]
+    assert [a.status for a in answers] == [402, 409, 402]
+    assert answers[0].body == await refusal_body(sessions, too_much)
+    assert json.loads(answers[1].body)["error"]["type"] == "duplicate_transfer"
+    assert answers[2].body == await refusal_body(sessions, huge)

@@ -76,10 +76,12 @@ BEGIN
             refusal := 'in_flight';
         ELSIF r.claimed THEN
             claimed := true;
+        ELSIF r.request_hash IS NULL THEN
+            refusal := 'in_flight';  -- committed since this statement's snapshot (as 0011)
         ELSIF r.request_hash IS DISTINCT FROM p_hash[r.i] THEN
             refusal := 'key_reused';
         ELSIF r.status_code IS NULL THEN
-            refusal := 'in_flight';  -- claimed by a transaction that committed after our snapshot
+            refusal := 'in_flight';  -- claimed, its transaction still open
         ELSE
             status := r.status_code;
             body := r.response;
@@ -166,6 +168,7 @@ DECLARE
     v_fee bigint[] := array_fill(0::bigint, ARRAY[n]);
     v_events jsonb[] := array_fill(NULL::jsonb, ARRAY[n]);
     v_bought text[] := '{}';  -- (buyer, item) bought by this batch
+    v_taken boolean[] := array_fill(false, ARRAY[n]);  -- its reference posted already
     a_id bigint[] := '{}';
     a_balance bigint[] := '{}';
     a_left bigint[];
@@ -262,7 +265,8 @@ BEGIN
             v_wallet[r.i] := r.wallet;
             v_earnings[r.i] := r.earnings;
             v_fee_account[r.i] := r.fee_account;
-            v_fee[r.i] := r.price * p_fee_bps[r.i] / 10000;  -- ledger.money.platform_fee
+            -- ledger.money.platform_fee, in numeric: price times rate may pass bigint's range
+            v_fee[r.i] := floor(r.price::numeric * p_fee_bps[r.i] / 10000)::bigint;
         END IF;
         IF v_status[r.i] <> 0 THEN
             v_live[r.i] := false;
@@ -287,16 +291,14 @@ BEGIN
         END LOOP;
     END IF;
 
-    -- A reference taken already (the key's record expired, its transfer did not).
+    -- A reference taken already (the key's record expired, its transfer did not): refused in
+    -- step 5, where post_transfer finds it, after the funds.
     FOR r IN
         SELECT i FROM hub_batch(n) AS i
         JOIN transfers t ON t.reference = p_reference[i]
         WHERE v_live[i]
     LOOP
-        v_status[r.i] := 409;
-        v_body[r.i] := hub_error_body('duplicate_transfer',
-            'a transfer with reference ' || p_reference[r.i] || ' exists', NULL);
-        v_live[r.i] := false;
+        v_taken[r.i] := true;
     END LOOP;
 
     -- 4. Lock every account of the batch once, owners' first, then system accounts, by id.
@@ -320,7 +322,7 @@ BEGIN
     END LOOP;
 
     -- 5. In arrival order: an item this batch bought already for the buyer, then funds (each
-    -- purchase sees what the batch's earlier ones left).
+    -- purchase sees what the batch's earlier ones left), then the reference.
     a_left := a_balance;
     FOR i IN 1..n LOOP
         CONTINUE WHEN NOT v_live[i];
@@ -332,14 +334,19 @@ BEGIN
             CONTINUE;
         END IF;
         j := array_position(a_id, v_wallet[i]);
-        IF a_negative[j] OR a_left[j] - v_amount[i] >= a_held[j] THEN
-            a_left[j] := a_left[j] - v_amount[i];
-            v_bought := v_bought || (p_buyer[i] || ':' || p_content[i]);
-        ELSE
+        IF NOT (a_negative[j] OR a_left[j] - v_amount[i] >= a_held[j]) THEN
             v_status[i] := 402;
             v_body[i] := hub_error_body('insufficient_funds', 'the wallet account has too little '
                 || v_currency[i] || ' for this transfer', 'amount');
             v_live[i] := false;
+        ELSIF v_taken[i] THEN
+            v_status[i] := 409;
+            v_body[i] := hub_error_body('duplicate_transfer',
+                'a transfer with reference ' || p_reference[i] || ' exists', NULL);
+            v_live[i] := false;
+        ELSE
+            a_left[j] := a_left[j] - v_amount[i];
+            v_bought := v_bought || (p_buyer[i] || ':' || p_content[i]);
         END IF;
     END LOOP;
 
