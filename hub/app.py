@@ -32,7 +32,7 @@ from ledger.group_commit import GroupCommit
 from ledger.payout_requests import post_payout_requests
 from ledger.wallet_purchases import post_wallet_purchases
 from ledger.wallet_tips import post_wallet_tips
-from ledger.webhook_topups import Applied, apply_topups
+from ledger.webhook_topups import Applied, apply_card_sales, apply_topups
 from realtime.publisher import Publisher
 from realtime.server import Identity, Realtime, SocketLimits
 
@@ -109,6 +109,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
             purchases=group_commit(post_wallet_purchases),
             payouts=group_commit(post_payout_requests),
             topups=group_commit(apply_topups),
+            card_sales=group_commit(apply_card_sales),
             sessions=sessions,
             read_sessions=make_sessions(read_engine),
             redis=redis,

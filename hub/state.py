@@ -49,6 +49,7 @@ class Hub:
     purchases: GroupCommit[PurchaseCommand, Answer]  # pay-per-view from the wallet, likewise
     payouts: GroupCommit[PayoutCommand, Answer]  # payout requests, likewise
     topups: GroupCommit[Delivery, Applied]  # top-up webhooks, group-committed on `pool`
+    card_sales: GroupCommit[Delivery, Applied]  # card tips and purchases by webhook, likewise
     sessions: async_sessionmaker[AsyncSession]
     read_sessions: async_sessionmaker[AsyncSession]  # a replica, or the primary
     redis: Redis

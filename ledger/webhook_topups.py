@@ -1,10 +1,11 @@
-"""Verified top-up webhooks, many at once, in one call to PostgreSQL (hub_webhook_topups,
-migration 0012).
+"""Verified payment successes, many at once, in one call to PostgreSQL: top-ups
+(hub_webhook_topups, migration 0012), and card tips and card purchases (hub_webhook_card_sales,
+migration 0016).
 
-The call records each delivery in the inbox, matches its payment and credits the payer's wallet
-exactly as ledger.settlement.apply_event does for a top-up, inside the caller's transaction;
-each answer is data. A success for anything but a top-up is `deferred`: nothing was written for
-it, and the caller applies it with apply_event.
+Each call records each delivery in the inbox, matches its payment and credits the payer's
+wallet, then (card sales) tips or buys from it, exactly as ledger.settlement.apply_event does,
+inside the caller's transaction; each answer is data. A success a function does not handle is
+`deferred`: nothing was written for it, and the caller hands it on.
 """
 
 from __future__ import annotations
@@ -46,22 +47,36 @@ class Applied:
     outcome: str  # applied | duplicate | ignored | mismatch (as apply_event's Settled)
     detail: str | None = None
     events: tuple[Event, ...] = ()
-    deferred: bool = False  # not a top-up: nothing written, apply it with apply_event
+    deferred: bool = False  # not this function's: nothing written, hand it on
 
 
-# A prepared statement per connection (asyncpg caches it): the arrays are the deliveries.
+# Prepared statements per connection (asyncpg caches them): the arrays are the deliveries.
 _CALL = """
-SELECT ord, outcome, detail, deferred, events FROM hub_webhook_topups(
+SELECT ord, outcome, detail, deferred, events FROM {function}(
     $1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[],
     $8::text[])
 """
+_TOPUPS = _CALL.format(function="hub_webhook_topups")
+_CARD_SALES = _CALL.format(function="hub_webhook_card_sales")
 
 
 async def apply_topups(connection: Any, deliveries: Sequence[Delivery]) -> list[Applied]:
-    """Apply `deliveries` in the connection's open transaction, in order, and answer each."""
+    """Apply the top-ups of `deliveries` in the connection's open transaction, in order, and
+    answer each; any other payment's success is deferred."""
+    return await _apply(connection, _TOPUPS, deliveries)
+
+
+async def apply_card_sales(connection: Any, deliveries: Sequence[Delivery]) -> list[Applied]:
+    """Apply the card tips and card purchases of `deliveries` likewise: the credit, then the
+    sale from the wallet (or, when the sale cannot happen, the credit and why); any other
+    payment's success is deferred."""
+    return await _apply(connection, _CARD_SALES, deliveries)
+
+
+async def _apply(connection: Any, call: str, deliveries: Sequence[Delivery]) -> list[Applied]:
     events = [d.event for d in deliveries]
     rows = await connection.fetch(
-        _CALL,
+        call,
         [e.provider for e in events],
         [e.event_id for e in events],
         [e.type for e in events],

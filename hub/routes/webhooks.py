@@ -56,8 +56,12 @@ async def receive(request: Request) -> Response:
         raise ApiError(400, "malformed_payload", f"the body is not a valid event: {exc}") from None
     if event.kind is EventKind.PAYMENT_SUCCEEDED and batchable(event):
         # A top-up's success joins the next group commit (one call to PostgreSQL for the
-        # batch); any other payment's comes back deferred, untouched, for apply_event.
-        applied = await hub.topups.submit(Delivery(event, text))
+        # batch); a card tip's or card purchase's comes back deferred, untouched, and joins the
+        # card sales' group commit; any other payment's (none known) is apply_event's.
+        delivery = Delivery(event, text)
+        applied = await hub.topups.submit(delivery)
+        if applied.deferred:
+            applied = await hub.card_sales.submit(delivery)
         if not applied.deferred:
             if applied.outcome == "mismatch":
                 log.warning(
