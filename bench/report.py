@@ -160,6 +160,7 @@ def fanout(lines: list[str]) -> None:
 
 def ledger(lines: list[str]) -> None:
     pg, tips, hooks = load("pgpeer"), load("tips"), load("webhooks")
+    card = load("webhooks-card-tips")
     spread = dig(pg, "summary", "spread_fee", "tps")
     hot = dig(pg, "summary", "hot_fee", "tps")
     lines += [
@@ -244,6 +245,18 @@ def ledger(lines: list[str]) -> None:
             f"{len(checks)} runs) |",
             "",
         ]
+        if card:
+            c = card["summary"]
+            made = [r.get("card_tips_made_once") for r in card["runs"]]
+            lines += [
+                f"Card tips by webhook (`--card-tips`: each delivery credits the wallet and tips "
+                f"from it; runs: {runs_of(card)}; {card['date']}): "
+                f"**{cell(c.get('throughput_per_s'), 0)}**/s at saturation, hub CPU "
+                f"{cell(c.get('hub_cpu_per_webhook_ms'), 1)} ms a webhook, p99 "
+                f"{cell(c.get('rate_p99_ms'), 1)} ms at {cell(c.get('rate'), 0)}/s; every "
+                f"acknowledged tip made once: {'yes' if made and all(made) else 'NO'}.",
+                "",
+            ]
     else:
         lines.append("*not run*\n")
 

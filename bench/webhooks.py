@@ -2,7 +2,11 @@
 of an earlier delivery: throughput at saturation (closed loop), p99 to 2xx at 500/s (open loop),
 and a check on the ledger that every top-up was credited exactly once.
 
-    python -m bench.webhooks [--seconds 10] [--workers 32] [--rate 500] [--runs 3]
+    python -m bench.webhooks [--seconds 10] [--workers 32] [--rate 500] [--runs 3] [--card-tips]
+
+`--card-tips`: the payments are card tips to 20 creators instead of top-ups, so that each
+delivery credits the fan's wallet and tips from it (checked too: every acknowledged tip made
+once); written as `webhooks-card-tips`.
 """
 
 from __future__ import annotations
@@ -35,20 +39,35 @@ AMOUNT = 5_000
 DUPLICATE_EVERY = 10
 
 
-async def pending_payments(database_url: str, fans: list[str], count: int, tag: str) -> list[str]:
-    """`count` pending top-ups (as ledger.payments.create_payment makes them), in bulk."""
+CREATORS = [f"wcreator-{i:02d}" for i in range(20)]
+
+
+async def pending_payments(
+    database_url: str, fans: list[str], count: int, tag: str, card_tips: bool = False
+) -> list[str]:
+    """`count` pending top-ups (as ledger.payments.create_payment makes them), in bulk; or card
+    tips to CREATORS at a 10 % fee."""
     import asyncpg
 
     references = [f"pay_bench_{tag}_{i}" for i in range(count)]
+    details = [
+        json.dumps({"creator_id": CREATORS[i % len(CREATORS)], "message": None, "fee_bps": 1000})
+        if card_tips
+        else "{}"
+        for i in range(count)
+    ]
     connection = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"))
     try:
         await connection.execute(
-            "INSERT INTO payments (reference, user_id, provider, amount, currency, purpose)"
-            " SELECT r, u, 'paystack', $3, 'NGN', 'topup' FROM unnest($1::text[], $2::text[])"
-            " AS t(r, u)",
+            "INSERT INTO payments (reference, user_id, provider, amount, currency, purpose,"
+            " details)"
+            " SELECT r, u, 'paystack', $3, 'NGN', $4, d::jsonb"
+            " FROM unnest($1::text[], $2::text[], $5::text[]) AS t(r, u, d)",
             references,
             [fans[i % len(fans)] for i in range(count)],
             AMOUNT,
+            "tip" if card_tips else "topup",
+            details,
         )
     finally:
         await connection.close()
@@ -116,7 +135,9 @@ async def check_ledger(database_url: str, references: list[str]) -> dict[str, An
                    (SELECT count(*) FROM (
                        SELECT t.reference FROM transfers t
                         WHERE t.reference = ANY (SELECT 'payment:' || unnest($1::text[]))
-                        GROUP BY t.reference HAVING count(*) > 1) d) AS credited_twice
+                        GROUP BY t.reference HAVING count(*) > 1) d) AS credited_twice,
+                   (SELECT count(*) FROM tips s JOIN payments y ON y.id = s.payment_id
+                     WHERE y.reference = ANY ($1::text[])) AS tips
               FROM payments p WHERE p.reference = ANY ($1::text[])
             """,
             references,
@@ -149,11 +170,14 @@ async def one_run(
     workers: int,
     rate: int,
     profile: bool,
+    card_tips: bool = False,
 ) -> dict[str, Any]:
     rng = random.Random(run_index)
-    sat_refs = await pending_payments(services.database_url, fans, 25_000, f"s{run_index}")
+    sat_refs = await pending_payments(
+        services.database_url, fans, 25_000, f"s{run_index}", card_tips
+    )
     half_refs = await pending_payments(
-        services.database_url, fans, int(rate * seconds), f"h{run_index}"
+        services.database_url, fans, int(rate * seconds), f"h{run_index}", card_tips
     )
     sat_bodies = deliveries(sat_refs, 10**9 * (run_index + 1), rng)
     half_bodies = deliveries(half_refs, 10**9 * (run_index + 1) + 500_000, rng)
@@ -220,27 +244,46 @@ async def one_run(
         and check["credited_twice"] == 0
         and check["wallet_entries"] == len(acked)
         and everything["credited_twice"] == 0,
+        # a card tip per acknowledged delivery, none for another (tips has one row a payment)
+        "card_tips_made_once": None
+        if not card_tips
+        else check["tips"] == len(acked) and everything["tips"] == everything["credits"],
         "ledger_check": check,
         "refusals": refusals,
     }
     log(
         f"webhooks: {result['throughput_per_s']:.0f}/s at saturation "
         f"({result['saturation_statuses']}), at {rate_used}/s p99 {result['rate_p99_ms']:.1f} ms "
-        f"({result['rate_statuses']}), credited once: {result['topups_credited_once']} {check}"
+        f"({result['rate_statuses']}), credited once: {result['topups_credited_once']}, "
+        f"card tips once: {result['card_tips_made_once']} {check}"
     )
     return result
 
 
 async def main_async(
-    services: Services, runs: int, seconds: float, workers: int, rate: int, profile: bool
+    services: Services,
+    runs: int,
+    seconds: float,
+    workers: int,
+    rate: int,
+    profile: bool,
+    card_tips: bool = False,
 ) -> dict[str, Any]:
     fans = [f"wfan-{i:04d}" for i in range(FANS)]
     await create_users(services.database_url, fans, "fan")
+    await create_users(services.database_url, CREATORS, "creator")
     results = []
     for run_index in range(runs):
         started = time.monotonic()
         result = await one_run(
-            services, fans, run_index, seconds, workers, rate, profile and run_index == 0
+            services,
+            fans,
+            run_index,
+            seconds,
+            workers,
+            rate,
+            profile and run_index == 0,
+            card_tips,
         )
         result["run"] = run_index
         results.append(result)
@@ -261,12 +304,21 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--runs", type=int, default=runs_wanted())
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--card-tips", action="store_true", help="card tips, not top-ups")
     args = parser.parse_args()
     with Services() as services:
         payload = run(
-            main_async(services, args.runs, args.seconds, args.workers, args.rate, args.profile)
+            main_async(
+                services,
+                args.runs,
+                args.seconds,
+                args.workers,
+                args.rate,
+                args.profile,
+                args.card_tips,
+            )
         )
-    write_result("webhooks", payload)
+    write_result("webhooks-card-tips" if args.card_tips else "webhooks", payload)
 
 
 if __name__ == "__main__":
