@@ -10,7 +10,8 @@ import uuid
 from arq.connections import ArqRedis
 from sqlalchemy import select
 
-from jobs import receipts
+from jobs import payouts, receipts
+from jobs.outbox import drain
 from jobs.worker import build_worker
 from ledger.db import unit_of_work
 from ledger.money import Money
@@ -114,3 +115,33 @@ async def test_a_running_worker_drains_the_outbox_as_tips_commit(
         with contextlib.suppress(asyncio.CancelledError):
             await running
         await worker.close()
+
+
+async def test_a_payout_request_is_sent_only_through_the_outbox(
+    http, people: People, services: Services, sessions
+) -> None:
+    """The hold and the ('payout.send', id) row commit together; the hub enqueues nothing, the
+    drain queues payouts.execute (this test takes the job back: no provider runs here)."""
+    await _tip(http, people, 5_000)
+    response = await http.post(
+        "/api/v1/payouts",
+        json={"amount": 100, "currency": "NGN"},
+        headers={**auth(people.creator, "creator"), "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert response.status_code == 201, response.text
+    payout_id = int(response.json()["id"])
+    queued = select(outbox.c.id).where(outbox.c.topic == "payout.send", outbox.c.ref == payout_id)
+    async with sessions() as session:
+        assert len((await session.execute(queued)).all()) == 1
+    job = f"{payouts.NAME}:{payout_id}"
+    queue = ArqRedis.from_url(services.redis_url)
+    try:
+        assert not await queue.exists(f"arq:job:{job}")
+        await drain({"sessions": sessions, "redis": queue})
+        assert await queue.exists(f"arq:job:{job}")
+        async with sessions() as session:
+            assert (await session.execute(queued)).all() == []
+    finally:
+        await queue.delete(f"arq:job:{job}")
+        await queue.zrem("arq:queue", job)
+        await queue.aclose()

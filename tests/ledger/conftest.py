@@ -1,7 +1,7 @@
 """The ledger's tests call the batch functions directly, with payments and payouts that no
 provider (not even the sandbox) knows. The follow-ups those functions queue in the outbox would
 send a later test's burst worker to ask the provider about them, and retry for minutes: each
-test here takes back the follow-ups that reach a provider that it queued."""
+test that queues them (`pytestmark`) takes back the follow-ups that reach a provider."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 _REMOTE = ("payment.verify", "payout.send")
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 async def no_remote_followups(
     sessions: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[None]:

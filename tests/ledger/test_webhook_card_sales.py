@@ -26,6 +26,8 @@ from ledger.settlement import apply_event
 from ledger.webhook_topups import Applied, Delivery, apply_card_sales, apply_topups
 from tests.conftest import Services, create_user
 
+pytestmark = pytest.mark.usefixtures("no_remote_followups")
+
 
 class RolledBack(Exception):
     pass
@@ -319,4 +321,175 @@ async def test_concurrent_batches_of_card_sales_and_wallet_tips_keep_the_books(
             {"f": fan_ids},
         )
         assert (sold, tipped, wallets) == (12, 12, 0)
+        assert await run_checks(session) == []
+
+
+async def test_the_edges_of_a_card_sale_say_what_apply_event_says(
+    connection, sessions, uid
+) -> None:
+    """No fee; one's own item; an item bought before; a seller no longer a creator; a price
+    raised after the checkout (the wallet holds the old price only)."""
+    fan, creator, other = await prepared(sessions, connection, uid)
+    free = await payment(
+        sessions, fan, 800, Purpose.TIP, creator_id=creator, message=None, fee_bps=0
+    )
+    own_item = await item(sessions, creator, 300)
+    own = await card_purchase(sessions, creator, own_item, 300)
+    song = await item(sessions, other, 200)
+    first = await card_purchase(sessions, fan, song, 200)
+    [bought] = await by_function(connection, [success(first.reference, 200)])
+    assert (bought.outcome, bought.detail) == ("applied", None)
+    again = await card_purchase(sessions, fan, song, 200)
+    demoted_item = await item(sessions, other, 150)
+    demoted = await card_purchase(sessions, fan, demoted_item, 150)
+    dearer_item = await item(sessions, creator, 400)
+    dearer = await card_purchase(sessions, fan, dearer_item, 400)
+    async with sessions() as session, session.begin():
+        await session.execute(
+            text("UPDATE content SET price = 90000 WHERE id = :c"), {"c": dearer_item}
+        )
+    events = [
+        success(free.reference, 800),
+        success(own.reference, 300),
+        success(again.reference, 200),
+        success(dearer.reference, 400),
+    ]
+    users = [fan, creator, other]
+    expected, expected_state = await by_sqlalchemy(sessions, events, users)
+    answers = await by_function(connection, events)
+    assert [said(a) for a in answers] == expected
+    assert [a.detail is None for a in answers] == [True, False, False, False]
+    async with sessions() as session:
+        assert await read_state(session, events, users) == expected_state
+    # The seller demoted (a step of its own: it changes the seller's role for both paths).
+    async with sessions() as session, session.begin():
+        await session.execute(text("UPDATE users SET role = 'fan' WHERE id = :u"), {"u": other})
+    late = [success(demoted.reference, 150)]
+    expected, expected_state = await by_sqlalchemy(sessions, late, users)
+    answers = await by_function(connection, late)
+    assert [said(a) for a in answers] == expected
+    assert answers[0].detail == (
+        f"purchase not completed (no creator {other}); credited to the wallet"
+    )
+    async with sessions() as session:
+        assert await read_state(session, late, users) == expected_state
+        assert await run_checks(session) == []
+
+
+async def test_details_the_hub_never_writes_keep_the_money_in_the_wallet(
+    connection, sessions, uid
+) -> None:
+    fan, creator, _ = await prepared(sessions, connection, uid)
+    nameless = await payment(sessions, fan, 500, Purpose.TIP, fee_bps=1000)
+    itemless = await payment(sessions, fan, 500, Purpose.PURCHASE, fee_bps=1000)
+    greedy = await payment(
+        sessions, fan, 500, Purpose.TIP, creator_id=creator, message=None, fee_bps=20_000
+    )
+    answers = await by_function(
+        connection,
+        [success(p.reference, 500) for p in (nameless, itemless, greedy)],
+    )
+    assert [(a.outcome, a.detail) for a in answers] == [
+        (
+            "applied",
+            "tip not completed (the payment's details name no creator); credited to the wallet",
+        ),
+        (
+            "applied",
+            "purchase not completed (the payment's details name no item); credited to the wallet",
+        ),
+        (
+            "applied",
+            "tip not completed (the payment's fee rate 20000 bps is out of range); "
+            "credited to the wallet",
+        ),
+    ]
+    assert [[e.type for e in a.events] for a in answers] == [
+        ["payment.succeeded", "balance.updated"]
+    ] * 3
+    async with sessions() as session:
+        wallet = await session.scalar(
+            text(
+                "SELECT balance FROM accounts WHERE owner_id = :f AND kind = 'wallet' "
+                "AND currency = 'NGN'"
+            ),
+            {"f": fan},
+        )
+        assert wallet == 1_500
+        assert await run_checks(session) == []
+
+
+async def test_card_sales_beside_wallet_tips_and_purchases_never_deadlock(
+    services, sessions, uid
+) -> None:
+    """The batch functions lock in one order (payments, purchases' advisory locks, accounts:
+    owners' then system, users): card sales, wallet tips and wallet purchases on the same
+    wallets, earnings and fee account, all at once, all commit, and the books balance."""
+    from ledger.idempotency import request_fingerprint
+    from ledger.wallet_purchases import PurchaseCommand, post_wallet_purchases
+    from ledger.wallet_tips import TipCommand, post_wallet_tips
+
+    fans = [uid("fan") for _ in range(3)]
+    creators = [uid("creator") for _ in range(2)]
+    for creator in creators:
+        await create_user(sessions, creator, Role.CREATOR)
+    for fan in fans:
+        await create_user(sessions, fan, Role.FAN, fund=Money(100_000, "NGN"))
+    items = [await item(sessions, creators[k % 2], 100 + k) for k in range(6)]
+    sales = []
+    for n in range(12):
+        fan, creator = fans[n % 3], creators[n % 2]
+        tipped = await card_tip(sessions, fan, creator, 70 + n)
+        sales.append(success(tipped.reference, 70 + n))
+        bought = await card_purchase(sessions, fan, items[n % 6], 100 + n % 6)
+        sales.append(success(bought.reference, 100 + n % 6))
+
+    def tip(n: int) -> TipCommand:
+        body = {"creator_id": creators[n % 2], "amount": 30, "currency": "NGN"}
+        return TipCommand(
+            fan_id=fans[(n + 1) % 3],
+            key=uuid.uuid4().hex,
+            fingerprint=request_fingerprint("POST", "/api/v1/tips", body),
+            creator_id=creators[n % 2],
+            amount=Money(30, "NGN"),
+            fee_bps=1000,
+            message=None,
+        )
+
+    def purchase(n: int) -> PurchaseCommand:
+        content_id = items[(n + 3) % 6]
+        return PurchaseCommand(
+            buyer_id=fans[(n + 2) % 3],
+            key=uuid.uuid4().hex,
+            fingerprint=request_fingerprint("POST", f"/api/v1/content/{content_id}/purchase", {}),
+            content_id=content_id,
+            fee_bps=1000,
+        )
+
+    async def worker(kind: int) -> list[Any]:
+        own = await asyncpg.connect(asyncpg_dsn(services.database_url))
+        try:
+            answers: list[Any] = []
+            for round_ in range(6):
+                async with own.transaction():
+                    if kind == 0:
+                        batch = [Delivery(e, "{}") for e in sales[round_ * 4 : round_ * 4 + 4]]
+                        answers += await apply_card_sales(own, batch)
+                    elif kind == 1:
+                        answers += await post_wallet_tips(
+                            own, [tip(round_ * 3 + k) for k in range(3)]
+                        )
+                    else:
+                        answers += await post_wallet_purchases(
+                            own, [purchase(round_ * 2 + k) for k in range(2)]
+                        )
+            return answers
+        finally:
+            await own.close()
+
+    card, tips_, purchases = await asyncio.gather(*(worker(kind) for kind in range(3)))
+    assert [a.outcome for a in card] == ["applied"] * len(sales)
+    assert all(a.status == 201 for a in tips_)
+    assert {a.status for a in purchases} <= {201, 409}
+    async with sessions() as session:
         assert await run_checks(session) == []

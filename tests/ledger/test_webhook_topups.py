@@ -27,6 +27,8 @@ from ledger.settlement import apply_event
 from ledger.webhook_topups import Applied, Delivery, apply_topups, batchable
 from tests.conftest import PAYSTACK_SECRET, Services, create_user
 
+pytestmark = pytest.mark.usefixtures("no_remote_followups")
+
 
 class RolledBack(Exception):
     pass

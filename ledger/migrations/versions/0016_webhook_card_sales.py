@@ -27,6 +27,10 @@ function does the same for a batch of such events, in one call:
 
 Answers are data, as hub_webhook_topups answers: (ord, outcome, detail, deferred, events).
 
+One difference in rows, none in money: a currency's first platform-fee account is made in step
+5, and stays when the sale is refused in step 7 (apply_event makes it in the savepoint that
+rolls back); an empty system account, as hub_wallet_purchases may leave one too.
+
 Revision ID: 0016
 Revises: 0015
 Create Date: 2026-12-07
@@ -251,6 +255,17 @@ BEGIN
     FOR i IN 1..n LOOP
         CONTINUE WHEN NOT v_live[i];
         v_fee_bps[i] := coalesce((v_details[i]->>'fee_bps')::integer, 0);
+        -- Details the hub never writes (apply_event would fail on them, and the provider retry
+        -- for days): the sale is refused, the money stays in the wallet, the inbox says why.
+        IF (v_purpose[i] = 'tip' AND v_details[i]->>'creator_id' IS NULL)
+           OR (v_purpose[i] = 'purchase' AND v_details[i]->>'content_id' IS NULL) THEN
+            v_refused[i] := 'the payment''s details name no '
+                || CASE WHEN v_purpose[i] = 'tip' THEN 'creator' ELSE 'item' END;
+            CONTINUE;
+        ELSIF v_fee_bps[i] NOT BETWEEN 0 AND 10000 THEN
+            v_refused[i] := 'the payment''s fee rate ' || v_fee_bps[i] || ' bps is out of range';
+            CONTINUE;
+        END IF;
         IF v_purpose[i] = 'tip' THEN
             v_creator[i] := v_details[i]->>'creator_id';
             v_message[i] := v_details[i]->>'message';
@@ -301,6 +316,9 @@ BEGIN
             ELSE
                 -- ledger.money.platform_fee, in numeric (may pass bigint's range)
                 v_fee[i] := floor(v_cost[i]::numeric * v_fee_bps[i] / 10000)::bigint;
+                IF v_cost[i] = v_fee[i] THEN  -- post_transfer refuses an empty earnings leg
+                    v_refused[i] := 'a transfer needs legs with non-zero amounts';
+                END IF;
                 v_payer_name[i] := (SELECT display_name FROM users WHERE id = v_user[i]);
                 SELECT id INTO v_account FROM accounts
                 WHERE owner_id IS NULL AND kind = 'platform_fee'
