@@ -32,7 +32,12 @@ from ledger.group_commit import GroupCommit
 from ledger.payout_requests import post_payout_requests
 from ledger.wallet_purchases import post_wallet_purchases
 from ledger.wallet_tips import post_wallet_tips
-from ledger.webhook_topups import Applied, apply_card_sales, apply_topups
+from ledger.webhook_topups import (
+    Applied,
+    apply_card_sales,
+    apply_payout_outcomes,
+    apply_topups,
+)
 from realtime.publisher import Publisher
 from realtime.server import Identity, Realtime, SocketLimits
 
@@ -90,12 +95,12 @@ def create_app(runtime: Runtime) -> ASGIApp:
         publisher = Publisher(redis, sessions)
         pool = await make_pool(runtime.database_url, settings.pool())
 
-        def group_commit(run: Any) -> Any:
+        def group_commit(run: Any, lanes: int | None = None) -> Any:
             return GroupCommit(
                 pool,
                 run,
                 max_batch=settings.group_commit_max_batch,
-                lanes=settings.group_commit_lanes,
+                lanes=lanes or settings.group_commit_lanes,
                 acquire_timeout=settings.database_pool_acquire_timeout,
                 after=committed,
             )
@@ -107,9 +112,10 @@ def create_app(runtime: Runtime) -> ASGIApp:
             pool=pool,
             tips=group_commit(post_wallet_tips),
             purchases=group_commit(post_wallet_purchases),
-            payouts=group_commit(post_payout_requests),
+            payouts=group_commit(post_payout_requests, lanes=1),  # rare: one lane each
             topups=group_commit(apply_topups),
             card_sales=group_commit(apply_card_sales),
+            payout_outcomes=group_commit(apply_payout_outcomes, lanes=1),
             sessions=sessions,
             read_sessions=make_sessions(read_engine),
             redis=redis,

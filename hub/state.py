@@ -50,6 +50,7 @@ class Hub:
     payouts: GroupCommit[PayoutCommand, Answer]  # payout requests, likewise
     topups: GroupCommit[Delivery, Applied]  # top-up webhooks, group-committed on `pool`
     card_sales: GroupCommit[Delivery, Applied]  # card tips and purchases by webhook, likewise
+    payout_outcomes: GroupCommit[Delivery, Applied]  # payouts settled by webhook, likewise
     sessions: async_sessionmaker[AsyncSession]
     read_sessions: async_sessionmaker[AsyncSession]  # a replica, or the primary
     redis: Redis

@@ -54,14 +54,18 @@ async def receive(request: Request) -> Response:
                 detail=str(exc)[:500],
             )
         raise ApiError(400, "malformed_payload", f"the body is not a valid event: {exc}") from None
-    if event.kind is EventKind.PAYMENT_SUCCEEDED and batchable(event):
+    if batchable(event):
         # A top-up's success joins the next group commit (one call to PostgreSQL for the
         # batch); a card tip's or card purchase's comes back deferred, untouched, and joins the
-        # card sales' group commit; any other payment's (none known) is apply_event's.
+        # card sales' group commit; any other payment's (none known) is apply_event's. A
+        # payout's outcome joins the payout outcomes'. Failures and refunds are apply_event's.
         delivery = Delivery(event, text)
-        applied = await hub.topups.submit(delivery)
-        if applied.deferred:
-            applied = await hub.card_sales.submit(delivery)
+        if event.kind is EventKind.PAYMENT_SUCCEEDED:
+            applied = await hub.topups.submit(delivery)
+            if applied.deferred:
+                applied = await hub.card_sales.submit(delivery)
+        else:
+            applied = await hub.payout_outcomes.submit(delivery)
         if not applied.deferred:
             if applied.outcome == "mismatch":
                 log.warning(
