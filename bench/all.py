@@ -24,6 +24,7 @@ SCENARIOS: list[tuple[str, list[str], int]] = [
     ("fanout", [], 1_800),
     ("tips", [], 600),
     ("webhooks", [], 600),
+    ("webhooks", ["--card-tips"], 600),
     ("reconnect", [], 600),
     ("alerts", [], 600),
     ("edge", [], 600),
