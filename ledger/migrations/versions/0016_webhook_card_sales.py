@@ -8,7 +8,8 @@ function does the same for a batch of such events, in one call:
 
 1. anything but a tip's or a purchase's payment is `deferred` (nothing written: the hub applies
    it elsewhere);
-2. the inbox, once per (provider, event id), as hub_webhook_topups (0012) records it;
+2. the inbox, once per (provider, event id), as hub_webhook_topups (0012) records it (here by
+   hub_record_deliveries, a function of its own for the webhook functions after 0012);
 3. the payments locked in id order and matched (provider, amount, currency, not yet
    succeeded, the wallet, the credit's reference free), as there;
 4. the provider's clearing account, made on first use;
@@ -44,6 +45,34 @@ branch_labels = None
 depends_on = None
 
 UPGRADE = r"""
+-- A batch of verified deliveries into the inbox, once per (provider, event id), as
+-- ledger.inbox.record_delivery records one: each row's delivery id, or NULL for a copy (earlier,
+-- or earlier in the batch; a concurrent copy waits on the first one's row, then sees the
+-- conflict). Rows are inserted in (provider, event id) order, so batches never deadlock on them.
+-- Skipped commands (`p_skip`) are not recorded and not answered. Recorded 'applied'; the caller
+-- sets another outcome when it has one.
+CREATE FUNCTION hub_record_deliveries(
+    p_provider text[], p_event_id text[], p_type text[], p_payload text[], p_skip boolean[]
+) RETURNS TABLE (ord integer, delivery bigint)
+LANGUAGE sql SET enable_seqscan = off AS $fn$
+    WITH wanted AS (
+        SELECT i, row_number() OVER (PARTITION BY p_provider[i], p_event_id[i] ORDER BY i) AS copy
+        FROM hub_batch(coalesce(cardinality(p_provider), 0)) AS i
+        WHERE NOT coalesce(p_skip[i], false)
+    ), inserted AS (
+        INSERT INTO webhook_events (provider, event_id, event_type, outcome, payload)
+        SELECT p_provider[w.i], p_event_id[w.i], p_type[w.i], 'applied', p_payload[w.i]
+        FROM wanted w WHERE w.copy = 1
+        ORDER BY p_provider[w.i], p_event_id[w.i]
+        ON CONFLICT ON CONSTRAINT webhook_events_once DO NOTHING
+        RETURNING id, provider, event_id
+    )
+    SELECT w.i, s.id FROM wanted w
+    LEFT JOIN inserted s
+           ON w.copy = 1 AND s.provider = p_provider[w.i] AND s.event_id = p_event_id[w.i]
+    ORDER BY w.i
+$fn$;
+
 CREATE FUNCTION hub_webhook_card_sales(
     p_provider text[], p_event_id text[], p_type text[], p_reference text[], p_amount bigint[],
     p_currency text[], p_provider_ref text[], p_payload text[]
@@ -122,28 +151,13 @@ BEGIN
     END LOOP;
 
     -- 2. The inbox, once per (provider, event id).
-    FOR r IN
-        WITH wanted AS (
-            SELECT i, row_number() OVER (PARTITION BY p_provider[i], p_event_id[i] ORDER BY i)
-                   AS copy
-            FROM hub_batch(n) AS i WHERE NOT v_deferred[i]
-        ), inserted AS (
-            INSERT INTO webhook_events (provider, event_id, event_type, outcome, payload)
-            SELECT p_provider[w.i], p_event_id[w.i], p_type[w.i], 'applied', p_payload[w.i]
-            FROM wanted w WHERE w.copy = 1
-            ORDER BY p_provider[w.i], p_event_id[w.i]
-            ON CONFLICT ON CONSTRAINT webhook_events_once DO NOTHING
-            RETURNING id, provider, event_id
-        )
-        SELECT w.i, s.id FROM wanted w
-        LEFT JOIN inserted s
-               ON w.copy = 1 AND s.provider = p_provider[w.i] AND s.event_id = p_event_id[w.i]
-    LOOP
-        IF r.id IS NULL THEN
-            v_outcome[r.i] := 'duplicate';
+    FOR r IN SELECT * FROM hub_record_deliveries(p_provider, p_event_id, p_type, p_payload,
+                                                  v_deferred) LOOP
+        IF r.delivery IS NULL THEN
+            v_outcome[r.ord] := 'duplicate';
         ELSE
-            v_delivery[r.i] := r.id;
-            v_live[r.i] := true;
+            v_delivery[r.ord] := r.delivery;
+            v_live[r.ord] := true;
         END IF;
     END LOOP;
 
@@ -493,6 +507,7 @@ $fn$;
 DOWNGRADE = """
 DROP FUNCTION hub_webhook_card_sales(
     text[], text[], text[], text[], bigint[], text[], text[], text[]);
+DROP FUNCTION hub_record_deliveries(text[], text[], text[], text[], boolean[]);
 """
 
 

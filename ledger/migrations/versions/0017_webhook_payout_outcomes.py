@@ -68,28 +68,13 @@ BEGIN
     END IF;
 
     -- 1. The inbox, once per (provider, event id).
-    FOR r IN
-        WITH wanted AS (
-            SELECT i, row_number() OVER (PARTITION BY p_provider[i], p_event_id[i] ORDER BY i)
-                   AS copy
-            FROM hub_batch(n) AS i
-        ), inserted AS (
-            INSERT INTO webhook_events (provider, event_id, event_type, outcome, payload)
-            SELECT p_provider[w.i], p_event_id[w.i], p_type[w.i], 'applied', p_payload[w.i]
-            FROM wanted w WHERE w.copy = 1
-            ORDER BY p_provider[w.i], p_event_id[w.i]
-            ON CONFLICT ON CONSTRAINT webhook_events_once DO NOTHING
-            RETURNING id, provider, event_id
-        )
-        SELECT w.i, s.id FROM wanted w
-        LEFT JOIN inserted s
-               ON w.copy = 1 AND s.provider = p_provider[w.i] AND s.event_id = p_event_id[w.i]
-    LOOP
-        IF r.id IS NULL THEN
-            v_outcome[r.i] := 'duplicate';
+    FOR r IN SELECT * FROM hub_record_deliveries(p_provider, p_event_id, p_type, p_payload,
+                                                  NULL) LOOP
+        IF r.delivery IS NULL THEN
+            v_outcome[r.ord] := 'duplicate';
         ELSE
-            v_delivery[r.i] := r.id;
-            v_live[r.i] := true;
+            v_delivery[r.ord] := r.delivery;
+            v_live[r.ord] := true;
         END IF;
     END LOOP;
 
