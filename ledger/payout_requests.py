@@ -17,6 +17,7 @@ from typing import Any
 from ledger.answers import Answer, answer_of
 from ledger.money import Money
 from ledger.payments import new_reference
+from ledger.payouts import PAYOUT_HOLD_TTL
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +31,8 @@ class PayoutCommand:
 
 _CALL = """
 SELECT ord, status, body, replayed, refusal, events FROM hub_payout_requests(
-    $1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[])
+    $1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[],
+    $8::interval)
 """
 
 
@@ -46,5 +48,6 @@ async def post_payout_requests(connection: Any, commands: Sequence[PayoutCommand
         [c.amount.currency for c in commands],
         [c.provider for c in commands],
         [new_reference("po") for _ in commands],
+        PAYOUT_HOLD_TTL,  # each payout's hold expires after it, as request_payout's does
     )
     return [answer_of(row) for row in rows]

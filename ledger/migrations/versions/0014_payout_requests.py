@@ -32,7 +32,7 @@ ALTER TABLE outbox ADD CONSTRAINT outbox_topic_check
 
 CREATE FUNCTION hub_payout_requests(
     p_creator text[], p_key text[], p_hash text[], p_amount bigint[], p_currency text[],
-    p_provider text[], p_reference text[]
+    p_provider text[], p_reference text[], p_hold_ttl interval
 ) RETURNS TABLE (
     ord integer, status integer, body text, replayed boolean, refusal text, events jsonb
 ) LANGUAGE plpgsql SET enable_seqscan = off AS $fn$
@@ -117,7 +117,7 @@ BEGIN
         END IF;
         INSERT INTO holds (account_id, amount, currency, status, reference, expires_at)
         VALUES (v_earnings[i], p_amount[i], p_currency[i], 'pending', p_reference[i],
-                now() + interval '30 days')  -- ledger.payouts.PAYOUT_HOLD_TTL
+                now() + p_hold_ttl)
         RETURNING id INTO v_hold;
         INSERT INTO payouts (reference, creator_id, amount, currency, provider, hold_id)
         VALUES (p_reference[i], p_creator[i], p_amount[i], p_currency[i], p_provider[i], v_hold)
@@ -156,7 +156,8 @@ $fn$;
 """
 
 DOWNGRADE = """
-DROP FUNCTION hub_payout_requests(text[], text[], text[], bigint[], text[], text[], text[]);
+DROP FUNCTION hub_payout_requests(
+    text[], text[], text[], bigint[], text[], text[], text[], interval);
 DELETE FROM outbox WHERE topic = 'payout.send';
 ALTER TABLE outbox DROP CONSTRAINT outbox_topic_check;
 ALTER TABLE outbox ADD CONSTRAINT outbox_topic_check
