@@ -6,10 +6,15 @@ test that queues them (`pytestmark`) takes back the follow-ups that reach a prov
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ledger.db import asyncpg_dsn
+from tests.conftest import Services
 
 _REMOTE = ("payment.verify", "payout.send")
 
@@ -26,3 +31,11 @@ async def no_remote_followups(
             text("DELETE FROM outbox WHERE id > :before AND topic = ANY(:topics)"),
             {"before": before, "topics": list(_REMOTE)},
         )
+
+
+@pytest.fixture
+async def connection(services: Services) -> AsyncIterator[Any]:
+    """A plain asyncpg connection, as the hub's group commits use them."""
+    connection = await asyncpg.connect(asyncpg_dsn(services.database_url))
+    yield connection
+    await connection.close()

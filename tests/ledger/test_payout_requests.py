@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
-import asyncpg
 import pytest
 from sqlalchemy import text
 
@@ -20,28 +19,15 @@ from hub.idempotency import dump_json
 from ledger.accounts import Role
 from ledger.answers import Answer
 from ledger.checks import run_checks
-from ledger.db import asyncpg_dsn
 from ledger.errors import LedgerError
-from ledger.funding import fund_wallet_for_development
 from ledger.idempotency import request_fingerprint
 from ledger.money import Money
 from ledger.payout_requests import PayoutCommand, post_payout_requests
 from ledger.payouts import request_payout
-from ledger.tips import send_tip
-from tests.conftest import Services, create_user
+from tests.conftest import create_user
+from tests.ledger.parties import RolledBack, earning
 
 pytestmark = pytest.mark.usefixtures("no_remote_followups")
-
-
-class RolledBack(Exception):
-    pass
-
-
-@pytest.fixture
-async def connection(services: Services) -> AsyncIterator[Any]:
-    connection = await asyncpg.connect(asyncpg_dsn(services.database_url))
-    yield connection
-    await connection.close()
 
 
 def command(creator: str, amount: int, currency: str = "NGN") -> PayoutCommand:
@@ -53,26 +39,6 @@ def command(creator: str, amount: int, currency: str = "NGN") -> PayoutCommand:
         amount=Money(amount, currency),
         provider="paystack",
     )
-
-
-async def earning(sessions: Any, uid: Callable[[str], str], amount: int) -> str:
-    """A creator with `amount` NGN of earnings (a fan's tip with no fee)."""
-    fan, creator = uid("fan"), uid("creator")
-    await create_user(sessions, creator, Role.CREATOR)
-    await create_user(sessions, fan, Role.FAN)
-    async with sessions() as session, session.begin():
-        money = Money(amount, "NGN")
-        await fund_wallet_for_development(session, fan, money, reference=f"fund:{fan}")
-        await send_tip(
-            session,
-            fan_id=fan,
-            creator_id=creator,
-            amount=money,
-            message=None,
-            fee_bps=0,
-            reference=f"earn:{creator}",
-        )
-    return creator
 
 
 async def post(connection: Any, commands: list[PayoutCommand]) -> list[Answer]:

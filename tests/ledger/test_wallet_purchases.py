@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
-import pytest
 from sqlalchemy import text
 
 from hub.errors import ledger_error_response
@@ -30,18 +29,8 @@ from ledger.holds import place_hold
 from ledger.idempotency import request_fingerprint, transfer_reference
 from ledger.money import Money
 from ledger.wallet_purchases import PurchaseCommand, post_wallet_purchases
-from tests.conftest import Services, create_user
-
-
-class RolledBack(Exception):
-    pass
-
-
-@pytest.fixture
-async def connection(services: Services) -> AsyncIterator[Any]:
-    connection = await asyncpg.connect(asyncpg_dsn(services.database_url))
-    yield connection
-    await connection.close()
+from tests.conftest import create_user
+from tests.ledger.parties import RolledBack
 
 
 def command(

@@ -7,12 +7,11 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import asyncpg
-import pytest
 from sqlalchemy import text
 
 from hub.errors import ledger_error_response
@@ -28,14 +27,7 @@ from ledger.sales import Sale
 from ledger.tips import Tip, send_tip
 from ledger.transfers import PostedEntry, PostedTransfer
 from ledger.wallet_tips import TipCommand, post_wallet_tips
-from tests.conftest import Services, create_user
-
-
-@pytest.fixture
-async def connection(services: Services) -> AsyncIterator[Any]:
-    connection = await asyncpg.connect(asyncpg_dsn(services.database_url))
-    yield connection
-    await connection.close()
+from tests.conftest import create_user
 
 
 def command(fan: str, creator: str, amount: int, key: str | None = None, **more: Any) -> TipCommand:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -24,20 +23,10 @@ from ledger.payments import Purpose, create_payment
 from ledger.provider_events import EventKind, ProviderEvent
 from ledger.settlement import apply_event
 from ledger.webhook_topups import Applied, Delivery, apply_card_sales, apply_topups
-from tests.conftest import Services, create_user
+from tests.conftest import create_user
+from tests.ledger.parties import RolledBack
 
 pytestmark = pytest.mark.usefixtures("no_remote_followups")
-
-
-class RolledBack(Exception):
-    pass
-
-
-@pytest.fixture
-async def connection(services: Services) -> AsyncIterator[Any]:
-    connection = await asyncpg.connect(asyncpg_dsn(services.database_url))
-    yield connection
-    await connection.close()
 
 
 async def payment(sessions, user: str, amount: int, purpose: Purpose, **details: Any):

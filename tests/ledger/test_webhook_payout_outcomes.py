@@ -7,55 +7,17 @@ function must then say the same, write the same events and leave the same rows."
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
-import pytest
 from sqlalchemy import text
 
-from ledger.accounts import Role
 from ledger.checks import run_checks
-from ledger.db import asyncpg_dsn
-from ledger.funding import fund_wallet_for_development
 from ledger.money import Money
 from ledger.payouts import mark_processing, request_payout
 from ledger.provider_events import EventKind, ProviderEvent
 from ledger.settlement import apply_event
-from ledger.tips import send_tip
 from ledger.webhook_topups import Applied, Delivery, apply_payout_outcomes, batchable
-from tests.conftest import Services, create_user
-
-
-class RolledBack(Exception):
-    pass
-
-
-@pytest.fixture
-async def connection(services: Services) -> AsyncIterator[Any]:
-    connection = await asyncpg.connect(asyncpg_dsn(services.database_url))
-    yield connection
-    await connection.close()
-
-
-async def earning(sessions, uid, amount: int) -> str:
-    """A creator with `amount` NGN of earnings (a fan's tip with no fee)."""
-    fan, creator = uid("fan"), uid("creator")
-    await create_user(sessions, creator, Role.CREATOR)
-    await create_user(sessions, fan, Role.FAN)
-    async with sessions() as session, session.begin():
-        money = Money(amount, "NGN")
-        await fund_wallet_for_development(session, fan, money, reference=f"fund:{fan}")
-        await send_tip(
-            session,
-            fan_id=fan,
-            creator_id=creator,
-            amount=money,
-            message=None,
-            fee_bps=0,
-            reference=f"earn:{creator}",
-        )
-    return creator
+from tests.ledger.parties import RolledBack, earning
 
 
 async def payout(sessions, creator: str, amount: int, processing: bool = False) -> str:

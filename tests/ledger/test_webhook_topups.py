@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -26,19 +25,9 @@ from ledger.provider_events import EventKind, ProviderEvent
 from ledger.settlement import apply_event
 from ledger.webhook_topups import Applied, Delivery, apply_topups, batchable
 from tests.conftest import PAYSTACK_SECRET, Services, create_user
+from tests.ledger.parties import RolledBack
 
 pytestmark = pytest.mark.usefixtures("no_remote_followups")
-
-
-class RolledBack(Exception):
-    pass
-
-
-@pytest.fixture
-async def connection(services: Services) -> AsyncIterator[Any]:
-    connection = await asyncpg.connect(asyncpg_dsn(services.database_url))
-    yield connection
-    await connection.close()
 
 
 async def payment(
