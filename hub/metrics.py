@@ -105,6 +105,9 @@ COUNTERS = {
     "gap_fills": Counter("hub_event_gap_fills", "Connection gaps filled from the event log"),
     "republished": Counter("hub_events_republished", "Events republished by the sweeper"),
     "slow": Counter("hub_socket_slow_consumers", "Sockets disconnected for not reading"),
+    "recoveries": Counter(
+        "hub_socket_recoveries", "Connected sockets whose position was read from the event log"
+    ),
     "fee_hits": Counter("hub_fee_cache_hits", "Platform fee reads served by the cache"),
     "fee_misses": Counter("hub_fee_cache_misses", "Platform fee reads that missed the cache"),
 }
@@ -154,6 +157,7 @@ class Sampler:
             "gap_fills": lambda: realtime.delivery.gap_fills,
             "republished": lambda: realtime.sweeper.republished,
             "slow": lambda: realtime.slow_consumers,
+            "recoveries": lambda: realtime.delivery.recoveries,
             "fee_hits": lambda: fees.hits,
             "fee_misses": lambda: fees.misses,
         }

@@ -51,6 +51,7 @@ class Delivery:
         self._by_user: dict[str, set[Connection]] = {}
         self.sent = 0
         self.gap_fills = 0
+        self.recoveries = 0
 
     def connections(self, user_id: str) -> set[Connection]:
         return self._by_user.get(user_id, set())
@@ -79,6 +80,7 @@ class Delivery:
                 del self._by_user[connection.user_id]
 
     async def recover(self, connection: Connection, last_event_id: int | None) -> None:
+        self.recoveries += 1
         async with connection.lock:
             recovered, missed = await self._replay(connection, last_event_id)
             if connection.closed:

@@ -25,6 +25,7 @@ from realtime.sweeper import Sweeper
 log = logging.getLogger(__name__)
 
 SOCKETIO_CHANNEL = "hub-socketio"  # python-socketio's own cross-node messages (disconnects)
+REDIS_TIMEOUT = 3.0  # seconds for the presence client to connect to or hear from Redis
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,54 @@ def _last_event_id(auth: Any) -> int | None:
 Origins = Callable[..., bool]
 
 
+class _Server(socketio.AsyncServer):  # type: ignore[misc]
+    """python-socketio's server, told when a connect has finished.
+
+    python-socketio calls the disconnect handler only for a connected socket, so one that
+    closes while the connect handler still awaits (Redis, the database) would keep what the
+    handler set up: its presence count (which holds the per-user limit), its delivery, its
+    recovery. Here, once the connect is through, a socket that is already gone takes the
+    disconnect path after all, and a live one is handed to `connected`: its CONNECT packet is
+    on its way, so whatever is sent to it next follows it."""
+
+    def __init__(
+        self,
+        *,
+        connected: Callable[[str], None],
+        abandoned: Callable[[str], Awaitable[None]],
+        **options: Any,
+    ) -> None:
+        super().__init__(**options)
+        self._connected = connected
+        self._abandoned = abandoned
+        self.connecting = 0  # connects whose handler has not finished
+
+    async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
+        namespace = namespace or "/"
+        self.connecting += 1
+        try:
+            try:
+                await super()._handle_connect(eio_sid, namespace, data)
+            except Exception:
+                sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+                if sid is not None:
+                    await self._abandoned(sid)
+                raise
+            sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+            if sid is None:
+                return
+            if not self.manager.is_connected(sid, namespace):
+                await self._abandoned(sid)  # refused: nothing of it may stay
+                return
+            socket = self.eio.sockets.get(eio_sid)
+            if socket is None or socket.closed:
+                await self._handle_disconnect(eio_sid, namespace, self.reason.TRANSPORT_CLOSE)
+                return
+            self._connected(sid)
+        finally:
+            self.connecting -= 1
+
+
 class Realtime:
     """One node's realtime part. Only the server puts sockets in rooms: any event a client
     sends is refused (and counted: an abusive client is disconnected)."""
@@ -91,7 +140,9 @@ class Realtime:
     ) -> None:
         self.limits = limits or SocketLimits()
         self._on_sent = on_sent
-        self.sio = socketio.AsyncServer(
+        self.sio = _Server(
+            connected=self._connected,
+            abandoned=self._disconnect,
             async_mode="asgi",
             client_manager=HubManager(redis_url, channel=SOCKETIO_CHANNEL),
             # Checked on every handshake; tokens travel in the auth payload, never in cookies,
@@ -104,7 +155,10 @@ class Realtime:
             engineio_logger=False,
         )
         self._authenticate = authenticate
-        self._redis = Redis.from_url(redis_url)
+        # Presence is on every connect's path: a Redis that hangs must fail it open, not hold it.
+        self._redis = Redis.from_url(
+            redis_url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT
+        )
         self.delivery = Delivery(sessions, self._send)
         self.subscriber = Subscriber(
             redis_url, self._on_event, self.delivery.fill_gaps, self._on_control
@@ -114,10 +168,17 @@ class Realtime:
         self._overlays: dict[str, dict[str, int]] = {}  # creator → {sid: overlay key id}
         self._buckets: dict[str, tuple[float, float]] = {}  # sid → (tokens, last refill)
         self._expiries: dict[str, asyncio.TimerHandle] = {}  # sid → its token's expiry
+        # sid → its delivery and last event id, recovered once the CONNECT is on its way
+        self._recoveries: dict[str, tuple[Any, int | None]] = {}
         self.slow_consumers = 0
         self.sio.on("connect", self._connect)
         self.sio.on("disconnect", self._disconnect)
         self.sio.on("*", self._client_event)
+
+    @property
+    def connecting(self) -> int:
+        """Connects in progress on this node (their handler not finished)."""
+        return int(self.sio.connecting)
 
     @property
     def ready(self) -> bool:
@@ -151,6 +212,12 @@ class Realtime:
             raise socketio.exceptions.ConnectionRefusedError(
                 refused.message, {"type": refused.type, "message": refused.message}
             ) from None
+        except Exception:  # the database behind an overlay key, say: the client may retry
+            log.exception("connect of %s failed", sid)
+            message = "the server could not take the connection now: try again"
+            raise socketio.exceptions.ConnectionRefusedError(
+                message, {"type": "unavailable", "message": message}
+            ) from None
         self._buckets[sid] = (float(self.limits.message_burst), time.monotonic())
         if identity.expires_at is not None:
             delay = max(0.0, identity.expires_at - time.time())
@@ -162,16 +229,17 @@ class Realtime:
             return
         viewing = (viewer_key(identity.viewing),) if identity.viewing else ()
         await self.presence.join(sid, identity.user_id, viewing, admitted)
-        await self.sio.save_session(sid, {"user_id": identity.user_id, "role": identity.role})
         connection = self.delivery.attach(sid, identity.user_id)
-        self.sio.start_background_task(self._recover, sid, connection, last_event_id)
+        self._recoveries[sid] = (connection, last_event_id)
+
+    def _connected(self, sid: str) -> None:
+        """The CONNECT answer is on its way (the client drops events that come before it):
+        recovery may send now."""
+        recovery = self._recoveries.pop(sid, None)
+        if recovery is not None:
+            self.sio.start_background_task(self._recover, sid, *recovery)
 
     async def _recover(self, sid: str, connection: Any, last_event_id: int | None) -> None:
-        # The CONNECT answer must reach the client before any event, or the client drops them.
-        for _ in range(500):
-            if self.sio.manager.is_connected(sid, "/") or connection.closed:
-                break
-            await asyncio.sleep(0.01)
         try:
             await self.delivery.recover(connection, last_event_id)
         except Exception:
@@ -190,6 +258,8 @@ class Realtime:
         await self.sio.disconnect(sid)
 
     async def _disconnect(self, sid: str, reason: Any = None) -> None:
+        """A socket is gone: forget all of it. Also for one whose connect never finished."""
+        self._recoveries.pop(sid, None)
         self.delivery.detach(sid)
         self._buckets.pop(sid, None)
         expiry = self._expiries.pop(sid, None)
