@@ -72,6 +72,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
         authenticate=authenticate_socket,
         origin_allowed=origin_policy(settings),
         transports=settings.socket_transports,
+        lean=settings.socket_engine == "hub",
         limits=SocketLimits(
             connections_per_user=settings.socket_max_connections_per_user,
             connections_per_overlay_key=settings.socket_max_connections_per_overlay_key,
@@ -165,7 +166,9 @@ def create_app(runtime: Runtime) -> ASGIApp:
         lifespan=lifespan,
     )
     app = socketio.ASGIApp(realtime.sio, other_asgi_app=http, socketio_path="socket.io")
-    return edge(app, settings, realtime.limits.max_message_bytes)
+    served = edge(app, settings, realtime.limits.max_message_bytes)
+    served.hub_realtime = realtime  # type: ignore[attr-defined]  # for realtime.lean's sockets
+    return served
 
 
 def origin_policy(settings: Settings) -> Callable[..., bool]:

@@ -25,6 +25,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from hub.errors import error_body
 from hub.settings import Settings
+from realtime.lean import SocketProtocol
 
 LINGER_SECONDS = 5.0
 LINGER_BYTES = 32 * 1024 * 1024
@@ -158,6 +159,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """What `hub serve` and the tests' servers pass to uvicorn, besides the app and address."""
     return {
         "http": BoundedHttpToolsProtocol,
+        # WebSocket upgrades: Hub's sockets on its own endpoint, the rest to uvicorn's own.
+        "ws": SocketProtocol,
         "h11_max_incomplete_event_size": settings.max_header_bytes,
         # The app believes X-Forwarded-For itself, from HUB_TRUSTED_PROXIES (hub.middleware):
         # uvicorn's own reading would come first, with its own list.

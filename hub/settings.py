@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     # Socket.IO transports: WebSocket only needs no sticky sessions; "polling,websocket" also
     # serves clients that cannot open a WebSocket, and then the balancer must be sticky.
     socket_transports: Annotated[tuple[str, ...], NoDecode] = ("websocket",)
+    # Who serves WebSocket clients: Hub's own endpoint ("hub", realtime/lean.py) or
+    # python-socketio on uvicorn's WebSocket ("python-socketio"). Long-polling is always
+    # python-socketio's.
+    socket_engine: Literal["hub", "python-socketio"] = "hub"
     socket_max_connections_per_user: int = Field(default=10, ge=1, le=1000)
     # Live overlay sockets per overlay key (cluster-wide), and active keys per creator.
     socket_max_connections_per_overlay_key: int = Field(default=5, ge=1, le=1000)

@@ -55,6 +55,9 @@ class SocketLimits:
     messages_per_second: float = 5.0  # client-sent events, sustained...
     message_burst: int = 20  # ...and in a burst; beyond that the client is disconnected
     outbound_queue: int = 1_000  # packets waiting for a client that does not read
+    # Hub's own sockets (realtime.lean): bytes waiting in the transport for a client that does
+    # not read; past them it is cut, and recovers what it missed on reconnect.
+    outbound_buffer_bytes: int = 1 << 20
     connections_per_user: int = 10  # cluster-wide; the next connection is refused
     connections_per_overlay_key: int = 5  # cluster-wide, likewise
 
@@ -137,9 +140,19 @@ class Realtime:
         transports: Sequence[str] = ("websocket",),
         limits: SocketLimits | None = None,
         on_sent: Callable[[Frame], None] | None = None,
+        lean: bool = True,
     ) -> None:
         self.limits = limits or SocketLimits()
         self._on_sent = on_sent
+        # Whether Hub's own WebSocket endpoint (realtime.lean) takes WebSocket clients when the
+        # server runs with its protocol class (hub.serving); python-socketio takes the rest.
+        self.lean = lean and "websocket" in transports
+        self.origin_allowed = origin_allowed
+        self.ping_interval = 25.0  # Engine.IO's defaults, on both paths
+        self.ping_timeout = 20.0
+        self._lean: dict[str, Any] = {}  # sid → realtime.lean.SocketProtocol, once connected
+        self._lean_connecting = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.sio = _Server(
             connected=self._connected,
             abandoned=self._disconnect,
@@ -151,6 +164,8 @@ class Realtime:
             cors_credentials=False,
             transports=list(transports),
             max_http_buffer_size=self.limits.max_message_bytes,
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
             logger=False,
             engineio_logger=False,
         )
@@ -178,7 +193,45 @@ class Realtime:
     @property
     def connecting(self) -> int:
         """Connects in progress on this node (their handler not finished)."""
-        return int(self.sio.connecting)
+        return int(self.sio.connecting) + self._lean_connecting
+
+    def spawn(self, work: Awaitable[Any]) -> None:
+        """Run `work` on its own, kept referenced until it ends."""
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def connect_socket(self, sid: str, auth: Any, socket: Any) -> dict[str, Any] | None:
+        """A socket of Hub's own endpoint asks to connect: None when it may (its CONNECT
+        answer goes out next, then `socket_connected`), else the refusal's {message, data}."""
+        self._lean_connecting += 1
+        try:
+            await self._connect(sid, {}, auth)
+        except socketio.exceptions.ConnectionRefusedError as refused:
+            return dict(refused.error_args)
+        finally:
+            self._lean_connecting -= 1
+        return None
+
+    def socket_connected(self, sid: str, socket: Any) -> None:
+        self._lean[sid] = socket
+        self._connected(sid)
+
+    async def socket_gone(self, sid: str) -> None:
+        self._lean.pop(sid, None)
+        await self._disconnect(sid)
+
+    def slow_consumer(self, sid: str) -> None:
+        self.slow_consumers += 1
+        log.warning("disconnecting %s: it does not read (outbound buffer full)", sid)
+
+    async def disconnect(self, sid: str) -> None:
+        """End a local socket, whichever path it came by."""
+        socket = self._lean.get(sid)
+        if socket is not None:
+            socket.close()
+        else:
+            await self.sio.disconnect(sid)
 
     @property
     def ready(self) -> bool:
@@ -237,25 +290,25 @@ class Realtime:
         recovery may send now."""
         recovery = self._recoveries.pop(sid, None)
         if recovery is not None:
-            self.sio.start_background_task(self._recover, sid, *recovery)
+            self.spawn(self._recover(sid, *recovery))
 
     async def _recover(self, sid: str, connection: Any, last_event_id: int | None) -> None:
         try:
             await self.delivery.recover(connection, last_event_id)
         except Exception:
             log.exception("recovery for %s failed; disconnecting so the client retries", sid)
-            await self.sio.disconnect(sid)
+            await self.disconnect(sid)
 
     def _expire(self, sid: str) -> None:
         self._expiries.pop(sid, None)
-        self.sio.start_background_task(self._close_expired, sid)
+        self.spawn(self._close_expired(sid))
 
     async def _close_expired(self, sid: str) -> None:
         """The token ran out: say so and close; the client reconnects with a fresh token and
         recovers from its last event id, as after any disconnect."""
         expired = _error("token_expired", "the token has expired: reconnect with a fresh one")
         await self._send(sid, frame("hub.error", expired))
-        await self.sio.disconnect(sid)
+        await self.disconnect(sid)
 
     async def _disconnect(self, sid: str, reason: Any = None) -> None:
         """A socket is gone: forget all of it. Also for one whose connect never finished."""
@@ -302,7 +355,7 @@ class Realtime:
                     if key == key_id:
                         revoked = _error("overlay_key_revoked", "this key was revoked")
                         await self._send(sid, frame("hub.error", revoked))
-                        await self.sio.disconnect(sid)
+                        await self.disconnect(sid)
 
     async def _client_event(self, event: str, sid: str, data: Any = None) -> dict[str, Any]:
         tokens, last = self._buckets.get(sid, (0.0, time.monotonic()))
@@ -314,7 +367,7 @@ class Realtime:
         if tokens < 1:
             log.warning("disconnecting %s: too many messages", sid)
             await self._send(sid, frame("hub.error", _error("rate_limited", "too many messages")))
-            await self.sio.disconnect(sid)
+            await self.disconnect(sid)
             return _error("rate_limited", "too many messages")
         self._buckets[sid] = (tokens - 1, now)
         return _error(
@@ -327,6 +380,13 @@ class Realtime:
 
         The frame's packet was encoded once (on the bus, or when read from the log): it goes
         to the Engine.IO socket as it is, past python-socketio's per-recipient encoding."""
+        lean = self._lean.get(sid)
+        if lean is not None:
+            if not lean.send(outbound.packet):
+                return False
+            if self._on_sent is not None:
+                self._on_sent(outbound)
+            return True
         eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
         socket = self.sio.eio.sockets.get(eio_sid) if eio_sid else None
         if socket is None or socket.closed:
