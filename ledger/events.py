@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, bindparam, func, select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger.schema import events
@@ -136,54 +136,61 @@ class Position:
     since_seq: int | None  # the seq of the client's last event id, if it is theirs and kept
 
 
-# Read on every socket connect: plain SQL, so that SQLAlchemy has no statement tree to walk.
-_POSITION = text(
-    """
+# Read on every socket connect, on the driver's connection itself: one round trip, no
+# transaction, no statement tree (asyncpg prepares it once per connection).
+_POSITION = """
     SELECT newest.id AS newest_id, newest.seq AS newest_seq,
-           (SELECT min(seq) FROM events WHERE user_id = :user_id) AS oldest_seq,
-           (SELECT seq FROM events WHERE id = :last_id AND user_id = :user_id) AS since_seq
+           (SELECT min(seq) FROM events WHERE user_id = $1) AS oldest_seq,
+           (SELECT seq FROM events WHERE id = $2 AND user_id = $1) AS since_seq
     FROM (SELECT 1) AS one
     LEFT JOIN LATERAL (
-        SELECT id, seq FROM events WHERE user_id = :user_id ORDER BY seq DESC LIMIT 1
+        SELECT id, seq FROM events WHERE user_id = $1 ORDER BY seq DESC LIMIT 1
     ) AS newest ON true
-    """
-).bindparams(bindparam("last_id", type_=BigInteger))
+"""
 
 
-async def position(session: AsyncSession, user_id: str, last_event_id: int | None) -> Position:
-    row = (
-        await session.execute(_POSITION, {"user_id": user_id, "last_id": last_event_id or 0})
-    ).one()
+async def position(connection: Any, user_id: str, last_event_id: int | None) -> Position:
+    """Where `user_id`'s log stands; `connection` is an asyncpg connection."""
+    row = await connection.fetchrow(_POSITION, user_id, last_event_id or 0)
     return Position(
-        newest_id=row.newest_id or 0,
-        newest_seq=row.newest_seq or 0,
-        oldest_seq=row.oldest_seq,
-        since_seq=row.since_seq,
+        newest_id=row["newest_id"] or 0,
+        newest_seq=row["newest_seq"] or 0,
+        oldest_seq=row["oldest_seq"],
+        since_seq=row["since_seq"],
     )
 
 
-_BETWEEN = (
-    text(
-        """
-        SELECT id, user_id, seq, type, occurred_at, data FROM events
-        WHERE user_id = :user_id AND seq > :after AND seq < :before
-        ORDER BY seq LIMIT :limit
-        """
-    )
-    .bindparams(bindparam("after", type_=BigInteger), bindparam("before", type_=BigInteger))
-    .columns(*_COLUMNS)
-)
+_BETWEEN = """
+    SELECT id, user_id, seq, type, occurred_at, data FROM events
+    WHERE user_id = $1 AND seq > $2 AND seq < $3
+    ORDER BY seq LIMIT $4
+"""
 
 
 async def events_between(
-    session: AsyncSession, user_id: str, after_seq: int, before_seq: int | None, limit: int
+    connection: Any, user_id: str, after_seq: int, before_seq: int | None, limit: int
 ) -> list[Event]:
-    """The user's events with after_seq < seq < before_seq, in seq order, at most `limit`."""
+    """The user's events with after_seq < seq < before_seq, in seq order, at most `limit`;
+    `connection` is an asyncpg connection."""
     before = before_seq if before_seq is not None else 2**63 - 1
-    rows = await session.execute(
-        _BETWEEN, {"user_id": user_id, "after": after_seq, "before": before, "limit": limit}
-    )
-    return [_event(row) for row in rows]
+    rows = await connection.fetch(_BETWEEN, user_id, after_seq, before, limit)
+    return [
+        Event(
+            id=row["id"],
+            user_id=row["user_id"],
+            seq=row["seq"],
+            type=row["type"],
+            occurred_at=row["occurred_at"],
+            data=_json(row["data"]),
+        )
+        for row in rows
+    ]
+
+
+def _json(value: Any) -> Any:
+    """A jsonb value from asyncpg: text on a plain connection, already decoded on one of
+    SQLAlchemy's (its dialect sets a codec)."""
+    return json.loads(value) if isinstance(value, str) else value
 
 
 async def claim_unpublished(

@@ -15,12 +15,13 @@ what the log keeps (the client refetches its state over HTTP). Never a partial r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ledger.events import events_between, position
 from realtime.bus import BusEvent, Frame, bus_event, frame
@@ -44,8 +45,8 @@ class Connection:
 
 
 class Delivery:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], send: Send) -> None:
-        self._sessions = sessions
+    def __init__(self, engine: AsyncEngine, send: Send) -> None:
+        self._engine = engine
         self._send = send
         self._by_sid: dict[str, Connection] = {}
         self._by_user: dict[str, set[Connection]] = {}
@@ -95,8 +96,8 @@ class Delivery:
         self, connection: Connection, last_event_id: int | None
     ) -> tuple[bool, dict[str, Any]]:
         user = connection.user_id
-        async with self._sessions() as session:
-            where = await position(session, user, last_event_id)
+        async with self._driver() as driver:
+            where = await position(driver, user, last_event_id)
             newest_id, newest_seq = where.newest_id, where.newest_seq
             if last_event_id is None:
                 # A fresh client: nothing to replay. Its position is the newest event, which
@@ -109,7 +110,7 @@ class Delivery:
                 newest_seq <= since or oldest is None or oldest <= since + 1
             )
             missed = (
-                await events_between(session, user, since, None, MAX_REPLAY + 1)
+                await events_between(driver, user, since, None, MAX_REPLAY + 1)
                 if gap_kept and since is not None and newest_seq > since
                 else []
             )
@@ -122,6 +123,14 @@ class Delivery:
             connection.delivered = event.seq
         last_id = missed[-1].id if missed else (last_event_id or newest_id)
         return True, {"missed": len(missed), "last_event_id": last_id}
+
+    @contextlib.asynccontextmanager
+    async def _driver(self) -> AsyncIterator[Any]:
+        """asyncpg's own connection from the engine's pool: the log's reads are one round trip
+        each, outside any transaction (a connect's position is read on every connect)."""
+        async with self._engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            yield raw.driver_connection
 
     async def on_event(self, event: BusEvent) -> None:
         for connection in list(self.connections(event.user_id)):
@@ -153,9 +162,9 @@ class Delivery:
 
     async def _fill(self, connection: Connection, before_seq: int | None) -> None:
         while not connection.closed:
-            async with self._sessions() as session:
+            async with self._driver() as driver:
                 missing = await events_between(
-                    session, connection.user_id, connection.delivered, before_seq, 500
+                    driver, connection.user_id, connection.delivered, before_seq, 500
                 )
             for event in missing:
                 if not await self._send_raw(connection, bus_event(event).frame):

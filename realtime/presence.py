@@ -48,15 +48,23 @@ end
 # ARGV: now, node prefix, field, this node ('' for none).
 _COUNT = _SUM + "return total\n"
 
-# ARGV: now, node prefix, field, this node, limit, ttl. Counts the connection unless the field
-# already has `limit` live ones cluster-wide (atomically).
+# ARGV: now, node prefix, field, this node, limit, ttl, user ('' for none), further fields.
+# Counts the connection under the field unless it already has `limit` live ones cluster-wide
+# (atomically), and then under the further fields, and the user as this node's: a connect's
+# presence in one round trip.
 _ADMIT = (
     _SUM
     + """
 if total >= tonumber(ARGV[5]) then return 0 end
 local key = ARGV[2] .. ARGV[4] .. ':counts'
 redis.call('HINCRBY', key, ARGV[3], 1)
+for i = 8, #ARGV do redis.call('HINCRBY', key, ARGV[i], 1) end
 redis.call('EXPIRE', key, ARGV[6])
+if ARGV[7] ~= '' then
+  local users = ARGV[2] .. ARGV[4] .. ':users'
+  redis.call('SADD', users, ARGV[7])
+  redis.call('EXPIRE', users, ARGV[6])
+end
 return 1
 """
 )
@@ -132,10 +140,18 @@ class Presence:
         self._admit = redis.register_script(_ADMIT)
         self._count = redis.register_script(_COUNT)
 
-    async def admit(self, field: str, sid: str, limit: int) -> bool:
+    async def admit(
+        self,
+        field: str,
+        sid: str,
+        limit: int,
+        user_id: str | None = None,
+        fields: tuple[str, ...] = (),
+    ) -> bool:
         """Count the connection under `field` (a user's, an overlay key's) unless it has `limit`
-        already. Fails open: with Redis away a connection is admitted (delivery does not need
-        presence)."""
+        already, and then under `fields` (a creator's viewers, overlays) and its user as
+        online: one round trip. Fails open: with Redis away a connection is admitted (delivery
+        does not need presence), and the heartbeat writes it once Redis answers."""
         self._writes += 1
         try:
             args: list[str | float] = [
@@ -145,38 +161,21 @@ class Presence:
                 self.node,
                 limit,
                 int(TTL) + 2,
+                user_id or "",
+                *fields,
             ]
-            admitted = await self._admit(keys=[nodes_key()], args=args)
+            admitted = bool(await self._admit(keys=[nodes_key()], args=args))
         except Exception as exc:
             log.warning("presence unavailable, admitting %s: %s", sid, exc)
             self._dirty = True
-            return True
-        return bool(admitted)
-
-    async def join(
-        self, sid: str, user_id: str | None, fields: tuple[str, ...], admitted: str
-    ) -> None:
-        """Track a connection under `fields`, and under the field `admit` counted it in."""
-        all_fields = (*fields, admitted)
-        self._local[sid] = (all_fields, user_id)
-        self._counts.update(all_fields)
-        first = False
-        if user_id is not None:
-            self._users[user_id] += 1
-            first = self._users[user_id] == 1
-        if not fields and not first:
-            return
-        self._writes += 1
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for field in fields:
-                    pipe.hincrby(counts_key(self.node), field, 1)
-                if first and user_id is not None:
-                    pipe.sadd(users_key(self.node), user_id)
-                await pipe.execute()
-        except Exception as exc:  # Redis away: the heartbeat rewrites it when Redis returns
-            log.warning("presence unavailable for %s: %s", sid, exc)
-            self._dirty = True
+            admitted = True
+        if admitted:
+            all_fields = (*fields, field)
+            self._local[sid] = (all_fields, user_id)
+            self._counts.update(all_fields)
+            if user_id is not None:
+                self._users[user_id] += 1
+        return admitted
 
     async def leave(self, sid: str) -> None:
         entry = self._local.pop(sid, None)

@@ -174,7 +174,7 @@ class Realtime:
         self._redis = Redis.from_url(
             redis_url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT
         )
-        self.delivery = Delivery(sessions, self._send)
+        self.delivery = Delivery(sessions.kw["bind"], self._send)  # the sessions' engine
         self.subscriber = Subscriber(
             redis_url, self._on_event, self.delivery.fill_gaps, self._on_control
         )
@@ -252,14 +252,19 @@ class Realtime:
         try:
             identity = await self._authenticate(auth)
             last_event_id = _last_event_id(auth)
+            user: str | None
+            fields: tuple[str, ...]
             if identity.role == "overlay":
                 assert identity.overlay_key_id is not None
                 admitted = overlay_key_field(identity.overlay_key_id)
                 limit, what = self.limits.connections_per_overlay_key, "overlay key"
+                user, fields = None, (overlay_key(identity.user_id),)
             else:
                 admitted = user_key(identity.user_id)
                 limit, what = self.limits.connections_per_user, "user"
-            if not await self.presence.admit(admitted, sid, limit):
+                user = identity.user_id
+                fields = (viewer_key(identity.viewing),) if identity.viewing else ()
+            if not await self.presence.admit(admitted, sid, limit, user, fields):
                 raise Refused("too_many_connections", f"at most {limit} connections per {what}")
         except Refused as refused:
             raise socketio.exceptions.ConnectionRefusedError(
@@ -278,10 +283,7 @@ class Realtime:
         if identity.role == "overlay":
             assert identity.overlay_key_id is not None
             self._overlays.setdefault(identity.user_id, {})[sid] = identity.overlay_key_id
-            await self.presence.join(sid, None, (overlay_key(identity.user_id),), admitted)
             return
-        viewing = (viewer_key(identity.viewing),) if identity.viewing else ()
-        await self.presence.join(sid, identity.user_id, viewing, admitted)
         connection = self.delivery.attach(sid, identity.user_id)
         self._recoveries[sid] = (connection, last_event_id)
 
