@@ -43,7 +43,7 @@ from bench.common import (
     write_result,
 )
 
-RATES = (500, 2_000, 5_000)
+RATES = (500, 2_000, 5_000, 10_000)
 TICK = 0.005  # seconds between publishes (events due by then go in one pipeline)
 DRAIN = 20  # seconds after the last publish that still count as delivered
 DATA = {"amount": 50_000, "fee": 5_000, "net": 45_000, "currency": "NGN", "message": "bench"}
