@@ -16,7 +16,9 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
+import hiredis
 from redis.asyncio import Redis
 
 from ledger.events import Event
@@ -166,32 +168,37 @@ class Subscriber:
             await asyncio.sleep(0.5)
 
     async def _listen(self, first: bool) -> None:
-        redis = Redis.from_url(self._redis_url, socket_connect_timeout=2, socket_timeout=DEAD_AFTER)
+        connection = await _Subscription.open(self._redis_url)
         try:
-            async with redis.pubsub() as pubsub:
-                await pubsub.subscribe(CHANNEL)
-                self.healthy = True
-                if not first:
-                    log.info("event bus subscription restored; filling gaps from the log")
-                # Whatever was published while we were away is in the log: fill every local
-                # connection's gap (also on first start: nothing is lost by doing it).
-                await self._on_resubscribed()
-                last_answer = last_ping = time.monotonic()
-                while True:
-                    message = await pubsub.get_message(timeout=PING_EVERY)
-                    now = time.monotonic()
-                    if message is not None:
-                        last_answer = now
-                        if message["type"] == "message":
-                            await self._dispatch(message["data"])
-                    if now - last_ping >= PING_EVERY:
-                        await pubsub.ping()
-                        last_ping = now
-                    if now - last_answer > DEAD_AFTER:
-                        raise ConnectionError(f"no answer from Redis for {DEAD_AFTER:.0f} s")
+            connection.send(b"SUBSCRIBE", CHANNEL.encode())
+            pending: list[Any] = []
+            deadline = time.monotonic() + DEAD_AFTER
+            while not any(_kind(reply) == b"subscribe" for reply in pending):
+                if time.monotonic() > deadline:
+                    raise ConnectionError("Redis did not confirm the subscription")
+                pending += await connection.replies(PING_EVERY)
+            self.healthy = True
+            if not first:
+                log.info("event bus subscription restored; filling gaps from the log")
+            # Whatever was published while we were away is in the log: fill every local
+            # connection's gap (also on first start: nothing is lost by doing it).
+            await self._on_resubscribed()
+            last_answer = last_ping = time.monotonic()
+            while True:
+                replies, pending = pending or await connection.replies(PING_EVERY), []
+                now = time.monotonic()
+                if replies:
+                    last_answer = now
+                for reply in replies:  # every message of a read, in order
+                    if _kind(reply) == b"message":
+                        await self._dispatch(reply[2])
+                if now - last_ping >= PING_EVERY:
+                    connection.send(b"PING")
+                    last_ping = now
+                if now - last_answer > DEAD_AFTER:
+                    raise ConnectionError(f"no answer from Redis for {DEAD_AFTER:.0f} s")
         finally:
-            with contextlib.suppress(Exception):
-                await redis.aclose()
+            connection.close()
 
     async def _dispatch(self, raw: bytes | str) -> None:
         try:
@@ -206,3 +213,75 @@ class Subscriber:
                 await self._on_control(message)
         except Exception:
             log.exception("handling a bus message failed")
+
+
+def _kind(reply: Any) -> bytes | None:
+    return reply[0] if isinstance(reply, list) and reply else None
+
+
+class _Subscription:
+    """One connection to Redis in subscribed mode, read with hiredis: each read off the socket
+    is parsed at once into every reply it completes (redis-py's pub/sub client parses and
+    hands over one message per call, under a timeout of its own)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._parser = hiredis.Reader()
+
+    @classmethod
+    async def open(cls, url: str) -> _Subscription:
+        parts = urlsplit(url)
+        async with asyncio.timeout(2):
+            reader, writer = await asyncio.open_connection(
+                parts.hostname or "localhost",
+                parts.port or 6379,
+                ssl=parts.scheme == "rediss" or None,
+            )
+        subscription = cls(reader, writer)
+        try:
+            if parts.password is not None:
+                credentials = [unquote(parts.password).encode()]
+                if parts.username:
+                    credentials.insert(0, unquote(parts.username).encode())
+                subscription.send(b"AUTH", *credentials)
+                replies = await subscription.replies(2)
+                if replies != [b"OK"]:
+                    raise ConnectionError(f"Redis refused the credentials: {replies!r}")
+        except BaseException:
+            subscription.close()
+            raise
+        return subscription
+
+    def send(self, *parts: bytes) -> None:
+        command = [b"*%d\r\n" % len(parts)]
+        for part in parts:
+            command.append(b"$%d\r\n%s\r\n" % (len(part), part))
+        self._writer.write(b"".join(command))
+
+    async def replies(self, timeout: float) -> list[Any]:
+        """Every complete reply already read, or those of the next read; [] after `timeout`
+        seconds of silence."""
+        found = self._parsed()
+        if found:
+            return found
+        try:
+            async with asyncio.timeout(timeout):
+                data = await self._reader.read(65536)
+        except TimeoutError:
+            return []
+        if not data:
+            raise ConnectionError("Redis closed the subscription")
+        self._parser.feed(data)
+        return self._parsed()
+
+    def _parsed(self) -> list[Any]:
+        found = []
+        while (reply := self._parser.gets()) is not False:
+            if isinstance(reply, hiredis.ReplyError):
+                raise ConnectionError(f"Redis answered the subscription with {reply}")
+            found.append(reply)
+        return found
+
+    def close(self) -> None:
+        self._writer.close()

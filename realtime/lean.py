@@ -37,7 +37,11 @@ from urllib.parse import parse_qsl
 
 import socketio
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.speedups import apply_mask
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # no C extension for this platform: websockets' own Python one
+    from websockets.utils import apply_mask
 
 if TYPE_CHECKING:
     from realtime.server import Realtime

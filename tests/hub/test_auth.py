@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 import socketio
 
+from hub.auth import VERIFIED_KEPT, HS256Verifier
 from tests.conftest import JWT_SECRET, LiveServer, token
 
 BAD_TOKENS = {
@@ -90,3 +93,27 @@ async def test_a_valid_token_connects_and_creates_the_user(
         assert ("earnings", "NGN") in kinds and ("wallet", "NGN") in kinds
     finally:
         await client.disconnect()
+
+
+async def test_a_token_seen_before_still_expires_on_time(http: httpx.AsyncClient, uid) -> None:
+    """The hub remembers tokens it verified; one it remembers stops working at its `exp`."""
+    user = uid("brief")
+    short = token(user, "fan", ttl=2)
+    headers = {"Authorization": f"Bearer {short}"}
+    first = await http.get("/api/v1/wallet", headers=headers)
+    assert first.status_code == 200, first.text
+    assert (await http.get("/api/v1/wallet", headers=headers)).status_code == 200  # remembered
+    await asyncio.sleep(2.2)
+    late = await http.get("/api/v1/wallet", headers=headers)
+    assert late.status_code == 401
+    assert late.json()["error"]["type"] == "token_expired"
+
+
+def test_remembered_tokens_are_bounded() -> None:
+    verifier = HS256Verifier(JWT_SECRET)
+    tokens = [token(f"many-{i}", "fan") for i in range(VERIFIED_KEPT + 5)]
+    principals = [verifier.verify(t) for t in tokens]
+    assert [p.user_id for p in principals] == [f"many-{i}" for i in range(VERIFIED_KEPT + 5)]
+    assert len(verifier._verified) == VERIFIED_KEPT
+    assert tokens[0] not in verifier._verified  # the oldest went first
+    assert verifier.verify(tokens[0]).user_id == "many-0"  # and is verified again
