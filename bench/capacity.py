@@ -21,6 +21,7 @@ from bench.common import (
     Server,
     Services,
     create_users,
+    gc_pause_max_ms,
     log,
     raise_nofile,
     run,
@@ -94,6 +95,7 @@ async def measure(
                 / (after.at - before.at),
                 "client_cpu_share_during_connect": (client_after.cpu - client_before.cpu)
                 / (client_after.at - client_before.at),
+                "gc_pause_max_ms": gc_pause_max_ms(server),  # since start, this level included
             }
             log(
                 f"capacity {server.name} {level}: {connected} in {seconds:.1f} s, "

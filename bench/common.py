@@ -273,6 +273,22 @@ def wait_http(port: int, path: str = "/healthz", timeout: float = 60) -> None:
     raise RuntimeError(f"nothing answered on port {port} within {timeout:.0f} s")
 
 
+def gc_pause_max_ms(server: Server) -> float | None:
+    """The hub's longest garbage-collection pause since it started (`hub_gc_pause_max_seconds`
+    on its /metrics), in ms; None for a server that does not say (the Node peer)."""
+    if server.name != "hub":
+        return None
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", server.port), 5) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+        for line in b"".join(chunks).decode(errors="replace").splitlines():
+            if line.startswith("hub_gc_pause_max_seconds "):
+                return float(line.split()[1]) * 1000
+    return None
+
+
 class Services:
     """Embedded PostgreSQL (fsync on) and Redis in a temporary folder, migrated."""
 

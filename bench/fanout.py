@@ -30,6 +30,7 @@ from bench.common import (
     Server,
     Services,
     create_users,
+    gc_pause_max_ms,
     log,
     percentile,
     raise_nofile,
@@ -352,6 +353,7 @@ async def run_levels(
         await asyncio.sleep(1)
     result["broadcast"] = await broadcast(side, server, client, users)
     log(f"broadcast {kind}: {result['broadcast']}")
+    result["gc_pause_max_ms"] = gc_pause_max_ms(server)  # since start: connects, runs so far
     return result
 
 

@@ -88,6 +88,7 @@ def capacity(lines: list[str]) -> None:
             ("RSS per connection (KiB)", "rss_per_connection_kib", 1),
             ("CPU per connect (ms)", "cpu_per_connect_ms", 2),
             ("load client CPU share while connecting", "client_cpu_share_during_connect", 2),
+            ("longest GC pause since start (ms)", "gc_pause_max_ms", 1),
         ):
             lines.append(
                 f"| {level} | {label} | {cell(hub.get(key), digits)} | "
@@ -131,9 +132,12 @@ def fanout(lines: list[str]) -> None:
         dig(s, "hub", "idle_server_cpu_share"),
         dig(s, "node", "idle_server_cpu_share"),
     )
+    hub_gc = dig(s, "hub", "gc_pause_max_ms")
     lines += [
         f"| idle | server CPU share with the sockets and no events | {cell(hub_idle, 2)} | "
         f"{cell(node_idle, 2)} | {ratio(hub_idle, node_idle)} |",
+        f"| all | longest GC pause since start, connects included (ms) | {cell(hub_gc, 1)} | "
+        f"{DASH} | {DASH} |",
         "",
         f"### 3. Broadcast: one event to all {data['users']:,}",
         "",

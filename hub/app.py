@@ -18,7 +18,7 @@ from hub.api import ROUTES
 from hub.auth import HS256Verifier
 from hub.errors import EXCEPTION_HANDLERS
 from hub.fees import FeeCache
-from hub.metrics import Sampler, observe_delivery
+from hub.metrics import Sampler, observe_delivery, watch_collector
 from hub.middleware import edge
 from hub.ratelimit import RateLimiter
 from hub.routes import pages
@@ -142,6 +142,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
         publisher.start()
         await realtime.start()
         sampler.start()
+        watch_collector()
         if settings.gc_freeze:
             settle_garbage_collector()
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import hmac
 import logging
@@ -111,6 +112,43 @@ COUNTERS = {
     "fee_hits": Counter("hub_fee_cache_hits", "Platform fee reads served by the cache"),
     "fee_misses": Counter("hub_fee_cache_misses", "Platform fee reads that missed the cache"),
 }
+
+
+GC_PAUSE = Histogram(
+    "hub_gc_pause_seconds",
+    "Garbage collections of this process, by how long each held it (every request and socket)",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+GC_PAUSE_MAX = Gauge(
+    "hub_gc_pause_max_seconds",
+    "The longest garbage collection pause of a process since it started",
+    multiprocess_mode="max",
+)
+_collector_watched = False
+
+
+def watch_collector() -> None:
+    """Time every garbage collection of this process (gc.callbacks): a collection holds the
+    whole event loop, so its pauses are every request's and every socket's latency."""
+    global _collector_watched
+    if _collector_watched:
+        return
+    _collector_watched = True
+    started = 0.0
+    longest = 0.0
+
+    def timed(phase: str, info: dict[str, Any]) -> None:
+        nonlocal started, longest
+        if phase == "start":
+            started = time.perf_counter()
+            return
+        pause = time.perf_counter() - started
+        GC_PAUSE.observe(pause)
+        if pause > longest:
+            longest = pause
+            GC_PAUSE_MAX.set(pause)
+
+    gc.callbacks.append(timed)
 
 
 # Each committed money movement shows in exactly one of its events.

@@ -129,6 +129,23 @@ async def test_metrics_are_open_when_no_token_is_set(http: httpx.AsyncClient) ->
     assert "# TYPE hub_http_request_duration_seconds histogram" in answer.text
 
 
+async def test_garbage_collections_are_timed(http: httpx.AsyncClient) -> None:
+    """Every collection of the process is timed: the histogram counts them and the gauge
+    holds the longest."""
+    import gc
+
+    before = re.search(
+        r"^hub_gc_pause_seconds_count (\S+)$", (await http.get("/metrics")).text, re.M
+    )
+    gc.collect()
+    text_ = (await http.get("/metrics")).text
+    count = re.search(r"^hub_gc_pause_seconds_count (\S+)$", text_, re.M)
+    longest = re.search(r"^hub_gc_pause_max_seconds (\S+)$", text_, re.M)
+    assert before is not None and count is not None
+    assert float(count.group(1)) > float(before.group(1))
+    assert longest is not None and float(longest.group(1)) > 0
+
+
 async def test_metrics_need_the_token_when_one_is_set(services: Services) -> None:
     server = hub_server(make_settings(services, metrics_token=METRICS_TOKEN))
     await server.start()
