@@ -142,9 +142,9 @@ def create_app(runtime: Runtime) -> ASGIApp:
         publisher.start()
         await realtime.start()
         sampler.start()
-        watch_collector()
         if settings.gc_freeze:
             settle_garbage_collector()
+        watch_collector()  # from here on: start-up's own full collection served no one
         try:
             yield
         finally:
