@@ -353,7 +353,7 @@ class SocketProtocol(asyncio.Protocol):
         realtime = self._realtime
         assert realtime is not None
         try:
-            refusal = await realtime.connect_socket(self.sid, auth, self)
+            refusal = await realtime.connect_socket(self.sid, auth)
         finally:
             self._connecting = False
         if refusal is not None:

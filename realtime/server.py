@@ -201,7 +201,7 @@ class Realtime:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def connect_socket(self, sid: str, auth: Any, socket: Any) -> dict[str, Any] | None:
+    async def connect_socket(self, sid: str, auth: Any) -> dict[str, Any] | None:
         """A socket of Hub's own endpoint asks to connect: None when it may (its CONNECT
         answer goes out next, then `socket_connected`), else the refusal's {message, data}."""
         self._lean_connecting += 1
@@ -223,7 +223,7 @@ class Realtime:
 
     def slow_consumer(self, sid: str) -> None:
         self.slow_consumers += 1
-        log.warning("disconnecting %s: it does not read (outbound buffer full)", sid)
+        log.warning("disconnecting %s: it does not read", sid)
 
     async def disconnect(self, sid: str) -> None:
         """End a local socket, whichever path it came by."""
@@ -381,26 +381,26 @@ class Realtime:
         full (it does not read) is disconnected; it recovers what it missed on reconnect.
 
         The frame's packet was encoded once (on the bus, or when read from the log): it goes
-        to the Engine.IO socket as it is, past python-socketio's per-recipient encoding."""
+        to the socket as it is, past python-socketio's per-recipient encoding."""
         lean = self._lean.get(sid)
-        if lean is not None:
-            if not lean.send(outbound.packet):
-                return False
-            if self._on_sent is not None:
-                self._on_sent(outbound)
-            return True
+        sent = (
+            lean.send(outbound.packet) if lean is not None else await self._eio_send(sid, outbound)
+        )
+        if sent and self._on_sent is not None:
+            self._on_sent(outbound)
+        return sent
+
+    async def _eio_send(self, sid: str, outbound: Frame) -> bool:
+        """To a socket of python-socketio's path (long-polling, or HUB_SOCKET_ENGINE)."""
         eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
         socket = self.sio.eio.sockets.get(eio_sid) if eio_sid else None
         if socket is None or socket.closed:
             return False
         if socket.queue.qsize() >= self.limits.outbound_queue:
-            self.slow_consumers += 1
-            log.warning("disconnecting %s: it does not read (outbound queue full)", sid)
+            self.slow_consumer(sid)
             await self.sio.disconnect(sid)
             return False
         await socket.send(eio_packet.Packet(eio_packet.MESSAGE, data=outbound.packet))
-        if self._on_sent is not None:
-            self._on_sent(outbound)
         return True
 
 
