@@ -68,6 +68,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
 
     realtime = Realtime(
         redis_url=runtime.redis_url,
+        database_url=runtime.database_url,
         sessions=sessions,
         authenticate=authenticate_socket,
         origin_allowed=origin_policy(settings),
@@ -78,6 +79,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
             connections_per_overlay_key=settings.socket_max_connections_per_overlay_key,
         ),
         on_sent=observe_delivery,
+        pool=settings.pool(),
     )
 
     async def committed(answers: Sequence[Answer | Applied]) -> None:

@@ -79,20 +79,34 @@ def asyncpg_dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
-async def make_pool(url: str, pool: PoolSettings | None = None) -> asyncpg.Pool:
+async def make_pool(
+    url: str, pool: PoolSettings | None = None, *, read_only: bool = False
+) -> asyncpg.Pool:
     """A plain asyncpg pool for the hot paths: its connections prepare each statement once and
     reuse it. No connection is made before the first is needed (a node starts while
-    PostgreSQL is down, and says it is not ready)."""
+    PostgreSQL is down, and says it is not ready).
+
+    `read_only`: for single statements that only read, outside any transaction. PostgreSQL
+    refuses any write on its connections, and a connection going back to the pool skips
+    asyncpg's reset (a round trip clearing session state such statements never leave)."""
     pool = pool or PoolSettings()
+    settings = {"statement_timeout": str(pool.statement_timeout_ms)}
+    if read_only:
+        settings["default_transaction_read_only"] = "on"
     made: asyncpg.Pool = await asyncpg.create_pool(
         asyncpg_dsn(url),
         min_size=0,
         max_size=pool.size,
         max_inactive_connection_lifetime=1800,
         timeout=pool.connect_timeout,
-        server_settings={"statement_timeout": str(pool.statement_timeout_ms)},
+        server_settings=settings,
+        reset=_nothing_to_reset if read_only else None,
     )
     return made
+
+
+async def _nothing_to_reset(connection: asyncpg.Connection) -> None:
+    return None
 
 
 def make_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -136,28 +136,37 @@ class Position:
     since_seq: int | None  # the seq of the client's last event id, if it is theirs and kept
 
 
-# Read on every socket connect, on the driver's connection itself: one round trip, no
-# transaction, no statement tree (asyncpg prepares it once per connection).
-_POSITION = """
+# Read on every socket connect, on the driver's connection itself: one round trip for every
+# connect waiting at that moment, no transaction, no statement tree (asyncpg prepares it once
+# per connection).
+_POSITIONS = """
     SELECT newest.id AS newest_id, newest.seq AS newest_seq,
-           (SELECT min(seq) FROM events WHERE user_id = $1) AS oldest_seq,
-           (SELECT seq FROM events WHERE id = $2 AND user_id = $1) AS since_seq
-    FROM (SELECT 1) AS one
+           (SELECT min(seq) FROM events WHERE user_id = asked.user_id) AS oldest_seq,
+           (SELECT seq FROM events WHERE id = asked.last_id AND user_id = asked.user_id)
+               AS since_seq
+    FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS asked(user_id, last_id, ord)
     LEFT JOIN LATERAL (
-        SELECT id, seq FROM events WHERE user_id = $1 ORDER BY seq DESC LIMIT 1
+        SELECT id, seq FROM events WHERE user_id = asked.user_id ORDER BY seq DESC LIMIT 1
     ) AS newest ON true
+    ORDER BY asked.ord
 """
 
 
-async def position(connection: Any, user_id: str, last_event_id: int | None) -> Position:
-    """Where `user_id`'s log stands; `connection` is an asyncpg connection."""
-    row = await connection.fetchrow(_POSITION, user_id, last_event_id or 0)
-    return Position(
-        newest_id=row["newest_id"] or 0,
-        newest_seq=row["newest_seq"] or 0,
-        oldest_seq=row["oldest_seq"],
-        since_seq=row["since_seq"],
+async def positions(connection: Any, asked: Sequence[tuple[str, int | None]]) -> list[Position]:
+    """Where each (user_id, last event id) of `asked` stands, in order, in one statement;
+    `connection` is an asyncpg connection."""
+    rows = await connection.fetch(
+        _POSITIONS, [user for user, _ in asked], [last or 0 for _, last in asked]
     )
+    return [
+        Position(
+            newest_id=row["newest_id"] or 0,
+            newest_seq=row["newest_seq"] or 0,
+            oldest_seq=row["oldest_seq"],
+            since_seq=row["since_seq"],
+        )
+        for row in rows
+    ]
 
 
 _BETWEEN = """

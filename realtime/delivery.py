@@ -17,14 +17,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+import asyncpg
 
-from ledger.events import events_between, position
+from ledger.events import Position, events_between, positions
 from realtime.bus import BusEvent, Frame, bus_event, frame
+from realtime.coalesce import Coalescer
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +46,23 @@ class Connection:
 
 
 class Delivery:
-    def __init__(self, engine: AsyncEngine, send: Send) -> None:
-        self._engine = engine
+    """Reads the log on a read-only asyncpg pool of its own (`start`): a connect storm's reads
+    never wait on the connections money commits on, nor hold them."""
+
+    def __init__(self, send: Send, *, acquire_timeout: float = 2.0) -> None:
+        self._pool: asyncpg.Pool | None = None
+        self._acquire_timeout = acquire_timeout
         self._send = send
+        # Every connect reads its position: those waiting together go in one statement.
+        self._positions = Coalescer(self._read_positions)
         self._by_sid: dict[str, Connection] = {}
         self._by_user: dict[str, set[Connection]] = {}
         self.sent = 0
         self.gap_fills = 0
         self.recoveries = 0
+
+    def start(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
 
     def connections(self, user_id: str) -> set[Connection]:
         return self._by_user.get(user_id, set())
@@ -96,24 +106,22 @@ class Delivery:
         self, connection: Connection, last_event_id: int | None
     ) -> tuple[bool, dict[str, Any]]:
         user = connection.user_id
-        async with self._driver() as driver:
-            where = await position(driver, user, last_event_id)
-            newest_id, newest_seq = where.newest_id, where.newest_seq
-            if last_event_id is None:
-                # A fresh client: nothing to replay. Its position is the newest event, which
-                # it keeps as its last id even if it receives nothing before a reconnect.
-                connection.delivered = newest_seq
-                return True, {"missed": 0, "last_event_id": newest_id}
-            since = 0 if last_event_id == 0 else where.since_seq
-            oldest = where.oldest_seq
-            gap_kept = since is not None and (
-                newest_seq <= since or oldest is None or oldest <= since + 1
-            )
-            missed = (
-                await events_between(driver, user, since, None, MAX_REPLAY + 1)
-                if gap_kept and since is not None and newest_seq > since
-                else []
-            )
+        where = await self._positions.submit((user, last_event_id))
+        newest_id, newest_seq = where.newest_id, where.newest_seq
+        if last_event_id is None:
+            # A fresh client: nothing to replay. Its position is the newest event, which it
+            # keeps as its last id even if it receives nothing before a reconnect.
+            connection.delivered = newest_seq
+            return True, {"missed": 0, "last_event_id": newest_id}
+        since = 0 if last_event_id == 0 else where.since_seq
+        oldest = where.oldest_seq
+        gap_kept = since is not None and (
+            newest_seq <= since or oldest is None or oldest <= since + 1
+        )
+        missed = []
+        if gap_kept and since is not None and newest_seq > since:
+            async with self._connection() as driver:
+                missed = await events_between(driver, user, since, None, MAX_REPLAY + 1)
         if not gap_kept or len(missed) > MAX_REPLAY:
             connection.delivered = newest_seq
             return False, {"missed": None, "last_event_id": newest_id}
@@ -124,13 +132,17 @@ class Delivery:
         last_id = missed[-1].id if missed else (last_event_id or newest_id)
         return True, {"missed": len(missed), "last_event_id": last_id}
 
+    async def _read_positions(self, asked: Sequence[tuple[str, int | None]]) -> list[Position]:
+        async with self._connection() as driver:
+            return await positions(driver, asked)
+
     @contextlib.asynccontextmanager
-    async def _driver(self) -> AsyncIterator[Any]:
-        """asyncpg's own connection from the engine's pool: the log's reads are one round trip
-        each, outside any transaction (a connect's position is read on every connect)."""
-        async with self._engine.connect() as connection:
-            raw = await connection.get_raw_connection()
-            yield raw.driver_connection
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """The log's reads are one round trip each, outside any transaction."""
+        if self._pool is None:
+            raise RuntimeError("delivery reads the log only once started")
+        async with self._pool.acquire(timeout=self._acquire_timeout) as connection:
+            yield connection
 
     async def on_event(self, event: BusEvent) -> None:
         for connection in list(self.connections(event.user_id)):
@@ -162,7 +174,7 @@ class Delivery:
 
     async def _fill(self, connection: Connection, before_seq: int | None) -> None:
         while not connection.closed:
-            async with self._driver() as driver:
+            async with self._connection() as driver:
                 missing = await events_between(
                     driver, connection.user_id, connection.delivered, before_seq, 500
                 )

@@ -6,7 +6,8 @@ Presence is kept per node, not per connection: each node writes a hash of counts
 `user:<id>`, `overlays:<creator>`, `viewers:<creator>`) and a set of the users it holds
 (`<prefix>:node:<node>:users`), and keeps itself alive with one heartbeat a second in the
 `<prefix>:nodes` sorted set (scored by expiry). A connect or disconnect is one round trip; the
-heartbeat costs the same with ten connections or ten thousand. A count sums the field over the
+heartbeat costs the same with ten connections or ten thousand; connects that arrive together
+are admitted in one pipeline (realtime.coalesce). A count sums the field over the
 live nodes; a node that dies stops its heartbeat, drops out of every count after TTL seconds, and
 its keys expire by themselves.
 
@@ -24,8 +25,12 @@ import logging
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+from realtime.coalesce import Coalescer
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +143,7 @@ class Presence:
         self._writes = 0  # writes started, to tell whether one raced a rewrite
         self._task: asyncio.Task[None] | None = None
         self._admit = redis.register_script(_ADMIT)
+        self._admits = Coalescer(self._admit_together)
         self._count = redis.register_script(_COUNT)
 
     async def admit(
@@ -164,7 +170,7 @@ class Presence:
                 user_id or "",
                 *fields,
             ]
-            admitted = bool(await self._admit(keys=[nodes_key()], args=args))
+            admitted = bool(await self._admits.submit(args))
         except Exception as exc:
             log.warning("presence unavailable, admitting %s: %s", sid, exc)
             self._dirty = True
@@ -176,6 +182,29 @@ class Presence:
             if user_id is not None:
                 self._users[user_id] += 1
         return admitted
+
+    async def _admit_together(self, batch: Sequence[list[str | float]]) -> list[int]:
+        """Run the admit script once per request, in order, in one pipeline. A Redis that lost
+        the script (it restarted) refuses each run before it starts: those run again once it
+        has the script."""
+        answers: list[object] = [None] * len(batch)
+        pending = list(range(len(batch)))
+        for attempt in range(2):
+            if attempt:
+                await self._redis.script_load(_ADMIT)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for i in pending:
+                    pipe.execute_command("EVALSHA", self._admit.sha, 1, nodes_key(), *batch[i])
+                ran = await pipe.execute(raise_on_error=False)
+            for i, answer in zip(pending, ran, strict=True):
+                answers[i] = answer
+            pending = [i for i in pending if isinstance(answers[i], NoScriptError)]
+            if not pending:
+                break
+        for answer in answers:
+            if isinstance(answer, Exception):
+                raise answer
+        return [int(answer) for answer in answers]  # type: ignore[call-overload]
 
     async def leave(self, sid: str) -> None:
         entry = self._local.pop(sid, None)

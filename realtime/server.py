@@ -7,15 +7,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+import asyncpg
 import socketio
 from engineio import packet as eio_packet
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ledger.db import BIGINT_MAX
+from ledger.db import BIGINT_MAX, PoolSettings, make_pool
 from realtime.bus import BusEvent, Frame, Subscriber, frame
 from realtime.delivery import Delivery
 from realtime.manager import HubManager
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 SOCKETIO_CHANNEL = "hub-socketio"  # python-socketio's own cross-node messages (disconnects)
 REDIS_TIMEOUT = 3.0  # seconds for the presence client to connect to or hear from Redis
+LOG_READERS = 4  # connections of a node's read-only pool for the event log
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +136,7 @@ class Realtime:
         self,
         *,
         redis_url: str,
+        database_url: str,
         sessions: async_sessionmaker[AsyncSession],
         authenticate: Authenticate,
         origin_allowed: Origins,
@@ -141,8 +144,13 @@ class Realtime:
         limits: SocketLimits | None = None,
         on_sent: Callable[[Frame], None] | None = None,
         lean: bool = True,
+        pool: PoolSettings | None = None,
     ) -> None:
         self.limits = limits or SocketLimits()
+        self._database_url = database_url
+        # The log's reads (positions, replays, gap fills): a few connections of their own.
+        self._pool_settings = replace(pool or PoolSettings(), size=LOG_READERS)
+        self._pool: asyncpg.Pool | None = None
         self._on_sent = on_sent
         # Whether Hub's own WebSocket endpoint (realtime.lean) takes WebSocket clients when the
         # server runs with its protocol class (hub.serving); python-socketio takes the rest.
@@ -174,7 +182,7 @@ class Realtime:
         self._redis = Redis.from_url(
             redis_url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT
         )
-        self.delivery = Delivery(sessions.kw["bind"], self._send)  # the sessions' engine
+        self.delivery = Delivery(self._send, acquire_timeout=self._pool_settings.acquire_timeout)
         self.subscriber = Subscriber(
             redis_url, self._on_event, self.delivery.fill_gaps, self._on_control
         )
@@ -238,6 +246,8 @@ class Realtime:
         return self.subscriber.healthy
 
     async def start(self) -> None:
+        self._pool = await make_pool(self._database_url, self._pool_settings, read_only=True)
+        self.delivery.start(self._pool)
         self.subscriber.start()
         self.sweeper.start()
         self.presence.start()
@@ -247,6 +257,8 @@ class Realtime:
         await self.sweeper.stop()
         await self.presence.stop()
         await self._redis.aclose()
+        if self._pool is not None:
+            await self._pool.close()
 
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         try:
