@@ -29,6 +29,7 @@ import base64
 import hashlib
 import json
 import logging
+import re
 import secrets
 import struct
 from functools import lru_cache
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PATH = "/socket.io/"
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _CLOSE, _PING, _PONG, _TEXT, _BINARY, _CONTINUATION = 0x8, 0x9, 0xA, 0x1, 0x2, 0x0
 _PING_PACKET = b"\x81\x012"  # a text frame holding Engine.IO's PING ("2")
@@ -474,8 +476,7 @@ class _ProtocolError(Exception):
 
 def _controlled(query: str, params: dict[str, str]) -> bool:
     """A control character in the query, as written or as decoded (the edge's rule)."""
-    texts = [query, *params, *params.values()]
-    return any(ord(c) < 32 or ord(c) == 127 for text in texts for c in text)
+    return _CONTROL.search("".join((query, *params, *params.values()))) is not None
 
 
 def _namespace_and_data(text: str) -> tuple[str, Any]:
