@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 
@@ -45,24 +46,29 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     runtime = resolve(settings)
     if settings.database_url is None:
         upgrade(runtime.database_url)  # the embedded database is ours to keep current
+    metrics: str | None = None
     if settings.workers > 1:
-        export_metrics_directory()
+        metrics = export_metrics_directory()
         target: object = "hub.app:from_environment"
     else:
         target = create_app(runtime)
-    uvicorn.run(
-        target,  # type: ignore[arg-type]
-        factory=settings.workers > 1,
-        workers=settings.workers,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        log_level=settings.log_level,
-        log_config=None,  # hub.logs configured the root logger: JSON lines, redacted
-        access_log=False,
-        timeout_graceful_shutdown=10,
-        **uvicorn_options(settings),
-    )
+    try:
+        uvicorn.run(
+            target,  # type: ignore[arg-type]
+            factory=settings.workers > 1,
+            workers=settings.workers,
+            host=settings.host,
+            port=settings.port,
+            loop="uvloop",
+            log_level=settings.log_level,
+            log_config=None,  # hub.logs configured the root logger: JSON lines, redacted
+            access_log=False,
+            timeout_graceful_shutdown=10,
+            **uvicorn_options(settings),
+        )
+    finally:
+        if metrics is not None:  # the workers' metric files: nobody reads them once they end
+            shutil.rmtree(metrics, ignore_errors=True)
     return 0
 
 

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
@@ -16,7 +17,7 @@ from hub.embedded import free_port
 from tests.conftest import JWT_SECRET, Services
 
 
-async def test_two_workers_report_one_sum(services: Services) -> None:
+async def test_two_workers_report_one_sum(services: Services, tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env.update(
@@ -26,6 +27,7 @@ async def test_two_workers_report_one_sum(services: Services) -> None:
         HUB_PORT=str(port),
         HUB_WORKERS="2",
         HUB_LOG_LEVEL="warning",
+        TMPDIR=str(tmp_path),  # where the workers' metric files go
     )
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -63,6 +65,12 @@ async def test_two_workers_report_one_sum(services: Services) -> None:
                 counts.add(int(float(match.group(1))))
         # Every scrape, whichever worker answered it, sees all the requests so far.
         assert min(counts) >= 31
+        assert metric_folders(tmp_path)
     finally:
         process.terminate()
         await asyncio.wait_for(process.wait(), 30)
+    assert not metric_folders(tmp_path)  # the node took its metric files with it
+
+
+def metric_folders(folder: Path) -> list[Path]:
+    return list(folder.glob("hub-metrics-*"))
