@@ -61,6 +61,7 @@ test: $(STAMP) js web browser ## Run lint and the whole test suite on real Postg
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: $(STAMP) ## Run every benchmark scenario with its peers and write docs/benchmarks.md
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench.all
 
 lint: $(STAMP) ## Lint and type-check (ruff, mypy)

@@ -28,6 +28,7 @@ SCENARIOS: list[tuple[str, list[str], int]] = [
     ("reconnect", [], 600),
     ("alerts", [], 600),
     ("edge", [], 600),
+    ("wsengines", [], 300),
 ]
 PROFILED = {"fanout", "tips", "webhooks"}
 

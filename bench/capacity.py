@@ -49,10 +49,10 @@ async def measure(
         )
         assert warm["connected"] == 1, warm
         await asyncio.sleep(1.0)
-        base = usage([server.pid])
+        base = server.usage()
         done, seconds, connected, server_cpu = 0, 0.0, 0, 0.0
         for level in levels:
-            before = usage([server.pid])
+            before = server.usage()
             client_before = usage([client.pid])
             recording = None
             if profile and server.name == "hub":
@@ -68,7 +68,7 @@ async def measure(
                 concurrency=CONCURRENCY,
                 timeout=120,
             )
-            after = usage([server.pid])
+            after = server.usage()
             client_after = usage([client.pid])
             if recording is not None:
                 recording.finish()
@@ -77,7 +77,7 @@ async def measure(
             connected += answer["connected"]
             server_cpu += after.cpu - before.cpu
             await asyncio.sleep(2.0)  # settled: handshake buffers freed, presence refreshed
-            settled = usage([server.pid])
+            settled = server.usage()
             out[str(level)] = {
                 "connected": connected,
                 "failed": level - connected,

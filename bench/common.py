@@ -404,11 +404,24 @@ def hub_root() -> Path:
     return Path(os.environ.get("BENCH_HUB_ROOT") or ROOT)
 
 
+def hub_command(port: int) -> list[str]:
+    """`python -m hub serve` (uvicorn, Hub's own socket endpoint), or with BENCH_SERVER=granian
+    the same app under granian's ASGI server (issue 14's comparison: granian serves ASGI only,
+    so its sockets take python-socketio's path)."""
+    if os.environ.get("BENCH_SERVER") == "granian":
+        return [
+            *(PYTHON, "-m", "granian", "--interface", "asgi", "--factory", "--loop", "uvloop"),
+            *("--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--no-log"),
+            "hub.app:from_environment",
+        ]
+    return [PYTHON, "-m", "hub", "serve"]
+
+
 def start_hub(services: Services, *, prefix: list[str] | None = None, **extra: str) -> Server:
-    """`python -m hub serve` as one process; `prefix` wraps it (py-spy record ...)."""
+    """The hub as one process; `prefix` wraps it (py-spy record ...)."""
     port = free_port()
     log_path = services.home / f"hub-{port}.log"
-    command = [*(prefix or []), PYTHON, "-m", "hub", "serve"]
+    command = [*(prefix or []), *hub_command(port)]
     process = subprocess.Popen(
         command,
         cwd=hub_root(),
@@ -425,7 +438,7 @@ def start_hub(services: Services, *, prefix: list[str] | None = None, **extra: s
     except Exception:
         server.stop()
         raise RuntimeError(f"the hub did not start; log: {log_path.read_text()[-2000:]}") from None
-    if prefix:  # the hub is the wrapper's child
+    if prefix or os.environ.get("BENCH_SERVER") == "granian":  # the hub is a child process
         with contextlib.suppress(psutil.Error):
             children = psutil.Process(process.pid).children(recursive=True)
             if children:

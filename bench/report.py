@@ -373,6 +373,79 @@ def edge(lines: list[str]) -> None:
     lines.append("")
 
 
+def transports(lines: list[str]) -> None:
+    """Issue 14, item 5: the WebSocket layer alone (bench.wsengines), and the whole hub under
+    each server and socket path (bench.capacity and bench.fanout with BENCH_SERVER /
+    HUB_SOCKET_ENGINE, results tagged granian and psio)."""
+    layer = load("wsengines")
+    lines.append("### 9. WebSocket layers and servers")
+    lines.append("")
+    if layer:
+        lines += [
+            f"The layer alone, {layer['sockets']:,} sockets, {layer['frames']} frames written to "
+            f"each (bench.wsengines; runs: {layer['runs']}; {layer['date']}):",
+            "",
+            "| candidate | CPU per connect (ms) | RSS per socket (KiB) "
+            "| CPU per frame written (µs) |",
+            "|---|---|---|---|",
+        ]
+        for kind, label in (
+            ("hub", "uvicorn + Hub's endpoint (`realtime.lean`)"),
+            ("picows", "picows"),
+        ):
+            row = layer.get(kind, {})
+            lines.append(
+                f"| {label} | {cell(row.get('cpu_ms_per_connect'), 3)} | "
+                f"{cell(row.get('kib_per_socket'), 1)} | {cell(row.get('cpu_us_per_frame'), 2)} |"
+            )
+        lines.append("")
+    default, psio, granian = load("capacity"), load("capacity-psio"), load("capacity-granian")
+    if default and psio and granian:
+        level = str(max(default["levels"]))
+        rows = (
+            ("uvicorn + Hub's endpoint", dig(default, "summary", "hub", level), default),
+            ("uvicorn + python-socketio", dig(psio, "summary", "hub", level), psio),
+            ("granian + python-socketio", dig(granian, "summary", "hub", level), granian),
+            ("Node's Socket.IO", dig(default, "summary", "node", level), default),
+        )
+        lines += [
+            f"The whole hub at {int(level):,} sockets (bench.capacity; runs: 3 each; "
+            f"{granian['date']}):",
+            "",
+            "| server and socket path | time to connect all (s) | RSS per connection (KiB) | "
+            "CPU per connect (ms) |",
+            "|---|---|---|---|",
+        ]
+        for label, row, _ in rows:
+            row = row or {}
+            lines.append(
+                f"| {label} | {cell(row.get('seconds_to_connect_all'), 1)} | "
+                f"{cell(row.get('rss_per_connection_kib'), 1)} | "
+                f"{cell(row.get('cpu_per_connect_ms'), 2)} |"
+            )
+        lines.append("")
+    fan, fan_granian = load("fanout"), load("fanout-granian")
+    if fan and fan_granian:
+        lines += [
+            f"Fan-out under granian (bench.fanout; runs: {runs_of(fan_granian, 'hub')}; "
+            f"{fan_granian['date']}) beside Hub's default of table 2:",
+            "",
+            "| rate/s | figure | granian + python-socketio | uvicorn + Hub's endpoint |",
+            "|---|---|---|---|",
+        ]
+        for rate in map(str, fan_granian["rates"]):
+            g = dig(fan_granian, "summary", "hub", rate) or {}
+            h = dig(fan, "summary", "hub", rate) or {}
+            for label, key, digits in (
+                ("delivered / sent", "delivered_share", 4),
+                ("p99 (ms)", "p99_ms", 1),
+                ("server CPU per 1,000 events (ms)", "server_cpu_per_1000_events_ms", 0),
+            ):
+                granian_cell, hub_cell = cell(g.get(key), digits), cell(h.get(key), digits)
+                lines.append(f"| {rate} | {label} | {granian_cell} | {hub_cell} |")
+        lines.append("")
+
+
 def machine(lines: list[str]) -> None:
     """The machine of each scenario's latest results: one line per machine, naming the
     scenarios it ran (figures from different machines are not to be compared)."""
@@ -401,6 +474,7 @@ def render() -> str:
     reconnect(lines)
     alerts(lines)
     edge(lines)
+    transports(lines)
     lines.append(END)
     return "\n".join(lines)
 
