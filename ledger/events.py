@@ -134,17 +134,26 @@ class Position:
     newest_seq: int
     oldest_seq: int | None  # the oldest kept
     since_seq: int | None  # the seq of the client's last event id, if it is theirs and kept
+    newest_public_id: int | None = None  # asked for a public view: its newest event's id
 
 
 # Read on every socket connect, on the driver's connection itself: one round trip for every
 # connect waiting at that moment, no transaction, no statement tree (asyncpg prepares it once
-# per connection).
+# per connection). A public view (a creator's channel, realtime.channels) takes as a client's
+# last id only one of its public events, and is told the newest of those.
 _POSITIONS = """
     SELECT newest.id AS newest_id, newest.seq AS newest_seq,
            (SELECT min(seq) FROM events WHERE user_id = asked.user_id) AS oldest_seq,
-           (SELECT seq FROM events WHERE id = asked.last_id AND user_id = asked.user_id)
-               AS since_seq
-    FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS asked(user_id, last_id, ord)
+           (SELECT seq FROM events
+            WHERE id = asked.last_id AND user_id = asked.user_id
+              AND (NOT asked.public OR type = ANY($4::text[]))) AS since_seq,
+           CASE WHEN asked.public THEN (
+               SELECT id FROM events
+               WHERE user_id = asked.user_id AND type = ANY($4::text[])
+               ORDER BY seq DESC LIMIT 1
+           ) END AS newest_public_id
+    FROM unnest($1::text[], $2::bigint[], $3::boolean[])
+         WITH ORDINALITY AS asked(user_id, last_id, public, ord)
     LEFT JOIN LATERAL (
         SELECT id, seq FROM events WHERE user_id = asked.user_id ORDER BY seq DESC LIMIT 1
     ) AS newest ON true
@@ -152,11 +161,20 @@ _POSITIONS = """
 """
 
 
-async def positions(connection: Any, asked: Sequence[tuple[str, int | None]]) -> list[Position]:
-    """Where each (user_id, last event id) of `asked` stands, in order, in one statement;
-    `connection` is an asyncpg connection."""
+async def positions(
+    connection: Any,
+    asked: Sequence[tuple[str, int | None, bool]],
+    public_types: Sequence[str] = (),
+) -> list[Position]:
+    """Where each (user_id, last event id, public view) of `asked` stands, in order, in one
+    statement; `public_types` are the types a public view shows. `connection` is an asyncpg
+    connection."""
     rows = await connection.fetch(
-        _POSITIONS, [user for user, _ in asked], [last or 0 for _, last in asked]
+        _POSITIONS,
+        [user for user, _, _ in asked],
+        [last or 0 for _, last, _ in asked],
+        [public for _, _, public in asked],
+        list(public_types),
     )
     return [
         Position(
@@ -164,6 +182,7 @@ async def positions(connection: Any, asked: Sequence[tuple[str, int | None]]) ->
             newest_seq=row["newest_seq"] or 0,
             oldest_seq=row["oldest_seq"],
             since_seq=row["since_seq"],
+            newest_public_id=row["newest_public_id"],
         )
         for row in rows
     ]

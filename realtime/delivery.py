@@ -10,6 +10,11 @@ On connect, a client may send the id of the last event it saw. Its connection bu
 events while the missed ones are replayed from the log, then `recovered` tells the outcome:
 `{recovered: true}` after a complete replay, or `{recovered: false}` when the gap reaches past
 what the log keeps (the client refetches its state over HTTP). Never a partial replay.
+
+A socket viewing a creator's page also follows that creator's public channel
+(realtime.channels): a second connection on the creator's log, which sends only the public
+projection of each event (skipping the private ones, whose seqs it passes all the same) and
+answers its recovery with `public.recovered`, by the same rules.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import asyncpg
 
 from ledger.events import Position, events_between, positions
 from realtime.bus import BusEvent, Frame, bus_event, frame
+from realtime.channels import PUBLIC_TYPES, public_frame
 from realtime.coalesce import Coalescer
 
 log = logging.getLogger(__name__)
@@ -37,8 +43,9 @@ Send = Callable[[str, Frame], Awaitable[bool]]  # (sid, frame) → still open
 @dataclass(eq=False)
 class Connection:
     sid: str
-    user_id: str
-    delivered: int = 0  # the seq of the last event sent
+    user_id: str  # whose log it follows
+    public: bool = False  # only that log's public view: a creator's channel
+    delivered: int = 0  # the seq of the last event sent (or passed, for a public view)
     recovering: bool = True
     buffer: list[BusEvent] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -55,7 +62,7 @@ class Delivery:
         self._send = send
         # Every connect reads its position: those waiting together go in one statement.
         self._positions = Coalescer(self._read_positions)
-        self._by_sid: dict[str, Connection] = {}
+        self._by_sid: dict[str, list[Connection]] = {}
         self._by_user: dict[str, set[Connection]] = {}
         self.sent = 0
         self.gap_fills = 0
@@ -71,24 +78,22 @@ class Delivery:
     def count(self) -> int:
         return len(self._by_sid)
 
-    def attach(self, sid: str, user_id: str) -> Connection:
+    def attach(self, sid: str, user_id: str, *, public: bool = False) -> Connection:
         """Register before anything is read from the log, so no live event can slip between
         the replay and the live stream (it is buffered meanwhile)."""
-        connection = Connection(sid=sid, user_id=user_id)
-        self._by_sid[sid] = connection
+        connection = Connection(sid=sid, user_id=user_id, public=public)
+        self._by_sid.setdefault(sid, []).append(connection)
         self._by_user.setdefault(user_id, set()).add(connection)
         return connection
 
     def detach(self, sid: str) -> None:
-        connection = self._by_sid.pop(sid, None)
-        if connection is None:
-            return
-        connection.closed = True
-        peers = self._by_user.get(connection.user_id)
-        if peers is not None:
-            peers.discard(connection)
-            if not peers:
-                del self._by_user[connection.user_id]
+        for connection in self._by_sid.pop(sid, ()):
+            connection.closed = True
+            peers = self._by_user.get(connection.user_id)
+            if peers is not None:
+                peers.discard(connection)
+                if not peers:
+                    del self._by_user[connection.user_id]
 
     async def recover(self, connection: Connection, last_event_id: int | None) -> None:
         self.recoveries += 1
@@ -96,7 +101,11 @@ class Delivery:
             recovered, missed = await self._replay(connection, last_event_id)
             if connection.closed:
                 return
-            await self._send_raw(connection, frame("recovered", {"recovered": recovered, **missed}))
+            outcome = {"recovered": recovered, **missed}
+            if connection.public:
+                outcome = {"channel": connection.user_id, **outcome}
+            kind = "public.recovered" if connection.public else "recovered"
+            await self._send_raw(connection, frame(kind, outcome))
             connection.recovering = False
             buffered, connection.buffer = connection.buffer, []
             for event in sorted(buffered, key=lambda e: e.seq):
@@ -106,8 +115,11 @@ class Delivery:
         self, connection: Connection, last_event_id: int | None
     ) -> tuple[bool, dict[str, Any]]:
         user = connection.user_id
-        where = await self._positions.submit((user, last_event_id))
-        newest_id, newest_seq = where.newest_id, where.newest_seq
+        where = await self._positions.submit((user, last_event_id, connection.public))
+        newest_seq = where.newest_seq
+        # the cursor a client keeps: for a public view, the newest public event (0: none yet,
+        # so a later replay from 0 brings everything public that came after)
+        newest_id = (where.newest_public_id or 0) if connection.public else where.newest_id
         if last_event_id is None:
             # A fresh client: nothing to replay. Its position is the newest event, which it
             # keeps as its last id even if it receives nothing before a reconnect.
@@ -125,16 +137,26 @@ class Delivery:
         if not gap_kept or len(missed) > MAX_REPLAY:
             connection.delivered = newest_seq
             return False, {"missed": None, "last_event_id": newest_id}
+        sent, last_id = 0, last_event_id or newest_id
         for event in missed:
-            if not await self._send_raw(connection, bus_event(event).frame):
-                return False, {}
+            outbound = self._outbound(connection, bus_event(event))
+            if outbound is not None:
+                if not await self._send_raw(connection, outbound):
+                    return False, {}
+                sent, last_id = sent + 1, event.id
             connection.delivered = event.seq
-        last_id = missed[-1].id if missed else (last_event_id or newest_id)
-        return True, {"missed": len(missed), "last_event_id": last_id}
+        return True, {"missed": sent, "last_event_id": last_id}
 
-    async def _read_positions(self, asked: Sequence[tuple[str, int | None]]) -> list[Position]:
+    @staticmethod
+    def _outbound(connection: Connection, event: BusEvent) -> Frame | None:
+        """What the connection sends of an event: all of it, or its public view (if any)."""
+        return public_frame(event) if connection.public else event.frame
+
+    async def _read_positions(
+        self, asked: Sequence[tuple[str, int | None, bool]]
+    ) -> list[Position]:
         async with self._connection() as driver:
-            return await positions(driver, asked)
+            return await positions(driver, asked, list(PUBLIC_TYPES))
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
@@ -155,11 +177,12 @@ class Delivery:
     async def fill_gaps(self) -> None:
         """Send every local connection what the log has beyond its position (after this node's
         subscription was down, or on demand)."""
-        for connection in list(self._by_sid.values()):
-            if connection.recovering:
-                continue
-            async with connection.lock:
-                await self._fill(connection, None)
+        for connections in list(self._by_sid.values()):
+            for connection in connections:
+                if connection.recovering:
+                    continue
+                async with connection.lock:
+                    await self._fill(connection, None)
 
     async def _deliver(self, connection: Connection, event: BusEvent) -> None:
         if event.seq <= connection.delivered or connection.closed:
@@ -169,7 +192,8 @@ class Delivery:
             await self._fill(connection, event.seq)
             if event.seq <= connection.delivered:
                 return
-        if await self._send_raw(connection, event.frame):
+        outbound = self._outbound(connection, event)
+        if outbound is None or await self._send_raw(connection, outbound):
             connection.delivered = event.seq
 
     async def _fill(self, connection: Connection, before_seq: int | None) -> None:
@@ -179,7 +203,8 @@ class Delivery:
                     driver, connection.user_id, connection.delivered, before_seq, 500
                 )
             for event in missing:
-                if not await self._send_raw(connection, bus_event(event).frame):
+                outbound = self._outbound(connection, bus_event(event))
+                if outbound is not None and not await self._send_raw(connection, outbound):
                     return
                 connection.delivered = event.seq
             if len(missing) < 500:

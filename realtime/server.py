@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ledger.db import BIGINT_MAX, PoolSettings, make_pool
 from realtime.bus import BusEvent, Frame, Subscriber, frame
+from realtime.channels import public_tip
 from realtime.delivery import Delivery
 from realtime.manager import HubManager
 from realtime.presence import Presence, overlay_key, overlay_key_field, user_key, viewer_key
@@ -64,15 +65,15 @@ class SocketLimits:
     connections_per_overlay_key: int = 5  # cluster-wide, likewise
 
 
-def _last_event_id(auth: Any) -> int | None:
+def _last_event_id(auth: Any, key: str = "last_event_id") -> int | None:
     """The last event id the client saw: an integer (or its decimal digits) from 0 to 2^63-1."""
-    value = auth.get("last_event_id") if isinstance(auth, dict) else None
+    value = auth.get(key) if isinstance(auth, dict) else None
     if value is None or value == "":
         return None
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= BIGINT_MAX:
-        raise Refused("invalid_request", "last_event_id must be an event id (0 to 2^63-1)")
+        raise Refused("invalid_request", f"{key} must be an event id (0 to 2^63-1)")
     return value
 
 
@@ -191,8 +192,8 @@ class Realtime:
         self._overlays: dict[str, dict[str, int]] = {}  # creator → {sid: overlay key id}
         self._buckets: dict[str, tuple[float, float]] = {}  # sid → (tokens, last refill)
         self._expiries: dict[str, asyncio.TimerHandle] = {}  # sid → its token's expiry
-        # sid → its delivery and last event id, recovered once the CONNECT is on its way
-        self._recoveries: dict[str, tuple[Any, int | None]] = {}
+        # sid → its deliveries and their last event ids, recovered once the CONNECT is on its way
+        self._recoveries: dict[str, list[tuple[Any, int | None]]] = {}
         self.slow_consumers = 0
         self.sio.on("connect", self._connect)
         self.sio.on("disconnect", self._disconnect)
@@ -264,6 +265,7 @@ class Realtime:
         try:
             identity = await self._authenticate(auth)
             last_event_id = _last_event_id(auth)
+            viewing_last_event_id = _last_event_id(auth, "viewing_last_event_id")
             user: str | None
             fields: tuple[str, ...]
             if identity.role == "overlay":
@@ -296,19 +298,23 @@ class Realtime:
             assert identity.overlay_key_id is not None
             self._overlays.setdefault(identity.user_id, {})[sid] = identity.overlay_key_id
             return
-        connection = self.delivery.attach(sid, identity.user_id)
-        self._recoveries[sid] = (connection, last_event_id)
+        recoveries = [(self.delivery.attach(sid, identity.user_id), last_event_id)]
+        if identity.viewing:  # the creator's public channel, recovered after the user's own
+            channel = self.delivery.attach(sid, identity.viewing, public=True)
+            recoveries.append((channel, viewing_last_event_id))
+        self._recoveries[sid] = recoveries
 
     def _connected(self, sid: str) -> None:
         """The CONNECT answer is on its way (the client drops events that come before it):
         recovery may send now."""
-        recovery = self._recoveries.pop(sid, None)
-        if recovery is not None:
-            self.spawn(self._recover(sid, *recovery))
+        recoveries = self._recoveries.pop(sid, None)
+        if recoveries is not None:
+            self.spawn(self._recover(sid, recoveries))
 
-    async def _recover(self, sid: str, connection: Any, last_event_id: int | None) -> None:
+    async def _recover(self, sid: str, recoveries: list[tuple[Any, int | None]]) -> None:
         try:
-            await self.delivery.recover(connection, last_event_id)
+            for connection, last_event_id in recoveries:
+                await self.delivery.recover(connection, last_event_id)
         except Exception:
             log.exception("recovery for %s failed; disconnecting so the client retries", sid)
             await self.disconnect(sid)
@@ -345,17 +351,10 @@ class Realtime:
     async def _alert_overlays(self, event: BusEvent) -> None:
         """The public part of a tip, for the creator's overlays: never balances or ids."""
         envelope = event.envelope
-        data = envelope["data"]
         alert = {
             "type": "tip.alert",
             "occurred_at": envelope["occurred_at"],
-            "data": {
-                "tip_id": data.get("tip_id"),
-                "name": data.get("fan_name") or "Someone",
-                "amount": data.get("amount"),
-                "currency": data.get("currency"),
-                "message": data.get("message"),
-            },
+            "data": public_tip(envelope["data"]),
         }
         alert_frame = frame("tip.alert", alert, event.frame.occurred)
         for sid in list(self._overlays.get(event.user_id, {})):

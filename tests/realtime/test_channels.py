@@ -1,0 +1,166 @@
+"""A creator's public channel: every socket viewing the creator's page gets the public part of
+the creator's tips, live and recovered by cursor, never anything private."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import socketio
+
+from hub.auth import issue_token
+from ledger.accounts import Role
+from ledger.money import Money
+from tests.conftest import JWT_SECRET, SocketProbe, create_user, token
+from tests.money import key
+
+
+async def viewer(live, user: str, creator: str, last_id: int | None = None) -> SocketProbe:
+    probe = SocketProbe()
+    credentials: dict[str, object] = {"token": token(user, "fan"), "viewing": creator}
+    if last_id is not None:
+        credentials["viewing_last_event_id"] = last_id
+    await probe.connect(live.url, credentials)
+    return probe
+
+
+async def tip(http, fan: str, creator: str, amount: int, message: str) -> dict:
+    fan_token = issue_token(JWT_SECRET, fan, Role.FAN, 600, name="Ada L.")
+    response = await http.post(
+        "/api/v1/tips",
+        json={"creator_id": creator, "amount": amount, "currency": "NGN", "message": message},
+        headers={"Authorization": f"Bearer {fan_token}", **key()},
+    )
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def test_viewers_get_the_public_part_of_a_creators_tips_live(
+    live, http, people, sessions, uid
+) -> None:
+    others = [uid("fan") for _ in range(5)]
+    for other in others:
+        await create_user(sessions, other, Role.FAN)
+    probes = [await viewer(live, user, people.creator) for user in others]
+    bystander = SocketProbe()  # not on the creator's page
+    await bystander.connect(live.url, {"token": token(uid("fan"), "fan")})
+    try:
+        for probe in probes:
+            [hello] = await probe.wait_for("public.recovered")
+            assert hello["channel"] == people.creator and hello["recovered"] is True
+        made = await tip(http, people.fan, people.creator, 5_000, "hi")
+        for probe in probes:
+            [shown] = await probe.wait_for("public.tip")
+            assert shown == {
+                "id": shown["id"],
+                "channel": people.creator,
+                "type": "public.tip",
+                "occurred_at": shown["occurred_at"],
+                "data": {
+                    "tip_id": made["id"],
+                    "name": "Ada L.",
+                    "amount": 5_000,
+                    "currency": "NGN",
+                    "message": "hi",
+                },
+            }
+        await asyncio.sleep(0.2)
+        for probe in probes:  # once each, and nothing of the creator's or the fan's own
+            assert len(probe.of_type("public.tip")) == 1
+            assert {event for event, _ in probe.events} == {
+                "recovered",
+                "public.recovered",
+                "public.tip",
+            }
+        assert not bystander.of_type("public.tip")
+    finally:
+        for probe in [*probes, bystander]:
+            await probe.close()
+
+
+async def test_a_returning_viewer_recovers_the_public_tips_it_missed(
+    live, http, people, sessions, uid
+) -> None:
+    watcher = uid("fan")
+    await create_user(sessions, watcher, Role.FAN)
+    first = await viewer(live, watcher, people.creator)
+    await first.wait_for("public.recovered")
+    await tip(http, people.fan, people.creator, 1_000, "one")
+    [seen] = await first.wait_for("public.tip")
+    await first.close()
+
+    await tip(http, people.fan, people.creator, 2_000, "two")  # nobody watching
+    await tip(http, people.fan, people.creator, 3_000, "three")
+    back = await viewer(live, watcher, people.creator, seen["id"])
+    [outcome] = await back.wait_for("public.recovered")
+    try:
+        assert outcome["recovered"] is True and outcome["missed"] == 2
+        assert [e["data"]["message"] for e in back.of_type("public.tip")] == ["two", "three"]
+        assert outcome["last_event_id"] == back.of_type("public.tip")[-1]["id"]
+        # the public events came before their recovered, the user's own recovery before both
+        names = [event for event, _ in back.events]
+        assert names == ["recovered", "public.tip", "public.tip", "public.recovered"]
+        await tip(http, people.fan, people.creator, 4_000, "four")
+        live_tips = await back.wait_for("public.tip", count=3)
+        assert [e["data"]["message"] for e in live_tips] == ["two", "three", "four"]
+    finally:
+        await back.close()
+
+
+async def test_a_cursor_that_is_not_one_of_the_creators_public_events_recovers_nothing(
+    live, http, people, sessions, uid
+) -> None:
+    """A viewer cannot learn which private events of a creator exist by trying ids."""
+    watcher = uid("fan")
+    await create_user(sessions, watcher, Role.FAN)
+    await tip(http, people.fan, people.creator, 1_000, "one")
+    own = SocketProbe()  # the creator's own socket: its hello's id is a private event's
+    await own.connect(live.url, {"token": token(people.creator, "creator")})
+    [private] = await own.wait_for("recovered")
+    await own.close()
+    for cursor in (private["last_event_id"], 10**12):
+        probe = await viewer(live, watcher, people.creator, cursor)
+        try:
+            [outcome] = await probe.wait_for("public.recovered")
+            assert outcome["recovered"] is False and outcome["missed"] is None
+            assert not probe.of_type("public.tip")
+        finally:
+            await probe.close()
+
+
+async def test_the_cursor_of_a_first_visit_recovers_what_came_after(
+    live, http, sessions, uid
+) -> None:
+    """A creator with no public event yet: the first visit's cursor is 0, and a viewer that
+    comes back with it gets every public event since."""
+    creator, fan, watcher = uid("creator"), uid("fan"), uid("fan")
+    await create_user(sessions, creator, Role.CREATOR)
+    await create_user(sessions, fan, Role.FAN, fund=Money(100_000, "NGN"))
+    await create_user(sessions, watcher, Role.FAN)
+    first = await viewer(live, watcher, creator)
+    [hello] = await first.wait_for("public.recovered")
+    await first.close()
+    assert hello["last_event_id"] == 0
+    await tip(http, fan, creator, 1_500, "while away")
+    back = await viewer(live, watcher, creator, hello["last_event_id"])
+    try:
+        [outcome] = await back.wait_for("public.recovered")
+        assert outcome["recovered"] is True and outcome["missed"] == 1
+        assert [e["data"]["amount"] for e in back.of_type("public.tip")] == [1_500]
+    finally:
+        await back.close()
+
+
+async def test_a_bad_viewing_cursor_is_refused(live, people, uid) -> None:
+    probe = SocketProbe()
+    reasons: list = []
+    probe.client.on("connect_error", lambda data: reasons.append(data))
+    credentials = {
+        "token": token(uid("fan"), "fan"),
+        "viewing": people.creator,
+        "viewing_last_event_id": "-1",
+    }
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await probe.connect(live.url, credentials)
+    assert reasons and reasons[0]["data"]["type"] == "invalid_request"
+    assert "viewing_last_event_id" in reasons[0]["data"]["message"]
