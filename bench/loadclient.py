@@ -5,7 +5,8 @@ timestamps every event it receives with the system-wide monotonic clock.
 Run by bench.common.LoadClient as `python -m bench.loadclient`: one JSON command per line on
 stdin, one JSON answer per line on stdout. Commands:
 
-  connect  {url, users, role, token_secret?, tokens?, last_ids?, concurrency, timeout, spread?}
+  connect  {url, users, role, token_secret?, tokens?, last_ids?, viewing?, concurrency, timeout,
+            spread?}
   count    {}                      events received since the last mark
   mark     {}                      forget the events so far, start the CPU clock
   dump     {path}                  write the events since the mark to `path` (JSON)
@@ -216,7 +217,12 @@ class Conn(asyncio.Protocol):
                 inner = data.get("data")
                 if isinstance(inner, dict):
                     extra = inner.get("tip_id", inner.get("transfer_id"))
-                if isinstance(event_id, int) and (self.last_id is None or event_id > self.last_id):
+                own = not str(name).startswith("public.")  # a channel's ids: no user's cursor
+                if (
+                    own
+                    and isinstance(event_id, int)
+                    and (self.last_id is None or event_id > self.last_id)
+                ):
                     self.last_id = event_id
         self.client.events.append((self.index, name, event_id, at, extra))
 
@@ -264,6 +270,8 @@ async def connect(client: Client, args: dict[str, Any]) -> dict[str, Any]:
         if spread:
             await asyncio.sleep(spread * i / max(1, len(users)))
         auth: dict[str, Any] = {"token": token}
+        if args.get("viewing"):
+            auth["viewing"] = args["viewing"]  # a creator's page (Hub: its public channel)
         if user in last_ids:
             auth["last_event_id"] = last_ids[user]
         async with gate:

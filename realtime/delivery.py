@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 MAX_REPLAY = 5_000  # a larger gap is answered with recovered: false (refetch over HTTP)
 
 Send = Callable[[str, Frame], Awaitable[bool]]  # (sid, frame) → still open
+# The same, at once, for a socket that takes a frame without waiting (Hub's own endpoint):
+# None for one that must be awaited.
+SendNow = Callable[[str, Frame], bool | None]
 
 
 @dataclass(eq=False)
@@ -56,10 +59,13 @@ class Delivery:
     """Reads the log on a read-only asyncpg pool of its own (`start`): a connect storm's reads
     never wait on the connections money commits on, nor hold them."""
 
-    def __init__(self, send: Send, *, acquire_timeout: float = 2.0) -> None:
+    def __init__(
+        self, send: Send, *, send_now: SendNow | None = None, acquire_timeout: float = 2.0
+    ) -> None:
         self._pool: asyncpg.Pool | None = None
         self._acquire_timeout = acquire_timeout
         self._send = send
+        self._send_now = send_now
         # Every connect reads its position: those waiting together go in one statement.
         self._positions = Coalescer(self._read_positions)
         self._by_sid: dict[str, list[Connection]] = {}
@@ -167,10 +173,38 @@ class Delivery:
             yield connection
 
     async def on_event(self, event: BusEvent) -> None:
-        for connection in list(self.connections(event.user_id)):
+        followers = self._by_user.get(event.user_id)
+        if not followers:
+            return
+        # What each kind of follower gets, worked out once for all of them.
+        outbound: dict[bool, Frame | None] = {}
+        for connection in list(followers):
             if connection.recovering:
                 connection.buffer.append(event)
                 continue
+            if (
+                event.seq == connection.delivered + 1
+                and not connection.lock.locked()
+                and self._send_now is not None
+                and not connection.closed
+            ):
+                # The common case, in one go and without a suspension point (so in order): the
+                # next event, for a socket nothing else is sending to, that takes it at once.
+                public = connection.public
+                if public not in outbound:
+                    outbound[public] = self._outbound(connection, event)
+                shown = outbound[public]
+                if shown is None:
+                    connection.delivered = event.seq
+                    continue
+                sent = self._send_now(connection.sid, shown)
+                if sent is not None:
+                    if sent:
+                        self.sent += 1
+                        connection.delivered = event.seq
+                    else:
+                        connection.closed = True
+                    continue
             async with connection.lock:
                 await self._deliver(connection, event)
 

@@ -393,10 +393,21 @@ class Realtime:
 
         The frame's packet was encoded once (on the bus, or when read from the log): it goes
         to the socket as it is, past python-socketio's per-recipient encoding."""
+        sent = self._send_now(sid, outbound)
+        if sent is not None:
+            return sent
+        sent = await self._eio_send(sid, outbound)
+        if sent and self._on_sent is not None:
+            self._on_sent(outbound)
+        return sent
+
+    def _send_now(self, sid: str, outbound: Frame) -> bool | None:
+        """`_send` for a socket of Hub's own endpoint, which takes a frame without waiting;
+        None for any other (python-socketio's path is awaited)."""
         lean = self._lean.get(sid)
-        sent = (
-            lean.send(outbound.packet) if lean is not None else await self._eio_send(sid, outbound)
-        )
+        if lean is None:
+            return None
+        sent = bool(lean.send(outbound.packet))
         if sent and self._on_sent is not None:
             self._on_sent(outbound)
         return sent
