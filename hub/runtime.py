@@ -84,9 +84,18 @@ def provider_config(settings: Settings) -> ProviderConfig:
     )
 
 
+KEEPALIVE_SECONDS = 4.0
+
+
 def build_provider_clients(settings: Settings) -> tuple[dict[str, Provider], httpx.AsyncClient]:
     """The configured providers and the HTTP client they share (the caller closes it)."""
-    http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
+    # An idle connection is dropped after 4 s, before a server's own keep-alive timeout (5 s
+    # is uvicorn's, and common): reusing one the server is closing at that moment fails the
+    # request with a read error, and a provider call is not retried (it may not be idempotent).
+    http = httpx.AsyncClient(
+        timeout=httpx.Timeout(10.0, connect=5.0),
+        limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS),
+    )
     try:
         return build_providers(provider_config(settings), http), http
     except ValueError as exc:
