@@ -1,18 +1,27 @@
-"""Table definitions (SQLAlchemy Core) matching the Alembic migrations in ledger/migrations."""
+"""Table definitions (SQLAlchemy Core) matching the Alembic migrations in ledger/migrations.
+
+The migrations make the database; this describes it for the statements built with SQLAlchemy,
+and `tests/ledger/test_schema.py` holds the two to each other with Alembic's own comparison
+(tables, columns, types, nullability, keys, indexes, unique constraints). CHECK constraints,
+functions and triggers live in the migrations only (Alembic does not compare them)."""
 
 from __future__ import annotations
 
 from sqlalchemy import (
+    CHAR,
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
-    String,
     Table,
     Text,
+    UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -35,13 +44,21 @@ accounts = Table(
     Column("id", BigInteger, primary_key=True),
     Column("owner_id", Text, ForeignKey("users.id")),
     Column("kind", Text, nullable=False),
-    Column("currency", String(3), nullable=False),
+    Column("currency", CHAR(3), nullable=False),
     Column("balance", BigInteger, nullable=False),
     Column("version", BigInteger, nullable=False),
     Column("may_go_negative", Boolean, nullable=False),
     Column("held", BigInteger, nullable=False),
     Column("provider", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint(
+        "owner_id",
+        "kind",
+        "currency",
+        "provider",
+        name="accounts_identity",
+        postgresql_nulls_not_distinct=True,
+    ),
 )
 
 transfers = Table(
@@ -49,12 +66,13 @@ transfers = Table(
     metadata,
     Column("id", BigInteger, primary_key=True),
     Column("kind", Text, nullable=False),
-    Column("currency", String(3), nullable=False),
+    Column("currency", CHAR(3), nullable=False),
     Column("reference", Text, unique=True),
     Column("reverses_id", BigInteger, ForeignKey("transfers.id")),
     Column("fee_bps", Integer),
     Column("metadata", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("transfers_reverses", "reverses_id", postgresql_where=text("reverses_id IS NOT NULL")),
 )
 
 entries = Table(
@@ -64,9 +82,12 @@ entries = Table(
     Column("transfer_id", BigInteger, ForeignKey("transfers.id"), nullable=False),
     Column("account_id", BigInteger, ForeignKey("accounts.id"), nullable=False),
     Column("amount", BigInteger, nullable=False),
-    Column("currency", String(3), nullable=False),
+    Column("currency", CHAR(3), nullable=False),
     Column("balance_after", BigInteger, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("entries_account_history", "account_id", "id"),
+    Index("entries_account_time", "account_id", "created_at", "id"),
+    Index("entries_transfer", "transfer_id"),
 )
 
 tips = Table(
@@ -77,10 +98,13 @@ tips = Table(
     Column("creator_id", Text, ForeignKey("users.id"), nullable=False),
     Column("amount", BigInteger, nullable=False),
     Column("fee", BigInteger, nullable=False),
-    Column("currency", String(3), nullable=False),
+    Column("currency", CHAR(3), nullable=False),
     Column("message", Text),
     Column("payment_id", BigInteger, ForeignKey("payments.id")),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("tips_created", "created_at"),
+    Index("tips_creator", "creator_id", "transfer_id"),
+    Index("tips_fan", "fan_id", "transfer_id"),
 )
 
 events = Table(
@@ -93,6 +117,9 @@ events = Table(
     Column("data", JSONB, nullable=False),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("published_at", DateTime(timezone=True)),
+    UniqueConstraint("user_id", "seq", name="events_user_seq"),
+    Index("events_occurred", "occurred_at"),
+    Index("events_unpublished", "id", postgresql_where=text("published_at IS NULL")),
 )
 
 idempotency_keys = Table(
@@ -105,6 +132,7 @@ idempotency_keys = Table(
     Column("response", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("completed_at", DateTime(timezone=True)),
+    Index("idempotency_keys_created", "created_at"),
 )
 
 receipts = Table(
@@ -117,7 +145,7 @@ receipts = Table(
     Column("payee_id", Text, ForeignKey("users.id"), nullable=False),
     Column("amount", BigInteger, nullable=False),
     Column("fee", BigInteger, nullable=False),
-    Column("currency", String(3), nullable=False),
+    Column("currency", CHAR(3), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("emailed_at", DateTime(timezone=True)),
 )
@@ -138,13 +166,14 @@ holds = Table(
     Column("id", BigInteger, primary_key=True),
     Column("account_id", BigInteger, ForeignKey("accounts.id"), nullable=False),
     Column("amount", BigInteger, nullable=False),
-    Column("currency", String(3), nullable=False),
+    Column("currency", CHAR(3), nullable=False),
     Column("status", Text, nullable=False),
     Column("reference", Text, nullable=False, unique=True),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("transfer_id", BigInteger, ForeignKey("transfers.id")),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("resolved_at", DateTime(timezone=True)),
+    Index("holds_pending_expiry", "expires_at", postgresql_where=text("status = 'pending'")),
 )
 
 platform_fee_changes = Table(
@@ -163,9 +192,10 @@ content = Table(
     Column("creator_id", Text, ForeignKey("users.id"), nullable=False),
     Column("title", Text, nullable=False),
     Column("price", BigInteger, nullable=False),
-    Column("currency", String(3), nullable=False),
+    Column("currency", CHAR(3), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("body", Text),
+    Index("content_creator", "creator_id", "id"),
 )
 
 payments = Table(
@@ -176,7 +206,7 @@ payments = Table(
     Column("user_id", Text, ForeignKey("users.id"), nullable=False),
     Column("provider", Text, nullable=False),
     Column("amount", BigInteger, nullable=False),
-    Column("currency", String(3), nullable=False),
+    Column("currency", CHAR(3), nullable=False),
     Column("purpose", Text, nullable=False),
     Column("details", JSONB, nullable=False),
     Column("status", Text, nullable=False),
@@ -189,6 +219,14 @@ payments = Table(
     Column("verification", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("payments_created", "created_at"),
+    Index("payments_pending", "created_at", postgresql_where=text("status = 'pending'")),
+    Index(
+        "payments_unconfirmed",
+        "id",
+        postgresql_where=text("verification LIKE 'NOT CONFIRMED%'"),
+    ),
+    Index("payments_user", "user_id", "id"),
 )
 
 entitlements = Table(
@@ -200,8 +238,10 @@ entitlements = Table(
     Column("payment_id", BigInteger, ForeignKey("payments.id")),
     Column("amount", BigInteger, nullable=False),
     Column("fee", BigInteger, nullable=False),
-    Column("currency", String(3), nullable=False),
+    Column("currency", CHAR(3), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("entitlements_content", "content_id"),
+    Index("entitlements_created", "created_at"),
 )
 
 webhook_events = Table(
@@ -215,6 +255,8 @@ webhook_events = Table(
     Column("detail", Text),
     Column("payload", Text, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("provider", "event_id", name="webhook_events_once"),
+    Index("webhook_events_outcome", "outcome", "received_at"),
 )
 
 payouts = Table(
@@ -224,7 +266,7 @@ payouts = Table(
     Column("reference", Text, nullable=False, unique=True),
     Column("creator_id", Text, ForeignKey("users.id"), nullable=False),
     Column("amount", BigInteger, nullable=False),
-    Column("currency", String(3), nullable=False),
+    Column("currency", CHAR(3), nullable=False),
     Column("provider", Text, nullable=False),
     Column("status", Text, nullable=False),
     Column("hold_id", BigInteger, ForeignKey("holds.id"), nullable=False),
@@ -233,6 +275,7 @@ payouts = Table(
     Column("failure_reason", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("payouts_creator", "creator_id", "id"),
 )
 
 refunds = Table(
@@ -242,13 +285,14 @@ refunds = Table(
     Column("reference", Text, nullable=False, unique=True),
     Column("payment_id", BigInteger, ForeignKey("payments.id"), nullable=False),
     Column("amount", BigInteger, nullable=False),
-    Column("currency", String(3), nullable=False),
+    Column("currency", CHAR(3), nullable=False),
     Column("status", Text, nullable=False),
     Column("provider_ref", Text, unique=True),
     Column("transfer_id", BigInteger, ForeignKey("transfers.id"), nullable=False),
     Column("requested_by", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("refunds_payment", "payment_id"),
 )
 
 overlay_keys = Table(
@@ -260,6 +304,7 @@ overlay_keys = Table(
     Column("label", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True)),
+    Index("overlay_keys_creator", "creator_id", "id"),
 )
 
 push_subscriptions = Table(
@@ -271,6 +316,7 @@ push_subscriptions = Table(
     Column("p256dh", Text, nullable=False),
     Column("auth", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("push_subscriptions_user", "user_id", "created_at"),
 )
 
 failed_jobs = Table(
@@ -296,4 +342,33 @@ reconciliations = Table(
     Column("finished_at", DateTime(timezone=True)),
     Column("ok", Boolean),
     Column("report", JSONB, nullable=False),
+)
+
+Index("failed_jobs_recent", failed_jobs.c.failed_at.desc())
+
+# Daily revenue per currency, and each creator's daily net: the analytics API reads these.
+revenue_daily = Table(
+    "revenue_daily",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("currency", CHAR(3), primary_key=True),
+    Column("gross", BigInteger, nullable=False),
+    Column("fees", BigInteger, nullable=False),
+    Column("tips", Integer, nullable=False),
+    Column("sales", Integer, nullable=False),
+)
+
+creator_daily = Table(
+    "creator_daily",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("creator_id", Text, primary_key=True),
+    Column("currency", CHAR(3), primary_key=True),
+    Column("net", BigInteger, nullable=False),
+)
+Index(
+    "creator_daily_ranking",
+    creator_daily.c.currency,
+    creator_daily.c.day,
+    creator_daily.c.net.desc(),
 )
