@@ -86,9 +86,12 @@ async def make_pool(
     reuse it. No connection is made before the first is needed (a node starts while
     PostgreSQL is down, and says it is not ready).
 
-    `read_only`: for single statements that only read, outside any transaction. PostgreSQL
-    refuses any write on its connections, and a connection going back to the pool skips
-    asyncpg's reset (a round trip clearing session state such statements never leave)."""
+    Hub's pools run single statements and managed transactions only: no session advisory lock,
+    cursor, LISTEN or SET outlives them. So a connection going back to the pool skips asyncpg's
+    reset query (`pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`), a round trip on
+    every release, paid by every group-committed batch before its answers went out; asyncpg
+    still rolls back a transaction left open. `read_only`: PostgreSQL refuses any write on the
+    pool's connections."""
     pool = pool or PoolSettings()
     settings = {"statement_timeout": str(pool.statement_timeout_ms)}
     if read_only:
@@ -100,7 +103,7 @@ async def make_pool(
         max_inactive_connection_lifetime=1800,
         timeout=pool.connect_timeout,
         server_settings=settings,
-        reset=_nothing_to_reset if read_only else None,
+        reset=_nothing_to_reset,
     )
     return made
 
