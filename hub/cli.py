@@ -229,7 +229,13 @@ async def _retry_failed_jobs(
 
 
 def cmd_sandbox(settings: Settings, args: argparse.Namespace) -> int:
-    from hub.sandbox.app import SandboxConfig, serve_sandbox
+    try:
+        from sandbox.app import SandboxConfig, serve_sandbox
+    except ImportError:  # the production image leaves the development tools out
+        raise CommandError(
+            "the sandbox provider is a development tool and is not installed here: "
+            "run it from a checkout of the source (make run)"
+        ) from None
 
     config = SandboxConfig(
         paystack_secret_key=_secret(settings.paystack_secret_key),

@@ -31,7 +31,6 @@ from hub.app import create_app
 from hub.auth import issue_token
 from hub.embedded import Embedded, free_port
 from hub.runtime import Runtime
-from hub.sandbox.app import SandboxConfig, create_sandbox_app
 from hub.serving import uvicorn_options
 from hub.settings import Settings
 from ledger.accounts import Role, ensure_user
@@ -39,6 +38,7 @@ from ledger.db import make_engine, make_sessions, unit_of_work
 from ledger.funding import fund_wallet_for_development
 from ledger.migrate import upgrade
 from ledger.money import Money
+from sandbox.app import SandboxConfig, create_sandbox_app
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 # .ci/run installs Debian's nginx-light where it is missing; /usr/sbin may be off a user's PATH.

@@ -16,9 +16,9 @@ from hub.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 FORBIDDEN = {
-    "ledger": {"hub", "realtime", "jobs"},
-    "realtime": {"hub", "jobs"},
-    "jobs": {"hub"},
+    "ledger": {"hub", "realtime", "jobs", "sandbox"},
+    "realtime": {"hub", "jobs", "sandbox"},
+    "jobs": {"hub", "sandbox"},
 }
 
 
@@ -40,6 +40,19 @@ def test_imports_go_one_way(package: str) -> None:
         for path in (ROOT / package).rglob("*.py")
     }
     assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_product_runs_without_the_sandbox() -> None:
+    """The sandbox provider is a development tool, left out of the production image: only the
+    command that serves it imports it (and says so where it is missing)."""
+    importers = {
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "hub").rglob("*.py")
+        if "sandbox" in imported_packages(path)
+    }
+    assert importers == {"hub/cli.py"}
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "COPY hub " in dockerfile and "sandbox" not in dockerfile
 
 
 def test_only_the_settings_read_the_environment() -> None:

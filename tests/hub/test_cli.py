@@ -144,3 +144,32 @@ def test_status_says_what_is_unreachable_in_one_line(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "cannot read the status" in result.stderr and "Traceback" not in result.stderr
+
+
+# The production image: every package but the sandbox (the Dockerfile copies no `sandbox/`).
+_WITHOUT_SANDBOX = """
+import sys
+
+class LeftOut:
+    def find_spec(self, name, path=None, target=None):
+        if name == "sandbox" or name.startswith("sandbox."):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+
+sys.meta_path.insert(0, LeftOut())
+from hub.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_hub_sandbox_where_the_sandbox_is_left_out_says_so(tmp_path: Path) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    result = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_SANDBOX, "sandbox"],
+        env={**clean, "HUB_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "development tool" in result.stderr and "Traceback" not in result.stderr

@@ -27,8 +27,8 @@ from hub.providers.paystack import Paystack
 from hub.providers.registry import ProviderConfig, build_providers
 from hub.providers.standard import StandardWebhooks
 from hub.providers.stripe import Stripe
-from hub.sandbox.app import SandboxConfig, create_sandbox_app
 from ledger.provider_events import EventKind
+from sandbox.app import SandboxConfig, create_sandbox_app
 
 PAYSTACK_KEY = "sk_test_paystack_" + "k" * 24
 STRIPE_KEY = "sk_test_stripe_" + "s" * 24

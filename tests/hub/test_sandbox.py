@@ -24,7 +24,7 @@ from hub.embedded import free_port
 from hub.providers.base import BadSignature, CheckoutRequest, Provider, TransferRequest
 from hub.providers.registry import ProviderConfig, build_providers
 from hub.providers.signatures import verify_paystack, verify_standard, verify_stripe
-from hub.sandbox.app import SandboxConfig, create_sandbox_app
+from sandbox.app import SandboxConfig, create_sandbox_app
 from tests.hub.test_providers import Served
 
 PAYSTACK_KEY = "sk_test_paystack_" + "q" * 24

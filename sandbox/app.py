@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from hub.providers import currency, minor_units, text
 from hub.providers.paystack import REFUND_NOTE_PREFIX
-from hub.sandbox import (
+from sandbox import (
     PAYMENT_OUTCOMES,
     REFUND_OUTCOMES,
     TRANSFER_OUTCOMES,

@@ -1,5 +1,5 @@
 """The sandbox provider's state (in memory) and its webhooks, built in the shapes of Paystack,
-Stripe and a Standard Webhooks sender, signed their ways. Its HTTP face is hub.sandbox.app."""
+Stripe and a Standard Webhooks sender, signed their ways. Its HTTP face is sandbox.app."""
 
 from __future__ import annotations
 
