@@ -231,7 +231,9 @@ async def _retry_failed_jobs(
 def cmd_sandbox(settings: Settings, args: argparse.Namespace) -> int:
     try:
         from sandbox.app import SandboxConfig, serve_sandbox
-    except ImportError:  # the production image leaves the development tools out
+    except ModuleNotFoundError as exc:  # the production image leaves the development tools out
+        if exc.name != "sandbox":
+            raise
         raise CommandError(
             "the sandbox provider is a development tool and is not installed here: "
             "run it from a checkout of the source (make run)"

@@ -190,18 +190,24 @@ async def positions(
 
 _BETWEEN = """
     SELECT id, user_id, seq, type, occurred_at, data FROM events
-    WHERE user_id = $1 AND seq > $2 AND seq < $3
+    WHERE user_id = $1 AND seq > $2 AND seq < $3 AND ($5::text[] IS NULL OR type = ANY($5))
     ORDER BY seq LIMIT $4
 """
 
 
 async def events_between(
-    connection: Any, user_id: str, after_seq: int, before_seq: int | None, limit: int
+    connection: Any,
+    user_id: str,
+    after_seq: int,
+    before_seq: int | None,
+    limit: int,
+    types: Sequence[str] | None = None,
 ) -> list[Event]:
-    """The user's events with after_seq < seq < before_seq, in seq order, at most `limit`;
-    `connection` is an asyncpg connection."""
+    """The user's events with after_seq < seq < before_seq (of `types` only, if given), in seq
+    order, at most `limit`; `connection` is an asyncpg connection."""
     before = before_seq if before_seq is not None else 2**63 - 1
-    rows = await connection.fetch(_BETWEEN, user_id, after_seq, before, limit)
+    wanted = list(types) if types is not None else None
+    rows = await connection.fetch(_BETWEEN, user_id, after_seq, before, limit, wanted)
     return [
         Event(
             id=row["id"],

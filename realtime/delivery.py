@@ -139,7 +139,9 @@ class Delivery:
         missed = []
         if gap_kept and since is not None and newest_seq > since:
             async with self._connection() as driver:
-                missed = await events_between(driver, user, since, None, MAX_REPLAY + 1)
+                missed = await events_between(
+                    driver, user, since, None, MAX_REPLAY + 1, self._types(connection)
+                )
         if not gap_kept or len(missed) > MAX_REPLAY:
             connection.delivered = newest_seq
             return False, {"missed": None, "last_event_id": newest_id}
@@ -151,7 +153,15 @@ class Delivery:
                     return False, {}
                 sent, last_id = sent + 1, event.id
             connection.delivered = event.seq
+        # A public view read its kind of events only; every event up to the position read
+        # before them had committed, so it is past all of those too.
+        connection.delivered = max(connection.delivered, newest_seq)
         return True, {"missed": sent, "last_event_id": last_id}
+
+    @staticmethod
+    def _types(connection: Connection) -> list[str] | None:
+        """The types a connection's reads of the log ask for: a public view's only."""
+        return list(PUBLIC_TYPES) if connection.public else None
 
     @staticmethod
     def _outbound(connection: Connection, event: BusEvent) -> Frame | None:
@@ -231,10 +241,11 @@ class Delivery:
             connection.delivered = event.seq
 
     async def _fill(self, connection: Connection, before_seq: int | None) -> None:
+        types = self._types(connection)
         while not connection.closed:
             async with self._connection() as driver:
                 missing = await events_between(
-                    driver, connection.user_id, connection.delivered, before_seq, 500
+                    driver, connection.user_id, connection.delivered, before_seq, 500, types
                 )
             for event in missing:
                 outbound = self._outbound(connection, bus_event(event))
@@ -242,6 +253,9 @@ class Delivery:
                     return
                 connection.delivered = event.seq
             if len(missing) < 500:
+                if types is not None and before_seq is not None:
+                    # every event below `before_seq` had committed: the view is past them all
+                    connection.delivered = max(connection.delivered, before_seq - 1)
                 return
 
     async def _send_raw(self, connection: Connection, frame: Frame) -> bool:

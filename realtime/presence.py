@@ -170,7 +170,15 @@ class Presence:
                 user_id or "",
                 *fields,
             ]
-            admitted = bool(await self._admits.submit(args))
+            answer = await self._admits.submit(args)
+            if isinstance(answer, Exception):
+                raise answer
+            admitted = bool(answer)
+        except asyncio.CancelledError:
+            # The connect was abandoned: its admission may have run in Redis all the same,
+            # uncounted here, so the next heartbeat writes this node's counts afresh.
+            self._dirty = True
+            raise
         except Exception as exc:
             log.warning("presence unavailable, admitting %s: %s", sid, exc)
             self._dirty = True
@@ -183,10 +191,11 @@ class Presence:
                 self._users[user_id] += 1
         return admitted
 
-    async def _admit_together(self, batch: Sequence[list[str | float]]) -> list[int]:
-        """Run the admit script once per request, in order, in one pipeline. A Redis that lost
-        the script (it restarted) refuses each run before it starts: those run again once it
-        has the script."""
+    async def _admit_together(self, batch: Sequence[list[str | float]]) -> list[int | Exception]:
+        """Run the admit script once per request, in order, in one pipeline: each request's
+        answer (1 admitted, 0 refused) or its own error. A Redis that lost the script (it
+        restarted) refuses each run before it starts: those run again once it has the script.
+        An error that reaches the whole pipeline (Redis away) is every request's."""
         answers: list[object] = [None] * len(batch)
         pending = list(range(len(batch)))
         for attempt in range(2):
@@ -201,10 +210,10 @@ class Presence:
             pending = [i for i in pending if isinstance(answers[i], NoScriptError)]
             if not pending:
                 break
-        for answer in answers:
-            if isinstance(answer, Exception):
-                raise answer
-        return [int(answer) for answer in answers]  # type: ignore[call-overload]
+        return [
+            answer if isinstance(answer, Exception) else int(answer)  # type: ignore[call-overload]
+            for answer in answers
+        ]
 
     async def leave(self, sid: str) -> None:
         entry = self._local.pop(sid, None)

@@ -183,7 +183,11 @@ class Realtime:
         self._redis = Redis.from_url(
             redis_url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT
         )
-        self.delivery = Delivery(self._send, acquire_timeout=self._pool_settings.acquire_timeout)
+        self.delivery = Delivery(
+            self._send,
+            send_now=self._send_now,
+            acquire_timeout=self._pool_settings.acquire_timeout,
+        )
         self.subscriber = Subscriber(
             redis_url, self._on_event, self.delivery.fill_gaps, self._on_control
         )

@@ -153,7 +153,7 @@ import sys
 class LeftOut:
     def find_spec(self, name, path=None, target=None):
         if name == "sandbox" or name.startswith("sandbox."):
-            raise ModuleNotFoundError(f"No module named {name!r}")
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 
 sys.meta_path.insert(0, LeftOut())
 from hub.cli import main

@@ -10,7 +10,10 @@ import socketio
 
 from hub.auth import issue_token
 from ledger.accounts import Role
+from ledger.db import unit_of_work
+from ledger.events import mark_published, record_events
 from ledger.money import Money
+from realtime.delivery import MAX_REPLAY
 from tests.conftest import JWT_SECRET, SocketProbe, create_user, token
 from tests.money import key
 
@@ -164,3 +167,29 @@ async def test_a_bad_viewing_cursor_is_refused(live, people, uid) -> None:
         await probe.connect(live.url, credentials)
     assert reasons and reasons[0]["data"]["type"] == "invalid_request"
     assert "viewing_last_event_id" in reasons[0]["data"]["message"]
+
+
+async def test_private_events_past_the_replay_limit_do_not_cost_a_viewer_its_recovery(
+    live, http, people, sessions, uid
+) -> None:
+    """A busy creator's private events are not the viewer's: only public ones count toward
+    the replay limit (and only they are read)."""
+    watcher = uid("fan")
+    await create_user(sessions, watcher, Role.FAN)
+    first = await viewer(live, watcher, people.creator)
+    await first.wait_for("public.recovered")
+    await tip(http, people.fan, people.creator, 1_000, "one")
+    [seen] = await first.wait_for("public.tip")
+    await first.close()
+    async with unit_of_work(sessions) as uow:
+        private = [(people.creator, "test.private", {"n": n}) for n in range(MAX_REPLAY + 1)]
+        written = await record_events(uow.session, private)
+        await mark_published(uow.session, [event.id for event in written])
+    await tip(http, people.fan, people.creator, 2_000, "two")
+    back = await viewer(live, watcher, people.creator, seen["id"])
+    try:
+        [outcome] = await back.wait_for("public.recovered")
+        assert outcome["recovered"] is True and outcome["missed"] == 1
+        assert [e["data"]["message"] for e in back.of_type("public.tip")] == ["two"]
+    finally:
+        await back.close()

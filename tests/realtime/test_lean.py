@@ -145,6 +145,8 @@ async def test_the_handshake_and_a_connect_answer_as_engine_io_4_says(lean, sess
     realtime = realtime_of(server)
     assert realtime.delivery.count == 1
     assert len(realtime._lean) == 1  # Hub's own endpoint took it, not python-socketio
+    # and delivery writes to its sockets at once (Delivery.on_event's path without the lock)
+    assert realtime.delivery._send_now == realtime._send_now
     recovered = await raw.text()
     assert recovered.startswith('42["recovered"'), recovered
     assert json.loads(recovered[2:])[1]["recovered"] is True
