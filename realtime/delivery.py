@@ -22,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 
-from ledger.events import Position, events_between, positions
+from ledger.events import Event, Position, events_between, positions
 from realtime.bus import BusEvent, Frame, bus_event, frame
 from realtime.channels import PUBLIC_TYPES, public_frame
 from realtime.coalesce import Coalescer
@@ -36,6 +37,7 @@ from realtime.coalesce import Coalescer
 log = logging.getLogger(__name__)
 
 MAX_REPLAY = 5_000  # a larger gap is answered with recovered: false (refetch over HTTP)
+SHARED_GAPS = 64  # public views' fills remembered for the next viewer missing the same events
 
 Send = Callable[[str, Frame], Awaitable[bool]]  # (sid, frame) → still open
 # The same, at once, for a socket that takes a frame without waiting (Hub's own endpoint):
@@ -73,6 +75,10 @@ class Delivery:
         self.sent = 0
         self.gap_fills = 0
         self.recoveries = 0
+        self.log_reads = 0  # reads of the log for fills (a shared one counts once)
+        # A gap below a known seq never changes once read (every event under it had committed),
+        # so the viewers of one creator, who miss the same events, share one read of them.
+        self._gaps: OrderedDict[tuple[str, int, int, bool], list[Event]] = OrderedDict()
 
     def start(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -243,10 +249,7 @@ class Delivery:
     async def _fill(self, connection: Connection, before_seq: int | None) -> None:
         types = self._types(connection)
         while not connection.closed:
-            async with self._connection() as driver:
-                missing = await events_between(
-                    driver, connection.user_id, connection.delivered, before_seq, 500, types
-                )
+            missing = await self._between(connection, before_seq, types)
             for event in missing:
                 outbound = self._outbound(connection, bus_event(event))
                 if outbound is not None and not await self._send_raw(connection, outbound):
@@ -257,6 +260,27 @@ class Delivery:
                     # every event below `before_seq` had committed: the view is past them all
                     connection.delivered = max(connection.delivered, before_seq - 1)
                 return
+
+    async def _between(
+        self, connection: Connection, before_seq: int | None, types: list[str] | None
+    ) -> list[Event]:
+        """The next events of a fill, at most 500; one read for all the public views that miss
+        the same ones below a known seq (the viewers of a creator, after a lost bus message)."""
+        key = (connection.user_id, connection.delivered, before_seq or 0, connection.public)
+        shared = connection.public and before_seq is not None
+        if shared and key in self._gaps:
+            self._gaps.move_to_end(key)
+            return self._gaps[key]
+        self.log_reads += 1
+        async with self._connection() as driver:
+            missing = await events_between(
+                driver, connection.user_id, connection.delivered, before_seq, 500, types
+            )
+        if shared:
+            self._gaps[key] = missing
+            if len(self._gaps) > SHARED_GAPS:
+                self._gaps.popitem(last=False)
+        return missing
 
     async def _send_raw(self, connection: Connection, frame: Frame) -> bool:
         if connection.closed:

@@ -14,8 +14,9 @@ from ledger.db import unit_of_work
 from ledger.events import mark_published, record_events
 from ledger.money import Money
 from realtime.delivery import MAX_REPLAY
-from tests.conftest import JWT_SECRET, SocketProbe, create_user, token
+from tests.conftest import JWT_SECRET, SocketProbe, create_user, hub_of_app, token
 from tests.money import key
+from tests.realtime.test_recovery import publish
 
 
 async def viewer(live, user: str, creator: str, last_id: int | None = None) -> SocketProbe:
@@ -193,3 +194,36 @@ async def test_private_events_past_the_replay_limit_do_not_cost_a_viewer_its_rec
         assert [e["data"]["message"] for e in back.of_type("public.tip")] == ["two"]
     finally:
         await back.close()
+
+
+async def test_viewers_missing_the_same_event_share_one_read_of_the_log(
+    live, people, sessions, services, uid
+) -> None:
+    """A lost bus message: every viewer of the creator fills the same gap from the log, in
+    order, and the node reads it once for all of them."""
+    watchers = [uid("fan") for _ in range(5)]
+    for watcher in watchers:
+        await create_user(sessions, watcher, Role.FAN)
+    probes = [await viewer(live, watcher, people.creator) for watcher in watchers]
+    try:
+        for probe in probes:
+            await probe.wait_for("public.recovered")
+        tip_data = {"tip_id": 1, "fan_name": "Ada L.", "amount": 700, "currency": "NGN"}
+        async with unit_of_work(sessions) as uow:
+            lost = await record_events(
+                uow.session, [(people.creator, "tip.received", {**tip_data, "message": "lost"})]
+            )
+            kept = await record_events(
+                uow.session, [(people.creator, "tip.received", {**tip_data, "message": "kept"})]
+            )
+            await mark_published(uow.session, [lost[0].id, kept[0].id])
+        delivery = hub_of_app(live.server.config.app).realtime.delivery
+        reads = delivery.log_reads
+        await publish(services, kept)  # the first one never reaches the bus
+        for probe in probes:
+            shown = await probe.wait_for("public.tip", count=2)
+            assert [e["data"]["message"] for e in shown] == ["lost", "kept"]
+        assert delivery.log_reads - reads == 1
+    finally:
+        for probe in probes:
+            await probe.close()
