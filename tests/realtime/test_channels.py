@@ -39,6 +39,18 @@ async def tip(http, fan: str, creator: str, amount: int, message: str) -> dict:
     return dict(response.json())
 
 
+async def a_viewer_that_saw_one_tip(live, http, people, sessions, uid) -> tuple[str, dict]:
+    """A fan who viewed the creator's page while one tip ("one") came, and left: (fan, tip)."""
+    watcher = uid("fan")
+    await create_user(sessions, watcher, Role.FAN)
+    first = await viewer(live, watcher, people.creator)
+    await first.wait_for("public.recovered")
+    await tip(http, people.fan, people.creator, 1_000, "one")
+    [seen] = await first.wait_for("public.tip")
+    await first.close()
+    return watcher, seen
+
+
 async def test_viewers_get_the_public_part_of_a_creators_tips_live(
     live, http, people, sessions, uid
 ) -> None:
@@ -85,13 +97,7 @@ async def test_viewers_get_the_public_part_of_a_creators_tips_live(
 async def test_a_returning_viewer_recovers_the_public_tips_it_missed(
     live, http, people, sessions, uid
 ) -> None:
-    watcher = uid("fan")
-    await create_user(sessions, watcher, Role.FAN)
-    first = await viewer(live, watcher, people.creator)
-    await first.wait_for("public.recovered")
-    await tip(http, people.fan, people.creator, 1_000, "one")
-    [seen] = await first.wait_for("public.tip")
-    await first.close()
+    watcher, seen = await a_viewer_that_saw_one_tip(live, http, people, sessions, uid)
 
     await tip(http, people.fan, people.creator, 2_000, "two")  # nobody watching
     await tip(http, people.fan, people.creator, 3_000, "three")
@@ -175,13 +181,7 @@ async def test_private_events_past_the_replay_limit_do_not_cost_a_viewer_its_rec
 ) -> None:
     """A busy creator's private events are not the viewer's: only public ones count toward
     the replay limit (and only they are read)."""
-    watcher = uid("fan")
-    await create_user(sessions, watcher, Role.FAN)
-    first = await viewer(live, watcher, people.creator)
-    await first.wait_for("public.recovered")
-    await tip(http, people.fan, people.creator, 1_000, "one")
-    [seen] = await first.wait_for("public.tip")
-    await first.close()
+    watcher, seen = await a_viewer_that_saw_one_tip(live, http, people, sessions, uid)
     async with unit_of_work(sessions) as uow:
         private = [(people.creator, "test.private", {"n": n}) for n in range(MAX_REPLAY + 1)]
         written = await record_events(uow.session, private)
