@@ -139,24 +139,33 @@ class Position:
 
 # Read on every socket connect, on the driver's connection itself: one round trip for every
 # connect waiting at that moment, no transaction, no statement tree (asyncpg prepares it once
-# per connection). A public view (a creator's channel, realtime.channels) takes as a client's
-# last id only one of its public events, and is told the newest of those.
+# per connection). Each log's ends are read once however many of its readers ask (a creator's
+# viewers arriving together). A public view (a creator's channel, realtime.channels) takes as a
+# client's last id only one of its public events, and is told the newest of those.
 _POSITIONS = """
-    SELECT newest.id AS newest_id, newest.seq AS newest_seq,
-           (SELECT min(seq) FROM events WHERE user_id = asked.user_id) AS oldest_seq,
+    WITH asked AS (
+        SELECT * FROM unnest($1::text[], $2::bigint[], $3::boolean[])
+                      WITH ORDINALITY AS a(user_id, last_id, public, ord)
+    ), logs AS (
+        SELECT user_id, bool_or(public) AS public FROM asked GROUP BY user_id
+    ), ends AS MATERIALIZED (
+        SELECT logs.user_id, newest.id AS newest_id, newest.seq AS newest_seq,
+               (SELECT min(seq) FROM events WHERE user_id = logs.user_id) AS oldest_seq,
+               CASE WHEN logs.public THEN (
+                   SELECT id FROM events
+                   WHERE user_id = logs.user_id AND type = ANY($4::text[])
+                   ORDER BY seq DESC LIMIT 1
+               ) END AS newest_public_id
+        FROM logs
+        LEFT JOIN LATERAL (
+            SELECT id, seq FROM events WHERE user_id = logs.user_id ORDER BY seq DESC LIMIT 1
+        ) AS newest ON true
+    )
+    SELECT ends.newest_id, ends.newest_seq, ends.oldest_seq, ends.newest_public_id,
            (SELECT seq FROM events
             WHERE id = asked.last_id AND user_id = asked.user_id
-              AND (NOT asked.public OR type = ANY($4::text[]))) AS since_seq,
-           CASE WHEN asked.public THEN (
-               SELECT id FROM events
-               WHERE user_id = asked.user_id AND type = ANY($4::text[])
-               ORDER BY seq DESC LIMIT 1
-           ) END AS newest_public_id
-    FROM unnest($1::text[], $2::bigint[], $3::boolean[])
-         WITH ORDINALITY AS asked(user_id, last_id, public, ord)
-    LEFT JOIN LATERAL (
-        SELECT id, seq FROM events WHERE user_id = asked.user_id ORDER BY seq DESC LIMIT 1
-    ) AS newest ON true
+              AND (NOT asked.public OR type = ANY($4::text[]))) AS since_seq
+    FROM asked JOIN ends ON ends.user_id = asked.user_id
     ORDER BY asked.ord
 """
 
