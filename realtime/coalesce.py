@@ -12,11 +12,8 @@ a transaction).
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
-
-log = logging.getLogger(__name__)
 
 R = TypeVar("R")
 A = TypeVar("A")

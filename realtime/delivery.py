@@ -83,9 +83,6 @@ class Delivery:
     def start(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    def connections(self, user_id: str) -> set[Connection]:
-        return self._by_user.get(user_id, set())
-
     @property
     def count(self) -> int:
         return len(self._by_sid)
@@ -247,23 +244,20 @@ class Delivery:
             connection.delivered = event.seq
 
     async def _fill(self, connection: Connection, before_seq: int | None) -> None:
-        types = self._types(connection)
         while not connection.closed:
-            missing = await self._between(connection, before_seq, types)
+            missing = await self._between(connection, before_seq)
             for event in missing:
                 outbound = self._outbound(connection, bus_event(event))
                 if outbound is not None and not await self._send_raw(connection, outbound):
                     return
                 connection.delivered = event.seq
             if len(missing) < 500:
-                if types is not None and before_seq is not None:
+                if connection.public and before_seq is not None:
                     # every event below `before_seq` had committed: the view is past them all
                     connection.delivered = max(connection.delivered, before_seq - 1)
                 return
 
-    async def _between(
-        self, connection: Connection, before_seq: int | None, types: list[str] | None
-    ) -> list[Event]:
+    async def _between(self, connection: Connection, before_seq: int | None) -> list[Event]:
         """The next events of a fill, at most 500; one read for all the public views that miss
         the same ones below a known seq (the viewers of a creator, after a lost bus message)."""
         key = (connection.user_id, connection.delivered, before_seq or 0, connection.public)
@@ -274,7 +268,12 @@ class Delivery:
         self.log_reads += 1
         async with self._connection() as driver:
             missing = await events_between(
-                driver, connection.user_id, connection.delivered, before_seq, 500, types
+                driver,
+                connection.user_id,
+                connection.delivered,
+                before_seq,
+                500,
+                self._types(connection),
             )
         if shared:
             self._gaps[key] = missing
