@@ -18,6 +18,7 @@ from hub.api import ROUTES
 from hub.auth import HS256Verifier
 from hub.errors import EXCEPTION_HANDLERS
 from hub.fees import FeeCache
+from hub.keys import KeyVerifier
 from hub.metrics import Sampler, observe_delivery, watch_collector
 from hub.middleware import edge
 from hub.ratelimit import RateLimiter
@@ -111,6 +112,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
         hub = Hub(
             runtime=runtime,
             verifier=verifier,
+            keys=KeyVerifier(sessions),
             engine=engine,
             pool=pool,
             tips=group_commit(post_wallet_tips),

@@ -9,11 +9,11 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import jwt
 
-from ledger.accounts import Role
+from ledger.accounts import DEFAULT_APP, Role
 
 
 class AuthError(Exception):
@@ -29,6 +29,7 @@ class Principal:
     role: Role
     name: str | None = None  # the optional `name` claim: shown on creators' tip alerts
     email: str | None = None  # the optional `email` claim: where receipts are sent
+    app_id: str = DEFAULT_APP  # the app whose secret signed the token
     # When the token expires (its `exp`); not part of who the caller is.
     expires_at: int = field(default=0, compare=False)
 
@@ -54,8 +55,10 @@ class HS256Verifier:
         issuer: str | None = None,
         audience: str | None = None,
         max_lifetime: int = DEFAULT_MAX_LIFETIME,
+        app_id: str = DEFAULT_APP,
     ) -> None:
         self._secret = secret
+        self._app_id = app_id
         self._issuer = issuer
         self._audience = audience
         self._max_lifetime = max_lifetime
@@ -135,6 +138,7 @@ class HS256Verifier:
             role=role,
             name=name or None,
             email=email or None,
+            app_id=self._app_id,
             expires_at=expires_at,
         )
 
@@ -162,6 +166,12 @@ def issue_token(
     if audience:
         claims["aud"] = audience
     return jwt.encode(claims, secret, algorithm=HS256Verifier.algorithm)
+
+
+def bearer_or_none(request: Any) -> str:
+    """The bearer credential of a request, or "" (no or another Authorization)."""
+    scheme, _, credential = (request.headers.get("authorization") or "").partition(" ")
+    return credential.strip() if scheme.lower() == "bearer" else ""
 
 
 def bearer(authorization: str | None) -> str:

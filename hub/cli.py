@@ -1,4 +1,4 @@
-"""The `hub` command: dev, serve, worker, migrate, token, watch, embedded."""
+"""The `hub` command: dev, serve, worker, migrate, token, watch, apps, embedded."""
 
 from __future__ import annotations
 
@@ -306,6 +306,15 @@ def cmd_push(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_apps(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.apps_cli import AppsCommandError, run
+
+    try:
+        return run(settings, args)
+    except AppsCommandError as exc:
+        raise CommandError(str(exc)) from None
+
+
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     from hub.dev import run_dev
 
@@ -377,6 +386,10 @@ def _parser() -> argparse.ArgumentParser:
         "push", cmd_push, "Web Push: `keys` prints a fresh VAPID private key and its public key"
     )
     push.add_argument("action", choices=["keys"])
+    apps = add("apps", cmd_apps, "the apps (platforms) this hub serves and their API keys")
+    from hub.apps_cli import add_arguments
+
+    add_arguments(apps)
     embedded = add("embedded", cmd_embedded, "status or stop of the embedded services")
     embedded.add_argument("action", choices=["status", "stop"])
     return parser

@@ -25,7 +25,7 @@ from hub.auth import issue_token
 from hub.cli import CommandError, _check_port
 from hub.embedded import free_port, port_is_free
 from hub.runtime import Runtime, resolve
-from hub.seed import ADMIN, CREATOR, FANS, seed
+from hub.seed import ADMIN, CREATOR, FANS, seed, seed_key
 from hub.settings import Settings
 from hub.vapid import generate as generate_vapid_keys
 from ledger.migrate import upgrade
@@ -154,7 +154,7 @@ def _start_sandbox(
     raise CommandError("the sandbox provider could not start")
 
 
-def _banner(runtime: Runtime, url: str, sandbox_url: str) -> str:
+def _banner(runtime: Runtime, url: str, sandbox_url: str, api_key: str) -> str:
     settings = runtime.settings
     secret = runtime.jwt_secret
     creator = issue_token(secret, CREATOR.user_id, CREATOR.role, TOKEN_TTL, name=CREATOR.name)
@@ -200,6 +200,19 @@ def _banner(runtime: Runtime, url: str, sandbox_url: str) -> str:
         "",
         "  (no browser? curl -X POST <checkout_url>/pay does what the Pay button does)",
         "",
+        "The platform's side: an API key of the default app (publish, read, admin; made for",
+        "this run, the last run's is revoked). Notify the creator, then read their log:",
+        f"  export HUB_API_KEY={api_key}",
+        "",
+        f"  curl -sS -X POST {url}/api/v1/notifications \\",
+        '    -H "Authorization: Bearer $HUB_API_KEY" \\',
+        '    -H "Idempotency-Key: $(date +%s%N)" -H "Content-Type: application/json" \\',
+        f'    -d \'{{"user_id": "{CREATOR.user_id}", "type": "follower.new", '
+        '"data": {"name": "Ada"}}\'',
+        "",
+        f'  curl -sS "{url}/api/v1/events?user_id={CREATOR.user_id}&after=0" \\',
+        '    -H "Authorization: Bearer $HUB_API_KEY"',
+        "",
         "Watch any user's events from another terminal (it recovers what it missed when",
         "restarted with the id it printed last):",
         f"  .venv/bin/hub watch --url {url} --token <token> [--last-event-id N]",
@@ -226,6 +239,7 @@ def run_dev(settings: Settings) -> int:
     try:
         upgrade(runtime.database_url)
         asyncio.run(seed(runtime))
+        api_key = asyncio.run(seed_key(runtime))
         env = {
             "HUB_LOG_FORMAT": "text",  # a person reads this terminal; production logs JSON
             **os.environ,
@@ -243,7 +257,7 @@ def run_dev(settings: Settings) -> int:
         children.append(_spawn(["serve"], env))
         children.append(_spawn(["worker"], env))
         _wait_ready(url, children, timeout=60)
-        print(_banner(runtime, url, sandbox_url), flush=True)
+        print(_banner(runtime, url, sandbox_url, api_key), flush=True)
         creator_token = issue_token(runtime.jwt_secret, CREATOR.user_id, CREATOR.role, TOKEN_TTL)
         children.append(
             _spawn(

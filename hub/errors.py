@@ -11,10 +11,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from hub.auth import AuthError
+from hub.keys import InsufficientScope
 from hub.providers.base import ProviderError
 from hub.ratelimit import LimiterUnavailable, RateLimited
 from ledger import errors as ledger
 from ledger.overlays import TooManyOverlayKeys, UnknownOverlayKey
+from ledger.platform import CursorExpired, UnknownUser
 from ledger.push import UnknownPushSubscription
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,13 @@ LEDGER_ERRORS: dict[type[ledger.LedgerError], tuple[int, str]] = {
     ledger.UnknownFailedJob: (404, "failed_job_not_found"),
     ledger.FailedJobAlreadyRetried: (409, "failed_job_already_retried"),
     ledger.FailedJobNotRetriable: (409, "failed_job_not_retriable"),
+    ledger.UserOfAnotherApp: (409, "user_id_taken"),
+    UnknownUser: (404, "user_not_found"),
+    CursorExpired: (410, "cursor_expired"),
+    ledger.UnknownApp: (404, "app_not_found"),
+    ledger.DuplicateApp: (409, "app_exists"),
+    ledger.UnknownApiKey: (404, "api_key_not_found"),
+    ledger.ApiKeyNotRotatable: (409, "api_key_not_rotatable"),
     UnknownOverlayKey: (404, "overlay_key_not_found"),
     TooManyOverlayKeys: (409, "too_many_overlay_keys"),
     UnknownPushSubscription: (404, "push_subscription_not_found"),
@@ -98,6 +107,11 @@ async def _auth_error(request: Request, exc: Exception) -> JSONResponse:
         status_code=401,
         headers={"WWW-Authenticate": 'Bearer realm="hub"'},
     )
+
+
+async def _insufficient_scope(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, InsufficientScope)
+    return JSONResponse(error_body("insufficient_scope", str(exc)), status_code=403)
 
 
 async def _rate_limited(request: Request, exc: Exception) -> JSONResponse:
@@ -186,6 +200,7 @@ EXCEPTION_HANDLERS = {
     ledger.LedgerError: _ledger_error,
     ApiError: _api_error,
     AuthError: _auth_error,
+    InsufficientScope: _insufficient_scope,
     RateLimited: _rate_limited,
     LimiterUnavailable: _limiter_unavailable,
     ProviderError: _provider_error,

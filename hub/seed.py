@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hub.runtime import Runtime
-from ledger.accounts import Role, ensure_user
+from ledger.accounts import DEFAULT_APP, Role, ensure_user
+from ledger.apps import Scope, create_key, list_keys, revoke_key
 from ledger.db import make_engine, make_sessions, unit_of_work
 from ledger.funding import fund_wallet_for_development
 from ledger.money import Money
@@ -48,3 +49,22 @@ async def seed(runtime: Runtime) -> list[DemoUser]:
     finally:
         await engine.dispose()
     return list(DEMO_USERS)
+
+
+DEV_KEY_LABEL = "hub dev"
+
+
+async def seed_key(runtime: Runtime) -> str:
+    """A fresh API key of the default app for this `hub dev` run (publish, read, admin): its
+    secret can only be shown when it is made, so the previous run's key is revoked."""
+    engine = make_engine(runtime.database_url, pool_size=1)
+    try:
+        async with unit_of_work(make_sessions(engine)) as uow:
+            for key in await list_keys(uow.session, DEFAULT_APP):
+                if key.label == DEV_KEY_LABEL and key.revoked_at is None:
+                    await revoke_key(uow.session, DEFAULT_APP, key.id)
+            scopes = (Scope.PUBLISH, Scope.READ, Scope.ADMIN)
+            _, secret = await create_key(uow.session, DEFAULT_APP, scopes, DEV_KEY_LABEL)
+    finally:
+        await engine.dispose()
+    return secret

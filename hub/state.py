@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from hub.auth import CONTROL, AuthError, Principal, TokenVerifier, bearer
 from hub.fees import FeeCache
 from hub.jsontext import JsonLimits
+from hub.keys import KeyVerifier
 from hub.logs import user_id_var
 from hub.metrics import count_postings
 from hub.providers.base import Provider
@@ -25,6 +26,7 @@ from hub.settings import Settings
 from ledger.accounts import Role, ensure_user, user_is_current
 from ledger.answers import Answer
 from ledger.db import AfterCommit, UnitOfWork, unit_of_work
+from ledger.errors import UnknownCreator
 from ledger.events import Event
 from ledger.group_commit import GroupCommit
 from ledger.overlays import find_active
@@ -43,6 +45,7 @@ _KNOWN_USERS_MAX = 100_000
 class Hub:
     runtime: Runtime
     verifier: TokenVerifier
+    keys: KeyVerifier  # platforms' API keys (the server API)
     engine: AsyncEngine
     pool: asyncpg.Pool  # plain asyncpg, for the hot paths
     tips: GroupCommit[TipCommand, Answer]  # wallet tips, group-committed on `pool`
@@ -62,7 +65,8 @@ class Hub:
     fees: FeeCache
     providers: dict[str, Provider]
     _known: set[Principal] = field(default_factory=set)
-    _creators: set[str] = field(default_factory=set)  # creators seen to exist, for `viewing`
+    # (app, creator) seen to exist, for `viewing`
+    _creators: set[tuple[str, str]] = field(default_factory=set)
 
     @property
     def settings(self) -> Settings:
@@ -105,6 +109,7 @@ class Hub:
             self.settings.currencies,
             principal.name,
             principal.email,
+            principal.app_id,
         )
         async with self.sessions() as session:
             current = await user_is_current(session, *facts)
@@ -142,25 +147,39 @@ class Hub:
         # written), and the user's first HTTP request writes them. A connect writes nothing.
         viewing = auth.get("viewing")
         if viewing is not None:
-            await self._check_viewing(viewing)
+            await self._check_viewing(viewing, principal.app_id)
         return Identity(
             principal.user_id,
             principal.role.value,
             viewing=viewing,
             expires_at=principal.expires_at,
+            app_id=principal.app_id,
         )
 
-    async def _check_viewing(self, viewing: object) -> None:
-        """A socket may say it views a creator's page only for a creator that exists: each
-        name would otherwise be a viewer count kept in Redis."""
+    async def _check_viewing(self, viewing: object, app_id: str) -> None:
+        """A socket may say it views a creator's page only for a creator of its app that
+        exists: each name would otherwise be a viewer count kept in Redis."""
         if not isinstance(viewing, str) or not 0 < len(viewing) <= 255 or CONTROL.search(viewing):
             raise Refused("invalid_request", "viewing must be a creator's id")
-        if viewing in self._creators:
-            return
-        async with self.sessions() as session:
-            user = await find_user(session, viewing)
-        if user is None or user.role is not Role.CREATOR:
+        if not await self.is_creator(viewing, app_id):
             raise Refused("creator_not_found", f"no creator {viewing[:64]}")
+
+    async def is_creator(self, user_id: str, app_id: str) -> bool:
+        """Whether `user_id` is a creator of the app `app_id`: read once per process (a user's
+        app never changes, nor does a creator become a fan again)."""
+        if (app_id, user_id) in self._creators:
+            return True
+        async with self.sessions() as session:
+            user = await find_user(session, user_id, app_id)
+        if user is None or user.role is not Role.CREATOR:
+            return False
         if len(self._creators) >= _KNOWN_USERS_MAX:
             self._creators.clear()
-        self._creators.add(viewing)
+        self._creators.add((app_id, user_id))
+        return True
+
+    async def check_creator(self, creator_id: str, app_id: str) -> None:
+        """UnknownCreator (404) unless `creator_id` is a creator of the caller's app: a tip
+        never crosses apps, and a creator of another app looks like none."""
+        if not await self.is_creator(creator_id, app_id):
+            raise UnknownCreator(f"no creator {creator_id}", param="creator_id")

@@ -9,7 +9,7 @@ from sqlalchemy import Text, bindparam, func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger.errors import UnknownAccount
+from ledger.errors import UnknownAccount, UserOfAnotherApp
 from ledger.schema import accounts, users
 
 
@@ -29,6 +29,7 @@ class Kind(StrEnum):
 
 
 MAY_GO_NEGATIVE = {Kind.DEV_FUNDING, Kind.PROVIDER_CLEARING}
+DEFAULT_APP = "default"  # the app of a deployment configured by its settings alone
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +69,11 @@ async def user_is_current(
     currencies: tuple[str, ...],
     display_name: str | None = None,
     email: str | None = None,
+    app_id: str = DEFAULT_APP,
 ) -> bool:
     """Whether `ensure_user` would change nothing: one read, so that a known user's connect or
-    request writes nothing (a socket reconnect storm after a restart is mostly known users)."""
+    request writes nothing (a socket reconnect storm after a restart is mostly known users).
+    A user of another app is not current (ensure_user refuses it)."""
     row = (
         await session.execute(
             select(users.c.role, users.c.display_name, users.c.email, func.count(accounts.c.id))
@@ -82,7 +85,7 @@ async def user_is_current(
                     & accounts.c.currency.in_(currencies),
                 )
             )
-            .where(users.c.id == user_id)
+            .where(users.c.id == user_id, users.c.app_id == app_id)
             .group_by(users.c.id)
         )
     ).first()
@@ -104,13 +107,22 @@ async def ensure_user(
     currencies: tuple[str, ...],
     display_name: str | None = None,
     email: str | None = None,
+    app_id: str = DEFAULT_APP,
 ) -> None:
     """Create the user and their accounts on first sight; later calls change nothing.
 
     A creator gets earnings accounts; anyone may hold a wallet. A user first seen as a fan who
-    later presents a creator token gains earnings accounts then.
+    later presents a creator token gains earnings accounts then. A user id of another app is
+    refused (UserOfAnotherApp), after the insert so that two apps creating one id at once
+    cannot both pass.
     """
-    values = {"id": user_id, "role": role.value, "display_name": display_name, "email": email}
+    values = {
+        "id": user_id,
+        "role": role.value,
+        "display_name": display_name,
+        "email": email,
+        "app_id": app_id,
+    }
     upsert = insert(users).values(**values)
     known = {k: v for k, v in (("display_name", display_name), ("email", email)) if v is not None}
     if not known:
@@ -119,9 +131,14 @@ async def ensure_user(
         changed = [users.c[k].is_distinct_from(v) for k, v in known.items()]
         await session.execute(
             upsert.on_conflict_do_update(
-                index_elements=[users.c.id], set_=known, where=or_(*changed)
+                index_elements=[users.c.id],
+                set_=known,
+                where=or_(*changed) & (users.c.app_id == app_id),
             )
         )
+    owner = await session.scalar(select(users.c.app_id).where(users.c.id == user_id))
+    if owner != app_id:
+        raise UserOfAnotherApp(f"the user id {user_id} is taken by another app", param="user_id")
     if role is Role.CREATOR:
         await session.execute(
             users.update()

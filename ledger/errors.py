@@ -86,3 +86,23 @@ class FailedJobAlreadyRetried(LedgerError):
 
 class FailedJobNotRetriable(LedgerError):
     """The entry names a job this release's worker does not run."""
+
+
+class UserOfAnotherApp(LedgerError):
+    """The user id is taken by a user of another app (user ids are unique in a deployment)."""
+
+
+class UnknownApp(LedgerError):
+    pass
+
+
+class DuplicateApp(LedgerError):
+    pass
+
+
+class UnknownApiKey(LedgerError):
+    pass
+
+
+class ApiKeyNotRotatable(LedgerError):
+    """Only a live key that was not rotated yet can be rotated."""

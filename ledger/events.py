@@ -13,6 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger.schema import events
 
+# A platform's notifications to a creator's public channel (hub/routes/platform.py): every
+# event of such a type is public, as it was sent.
+PUBLIC_APP_PREFIX = "public.app."
+_PUBLIC_APP = f"type LIKE '{PUBLIC_APP_PREFIX}%'"
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
@@ -135,6 +140,7 @@ class Position:
     oldest_seq: int | None  # the oldest kept
     since_seq: int | None  # the seq of the client's last event id, if it is theirs and kept
     newest_public_id: int | None = None  # asked for a public view: its newest event's id
+    app_id: str | None = None  # the app of the log's user (None: no such user yet)
 
 
 # Read on every socket connect, on the driver's connection itself: one round trip for every
@@ -142,7 +148,7 @@ class Position:
 # per connection). Each log's ends are read once however many of its readers ask (a creator's
 # viewers arriving together). A public view (a creator's channel, realtime.channels) takes as a
 # client's last id only one of its public events, and is told the newest of those.
-_POSITIONS = """
+_POSITIONS = f"""
     WITH asked AS (
         SELECT * FROM unnest($1::text[], $2::bigint[], $3::boolean[])
                       WITH ORDINALITY AS a(user_id, last_id, public, ord)
@@ -151,9 +157,10 @@ _POSITIONS = """
     ), ends AS MATERIALIZED (
         SELECT logs.user_id, newest.id AS newest_id, newest.seq AS newest_seq,
                (SELECT min(seq) FROM events WHERE user_id = logs.user_id) AS oldest_seq,
+               (SELECT app_id FROM users WHERE id = logs.user_id) AS app_id,
                CASE WHEN logs.public THEN (
                    SELECT id FROM events
-                   WHERE user_id = logs.user_id AND type = ANY($4::text[])
+                   WHERE user_id = logs.user_id AND (type = ANY($4::text[]) OR {_PUBLIC_APP})
                    ORDER BY seq DESC LIMIT 1
                ) END AS newest_public_id
         FROM logs
@@ -161,10 +168,10 @@ _POSITIONS = """
             SELECT id, seq FROM events WHERE user_id = logs.user_id ORDER BY seq DESC LIMIT 1
         ) AS newest ON true
     )
-    SELECT ends.newest_id, ends.newest_seq, ends.oldest_seq, ends.newest_public_id,
+    SELECT ends.newest_id, ends.newest_seq, ends.oldest_seq, ends.newest_public_id, ends.app_id,
            (SELECT seq FROM events
             WHERE id = asked.last_id AND user_id = asked.user_id
-              AND (NOT asked.public OR type = ANY($4::text[]))) AS since_seq
+              AND (NOT asked.public OR type = ANY($4::text[]) OR {_PUBLIC_APP})) AS since_seq
     FROM asked JOIN ends ON ends.user_id = asked.user_id
     ORDER BY asked.ord
 """
@@ -176,7 +183,8 @@ async def positions(
     public_types: Sequence[str] = (),
 ) -> list[Position]:
     """Where each (user_id, last event id, public view) of `asked` stands, in order, in one
-    statement; `public_types` are the types a public view shows. `connection` is an asyncpg
+    statement; `public_types` are the types a public view shows (with every platform type of
+    PUBLIC_APP_PREFIX). `connection` is an asyncpg
     connection."""
     rows = await connection.fetch(
         _POSITIONS,
@@ -192,14 +200,16 @@ async def positions(
             oldest_seq=row["oldest_seq"],
             since_seq=row["since_seq"],
             newest_public_id=row["newest_public_id"],
+            app_id=row["app_id"],
         )
         for row in rows
     ]
 
 
-_BETWEEN = """
+_BETWEEN = f"""
     SELECT id, user_id, seq, type, occurred_at, data FROM events
-    WHERE user_id = $1 AND seq > $2 AND seq < $3 AND ($5::text[] IS NULL OR type = ANY($5))
+    WHERE user_id = $1 AND seq > $2 AND seq < $3
+      AND ($5::text[] IS NULL OR type = ANY($5) OR {_PUBLIC_APP})
     ORDER BY seq LIMIT $4
 """
 
@@ -212,7 +222,8 @@ async def events_between(
     limit: int,
     types: Sequence[str] | None = None,
 ) -> list[Event]:
-    """The user's events with after_seq < seq < before_seq (of `types` only, if given), in seq
+    """The user's events with after_seq < seq < before_seq (of `types` and PUBLIC_APP_PREFIX
+    only, if given), in seq
     order, at most `limit`; `connection` is an asyncpg connection."""
     before = before_seq if before_seq is not None else 2**63 - 1
     wanted = list(types) if types is not None else None

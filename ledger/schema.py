@@ -23,9 +23,18 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 metadata = MetaData()
+
+# The platforms a deployment serves (ledger/migrations/versions/0018_apps_keys.py).
+apps = Table(
+    "apps",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
 
 users = Table(
     "users",
@@ -36,6 +45,25 @@ users = Table(
     Column("display_name", Text),
     Column("email", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("app_id", Text, ForeignKey("apps.id"), nullable=False),
+    Index("users_app", "app_id", "id"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("app_id", Text, ForeignKey("apps.id"), nullable=False),
+    Column("prefix", Text, nullable=False, unique=True),
+    Column("secret_hash", Text, nullable=False),
+    Column("scopes", ARRAY(Text), nullable=False),
+    Column("label", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("last_used_at", DateTime(timezone=True)),
+    Column("rotated_to", BigInteger, ForeignKey("api_keys.id")),
+    Index("api_keys_app", "app_id", "id"),
 )
 
 accounts = Table(

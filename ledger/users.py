@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger.accounts import Role
+from ledger.accounts import DEFAULT_APP, Role
 from ledger.errors import UnknownCreator
 
 
@@ -18,11 +18,12 @@ class User:
     name: str | None
 
 
-_USER = text("SELECT id, role, display_name FROM users WHERE id = :user_id")
+_USER = text("SELECT id, role, display_name FROM users WHERE id = :user_id AND app_id = :app_id")
 
 
-async def find_user(session: AsyncSession, user_id: str) -> User | None:
-    row = (await session.execute(_USER, {"user_id": user_id})).one_or_none()
+async def find_user(session: AsyncSession, user_id: str, app_id: str = DEFAULT_APP) -> User | None:
+    """The user `user_id` of the app `app_id` (None: no such user in that app)."""
+    row = (await session.execute(_USER, {"user_id": user_id, "app_id": app_id})).one_or_none()
     return User(row.id, Role(row.role), row.display_name) if row is not None else None
 
 

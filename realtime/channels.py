@@ -10,6 +10,9 @@ event), encoded once and framed once, and the same frame goes to every local vie
 A viewer's cursor is the `id` of the last public event it saw; the creator's private events are
 skipped without a trace (no `seq`, no count, and a cursor must be the id of one of the creator's
 public events).
+
+A platform may publish to a creator's channel too (POST /api/v1/notifications with `channel`):
+such an event is written in the creator's log as `public.app.<type>` and shown as it was sent.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from ledger.events import PUBLIC_APP_PREFIX
 from realtime.bus import BusEvent, Frame, frame
 
 # A creator's event type → what the channel shows of it.
@@ -38,15 +42,18 @@ def public_tip(data: dict[str, Any]) -> dict[str, Any]:
 def public_frame(event: BusEvent) -> Frame | None:
     """What a viewer of `event.user_id`'s channel receives of the event: None for a private
     one. Cached: one projection and one encoding for every viewer of every node's sockets."""
-    shown = PUBLIC_TYPES.get(event.type)
-    if shown is None:
-        return None
     envelope = event.envelope
+    if event.type.startswith(PUBLIC_APP_PREFIX):  # the platform's, public as it was sent
+        shown, data = event.type, envelope["data"]
+    elif event.type in PUBLIC_TYPES:
+        shown, data = PUBLIC_TYPES[event.type], public_tip(envelope["data"])
+    else:
+        return None
     public = {
         "id": envelope["id"],
         "channel": event.user_id,
         "type": shown,
         "occurred_at": envelope["occurred_at"],
-        "data": public_tip(envelope["data"]),
+        "data": data,
     }
     return frame(shown, public, event.frame.occurred)

@@ -29,6 +29,7 @@ from typing import Any
 
 import asyncpg
 
+from ledger.accounts import DEFAULT_APP
 from ledger.events import Event, Position, events_between, positions
 from realtime.bus import BusEvent, Frame, bus_event, frame
 from realtime.channels import PUBLIC_TYPES, public_frame
@@ -45,11 +46,16 @@ Send = Callable[[str, Frame], Awaitable[bool]]  # (sid, frame) → still open
 SendNow = Callable[[str, Frame], bool | None]
 
 
+class ForeignLog(Exception):
+    """The log asked for is of a user of another app than the socket's token."""
+
+
 @dataclass(eq=False)
 class Connection:
     sid: str
     user_id: str  # whose log it follows
     public: bool = False  # only that log's public view: a creator's channel
+    app_id: str = DEFAULT_APP  # the app of the socket's token: the log's user must be of it
     delivered: int = 0  # the seq of the last event sent (or passed, for a public view)
     recovering: bool = True
     buffer: list[BusEvent] = field(default_factory=list)
@@ -87,13 +93,19 @@ class Delivery:
     def count(self) -> int:
         return len(self._by_sid)
 
-    def attach(self, sid: str, user_id: str, *, public: bool = False) -> Connection:
+    def attach(
+        self, sid: str, user_id: str, *, public: bool = False, app_id: str = DEFAULT_APP
+    ) -> Connection:
         """Register before anything is read from the log, so no live event can slip between
         the replay and the live stream (it is buffered meanwhile)."""
-        connection = Connection(sid=sid, user_id=user_id, public=public)
+        connection = Connection(sid=sid, user_id=user_id, public=public, app_id=app_id)
         self._by_sid.setdefault(sid, []).append(connection)
         self._by_user.setdefault(user_id, set()).add(connection)
         return connection
+
+    def sids_of(self, user_id: str) -> list[str]:
+        """This node's sockets of the user (not those viewing the user's channel)."""
+        return [c.sid for c in self._by_user.get(user_id, ()) if not c.public]
 
     def detach(self, sid: str) -> None:
         for connection in self._by_sid.pop(sid, ()):
@@ -125,6 +137,9 @@ class Delivery:
     ) -> tuple[bool, dict[str, Any]]:
         user = connection.user_id
         where = await self._positions.submit((user, last_event_id, connection.public))
+        if where.app_id is not None and where.app_id != connection.app_id:
+            # nothing was sent yet: live events wait in the buffer until the recovery ends
+            raise ForeignLog(f"the user {user[:64]} belongs to another app")
         newest_seq = where.newest_seq
         # the cursor a client keeps: for a public view, the newest public event (0: none yet,
         # so a later replay from 0 brings everything public that came after)

@@ -16,10 +16,11 @@ from engineio import packet as eio_packet
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ledger.accounts import DEFAULT_APP
 from ledger.db import BIGINT_MAX, PoolSettings, make_pool
 from realtime.bus import BusEvent, Frame, Subscriber, frame
 from realtime.channels import public_tip
-from realtime.delivery import Delivery
+from realtime.delivery import Delivery, ForeignLog
 from realtime.manager import HubManager
 from realtime.presence import Presence, overlay_key, overlay_key_field, user_key, viewer_key
 from realtime.sweeper import Sweeper
@@ -38,6 +39,7 @@ class Identity:
     overlay_key_id: int | None = None
     viewing: str | None = None  # a fan's socket may say which creator's page it is on
     expires_at: float | None = None  # the token's exp (Unix time): the socket closes then
+    app_id: str = DEFAULT_APP  # the app whose token it showed
 
 
 class Refused(Exception):
@@ -302,9 +304,12 @@ class Realtime:
             assert identity.overlay_key_id is not None
             self._overlays.setdefault(identity.user_id, {})[sid] = identity.overlay_key_id
             return
-        recoveries = [(self.delivery.attach(sid, identity.user_id), last_event_id)]
+        own = self.delivery.attach(sid, identity.user_id, app_id=identity.app_id)
+        recoveries = [(own, last_event_id)]
         if identity.viewing:  # the creator's public channel, recovered after the user's own
-            channel = self.delivery.attach(sid, identity.viewing, public=True)
+            channel = self.delivery.attach(
+                sid, identity.viewing, public=True, app_id=identity.app_id
+            )
             recoveries.append((channel, viewing_last_event_id))
         self._recoveries[sid] = recoveries
 
@@ -319,6 +324,9 @@ class Realtime:
         try:
             for connection, last_event_id in recoveries:
                 await self.delivery.recover(connection, last_event_id)
+        except ForeignLog as exc:
+            await self._send(sid, frame("hub.error", _error("user_id_taken", str(exc))))
+            await self.disconnect(sid)
         except Exception:
             log.exception("recovery for %s failed; disconnecting so the client retries", sid)
             await self.disconnect(sid)
@@ -365,7 +373,14 @@ class Realtime:
             await self._send(sid, alert_frame)
 
     async def _on_control(self, message: dict[str, Any]) -> None:
-        if message.get("type") == "overlay_key.revoked":
+        if message.get("type") == "user.disconnect":  # the platform's ban (server API)
+            user_id = message.get("user_id")
+            if isinstance(user_id, str):
+                ended = _error("disconnected", "the platform ended this session")
+                for sid in self.delivery.sids_of(user_id):
+                    await self._send(sid, frame("hub.error", ended))
+                    await self.disconnect(sid)
+        elif message.get("type") == "overlay_key.revoked":
             key_id = message.get("key_id")
             for sids in list(self._overlays.values()):
                 for sid, key in list(sids.items()):

@@ -6,8 +6,11 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hub.auth import bearer_or_none
 from hub.errors import ApiError
 from hub.http import hub_of, json_object, json_response, parse, path_id, require_role
+from hub.keys import looks_like_key
+from hub.routes import platform
 from ledger.accounts import Role
 from ledger.db import unit_of_work
 from ledger.overlays import UnknownOverlayKey, create_key, list_keys, revoke_key
@@ -84,8 +87,11 @@ async def rotate(request: Request) -> Response:
 
 async def presence(request: Request) -> Response:
     """Cluster-wide: users connected now, and with `?user_id=` one user's connections
-    (admins)."""
+    (admins). With an API key (`read`): the connections of the app's users named by `user_id`
+    (repeated), hub.routes.platform.presence."""
     hub = hub_of(request)
+    if looks_like_key(bearer_or_none(request)):
+        return await platform.presence(request)
     principal = await hub.authenticate(request.headers.get("authorization"))
     require_role(principal, Role.ADMIN)
     body: dict[str, object] = {"connected_users": await hub.realtime.presence.count(online_key())}

@@ -55,6 +55,7 @@ async def create_tip(request: Request) -> Response:
     payload = await json_object(request)
     tip = parse(TipRequest, payload)
     check_currency(hub, tip.currency)
+    await hub.check_creator(tip.creator_id, principal.app_id)
     amount = Money(tip.amount, tip.currency)
     by_card = tip.source == "card"
     provider = provider_named(hub, tip.provider) if by_card else None

@@ -13,7 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from ledger.accounts import Role, ensure_user
+from ledger.accounts import Role, ensure_user, user_is_current
 from ledger.checks import run_checks
 from ledger.content import create_content, purchase
 from ledger.db import make_engine, make_sessions, unit_of_work
@@ -204,7 +204,7 @@ async def test_migration_0009_rewrites_old_references_and_keeps_them_guarded(
                     ("payment", Role.FAN),
                     ("cr", Role.CREATOR),
                 ):
-                    await ensure_user(s, user, role, ("NGN",))
+                    await _user_before_0018(s, user, role, "NGN")
                 for fan in ("a", "x:y", "payment"):
                     await fund_wallet_for_development(
                         s, fan, Money(10_000, "NGN"), reference=f"funding:{fan}"
@@ -281,5 +281,64 @@ async def test_migration_0009_rewrites_old_references_and_keeps_them_guarded(
 
             await asyncio.to_thread(downgrade, scratch, "0008")
             assert await references() == before
+        finally:
+            await engine.dispose()
+
+
+async def _user_before_0018(session, user_id: str, role: Role, currency: str) -> None:
+    """A user and their accounts as a database before 0018 holds them (no app): the
+    ensure_user of today writes users.app_id."""
+    await session.execute(
+        text("INSERT INTO users (id, role) VALUES (:id, :role)"),
+        {"id": user_id, "role": role.value},
+    )
+    kinds = ["wallet", "earnings"] if role is Role.CREATOR else ["wallet"]
+    for kind in kinds:
+        await session.execute(
+            text("INSERT INTO accounts (owner_id, kind, currency) VALUES (:id, :kind, :currency)"),
+            {"id": user_id, "kind": kind, "currency": currency},
+        )
+
+
+async def test_migration_0018_puts_every_existing_user_in_the_default_app(
+    services: Services,
+) -> None:
+    """A deployment that knew no apps: after 0018 its users, their money and their logs are the
+    default app's and work as before; the downgrade takes the apps away again."""
+    async with scratch_database(services, "hub_migrations") as scratch:
+        engine = make_engine(scratch)
+        sessions = make_sessions(engine)
+        try:
+            await asyncio.to_thread(upgrade, scratch, "0017")
+            async with unit_of_work(sessions) as uow:
+                await _user_before_0018(uow.session, "old-fan", Role.FAN, "NGN")
+                await _user_before_0018(uow.session, "old-creator", Role.CREATOR, "NGN")
+                await fund_wallet_for_development(
+                    uow.session, "old-fan", Money(5_000, "NGN"), reference="funding:old-fan"
+                )
+            await asyncio.to_thread(upgrade, scratch)
+            async with sessions() as session:
+                owners = dict((await session.execute(text("SELECT id, app_id FROM users"))).all())
+                apps = (await session.execute(text("SELECT id FROM apps"))).scalars().all()
+                events = await session.scalar(
+                    text("SELECT count(*) FROM events WHERE user_id = 'old-fan'")
+                )
+            assert owners == {"old-fan": "default", "old-creator": "default"}
+            assert apps == ["default"]
+            assert events == 1  # the funding's balance.updated, still the fan's
+            async with unit_of_work(sessions) as uow:  # today's code takes them as they are
+                assert await user_is_current(uow.session, "old-fan", Role.FAN, ("NGN",))
+                await ensure_user(uow.session, "old-creator", Role.CREATOR, ("NGN",), "Cee")
+            async with sessions() as session:
+                assert await run_checks(session) == []
+            await asyncio.to_thread(downgrade, scratch, "0017")
+            async with sessions() as session:
+                columns = await session.scalar(
+                    text(
+                        "SELECT count(*) FROM information_schema.columns "
+                        "WHERE table_name = 'users' AND column_name = 'app_id'"
+                    )
+                )
+            assert columns == 0
         finally:
             await engine.dispose()

@@ -1,0 +1,237 @@
+"""The server API: what a platform's backend calls with its app's API key.
+
+Notifications go into the same durable per-user log as money events (so ordering, recovery and
+at-least-once delivery apply to them alike), under the `app.` namespace (`public.app.` on a
+creator's public channel) so that no platform type can pass for one of Hub's own.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from starlette.requests import Request
+from starlette.responses import Response
+
+from hub.auth import CONTROL, bearer
+from hub.errors import ApiError
+from hub.http import hub_of, json_object, json_response, outcome_response, parse, query_int
+from hub.idempotency import idempotency_key, run_once
+from ledger.accounts import Role, ensure_user
+from ledger.apps import ApiKey, Scope
+from ledger.db import UnitOfWork, unit_of_work
+from ledger.errors import UnknownCreator
+from ledger.events import PUBLIC_APP_PREFIX, record_events
+from ledger.idempotency import request_fingerprint
+from ledger.platform import (
+    UnknownUser,
+    event_page,
+    missing_users,
+    user_of_app,
+)
+from realtime import bus
+from realtime.presence import user_key
+
+TYPE_PATTERN = r"^[a-z0-9_]+(\.[a-z0-9_]+){0,3}$"
+MAX_RECIPIENTS = 1_000
+MAX_DATA_BYTES = 16 * 1024
+MAX_PRESENCE_USERS = 100
+USER_ID = Field(min_length=1, max_length=255)
+
+
+async def api_key(request: Request, scope: Scope) -> ApiKey:
+    """The caller's live API key with `scope`: 401 without one, 403 without the scope."""
+    return await hub_of(request).keys.verify(bearer(request.headers.get("authorization")), scope)
+
+
+def idempotency_caller(key: ApiKey) -> str:
+    """The keys of one app share their Idempotency-Keys (a rotated key replays the old one's);
+    the separator is a character no user id may hold, so no user shares them."""
+    return f"app\x1f{key.app_id}"
+
+
+class NotificationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: StrictStr = Field(max_length=64, pattern=TYPE_PATTERN)
+    data: dict[str, Any] = Field(default_factory=dict)
+    user_id: StrictStr | None = USER_ID
+    user_ids: list[StrictStr] | None = Field(default=None, min_length=1, max_length=MAX_RECIPIENTS)
+    channel: StrictStr | None = USER_ID
+
+
+def _recipients(body: NotificationRequest) -> tuple[list[str], bool]:
+    """The users whose logs get the event, and whether it is for a creator's channel."""
+    given = [name for name in ("user_id", "user_ids", "channel") if getattr(body, name)]
+    if len(given) != 1:
+        raise ApiError(
+            422, "invalid_request", "send exactly one of user_id, user_ids and channel", "user_id"
+        )
+    if body.channel is not None:
+        return [body.channel], True
+    users = [body.user_id] if body.user_id is not None else list(dict.fromkeys(body.user_ids or []))
+    for user in users:
+        if not 0 < len(user) <= 255 or CONTROL.search(user):
+            raise ApiError(422, "invalid_request", "user_ids: 1-255 characters each", "user_ids")
+    return users, False
+
+
+async def publish(request: Request) -> Response:
+    """POST /api/v1/notifications: one event into each named user's log (missing users of the
+    app are created as fans), or into a creator's log for their public channel."""
+    hub = hub_of(request)
+    key = await api_key(request, Scope.PUBLISH)
+    idempotency = idempotency_key(request.headers.get("idempotency-key"))
+    payload = await json_object(request)
+    body = parse(NotificationRequest, payload)
+    users, channel = _recipients(body)
+    data = json.dumps(body.data, ensure_ascii=False, separators=(",", ":"))
+    if len(data.encode()) > MAX_DATA_BYTES:
+        raise ApiError(422, "invalid_request", f"data: at most {MAX_DATA_BYTES} bytes", "data")
+    type_ = f"{PUBLIC_APP_PREFIX if channel else 'app.'}{body.type}"
+
+    async def command(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
+        if channel:
+            creator = await user_of_app(uow.session, users[0], key.app_id)
+            if creator is None or creator.role is not Role.CREATOR:
+                raise UnknownCreator(f"no creator {users[0]}", param="channel")
+        else:
+            for user in await missing_users(uow.session, users, key.app_id):
+                await ensure_user(
+                    uow.session, user, Role.FAN, hub.settings.currencies, app_id=key.app_id
+                )
+        events = await record_events(uow.session, [(user, type_, body.data) for user in users])
+        hub.publish_after_commit(uow, events)
+        return 201, {
+            "type": type_,
+            "channel": users[0] if channel else None,
+            "events": [{"id": e.id, "user_id": e.user_id, "seq": e.seq} for e in events],
+        }
+
+    outcome = await run_once(
+        hub.sessions,
+        caller_id=idempotency_caller(key),
+        key=idempotency,
+        fingerprint=request_fingerprint(request.method, request.url.path, payload),
+        command=command,
+    )
+    return outcome_response(outcome)
+
+
+async def events(request: Request) -> Response:
+    """GET /api/v1/events?user_id=&after=&limit=: a user's log in order, from the event after
+    `after` (an event id, the cursor a socket keeps; 0 or none: from the oldest kept)."""
+    hub = hub_of(request)
+    key = await api_key(request, Scope.READ)
+    user_id = _user_param(request)
+    after = query_int(request, "after", 0)
+    limit = query_int(request, "limit", 100)
+    assert after is not None and limit is not None
+    if after < 0:
+        raise ApiError(422, "invalid_request", "after: an event id, or 0", "after")
+    if not 1 <= limit <= 1000:
+        raise ApiError(422, "invalid_request", "limit: 1 to 1000", "limit")
+    async with hub.read_sessions() as session:
+        page = await event_page(session, key.app_id, user_id, after, limit)
+    return json_response(page)
+
+
+def _user_param(request: Request) -> str:
+    user_id = request.query_params.get("user_id")
+    if not user_id or len(user_id) > 255 or CONTROL.search(user_id):
+        raise ApiError(422, "invalid_request", "user_id: a user's id", "user_id")
+    return user_id
+
+
+async def presence(request: Request) -> Response:
+    """GET /api/v1/presence?user_id=a&user_id=b (with a key): each user's open sockets, over
+    every node."""
+    hub = hub_of(request)
+    key = await api_key(request, Scope.READ)
+    asked = list(dict.fromkeys(request.query_params.getlist("user_id")))
+    if not asked or len(asked) > MAX_PRESENCE_USERS:
+        raise ApiError(
+            422, "invalid_request", f"user_id: 1 to {MAX_PRESENCE_USERS} of them", "user_id"
+        )
+    async with hub.read_sessions() as session:
+        missing = set(await missing_users(session, asked, key.app_id))
+    users = [
+        {
+            "id": user,
+            "connections": 0
+            if user in missing
+            else await hub.realtime.presence.count(user_key(user)),
+        }
+        for user in asked
+    ]
+    return json_response({"users": users})
+
+
+class UserRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["fan", "creator"] = "fan"
+    name: StrictStr | None = Field(default=None, min_length=1, max_length=80)
+    email: StrictStr | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+
+
+async def put_user(request: Request) -> Response:
+    """PUT /api/v1/users/{user_id}: create the app's user (and accounts) ahead of their first
+    request, or update their name and email; a fan may become a creator, never the reverse."""
+    hub = hub_of(request)
+    key = await api_key(request, Scope.ADMIN)
+    user_id = _path_user(request)
+    body = parse(UserRequest, await json_object(request))
+    role = Role(body.role)
+    async with unit_of_work(hub.sessions) as uow:
+        known = await user_of_app(uow.session, user_id, key.app_id)
+        if known is not None and known.role is Role.CREATOR and role is Role.FAN:
+            raise ApiError(
+                409, "role_change_refused", "a creator cannot become a fan again", "role"
+            )
+        await ensure_user(
+            uow.session,
+            user_id,
+            role,
+            hub.settings.currencies,
+            body.name,
+            body.email,
+            app_id=key.app_id,
+        )
+        user = await user_of_app(uow.session, user_id, key.app_id)
+    assert user is not None
+    return json_response(user.as_json(), 200 if known is not None else 201)
+
+
+async def get_user(request: Request) -> Response:
+    hub = hub_of(request)
+    key = await api_key(request, Scope.READ)
+    user_id = _path_user(request)
+    async with hub.read_sessions() as session:
+        user = await user_of_app(session, user_id, key.app_id)
+    if user is None:
+        raise UnknownUser(f"no user {user_id}", param="user_id")
+    return json_response(user.as_json())
+
+
+async def disconnect(request: Request) -> Response:
+    """POST /api/v1/users/{user_id}/disconnect: close the user's sockets on every node (the
+    official client does not reconnect by itself after a server's disconnect)."""
+    hub = hub_of(request)
+    key = await api_key(request, Scope.ADMIN)
+    user_id = _path_user(request)
+    async with hub.read_sessions() as session:
+        user = await user_of_app(session, user_id, key.app_id)
+    if user is None:
+        raise UnknownUser(f"no user {user_id}", param="user_id")
+    connections = await hub.realtime.presence.count(user_key(user_id))
+    await bus.publish_control(hub.redis, {"type": "user.disconnect", "user_id": user_id})
+    return json_response({"user_id": user_id, "connections": connections})
+
+
+def _path_user(request: Request) -> str:
+    user_id: str = request.path_params["user_id"]
+    if not 0 < len(user_id) <= 255 or CONTROL.search(user_id):
+        raise ApiError(422, "invalid_request", "user_id: 1-255 characters", "user_id")
+    return user_id

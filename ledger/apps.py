@@ -1,0 +1,269 @@
+"""Apps (the platforms a deployment serves) and their API keys.
+
+A key reads `hk_<12 hex>_<secret>`: the first 15 characters are its prefix, shown in listings
+and logs and used to find the row; the whole key is kept only as its SHA-256. A rotation makes
+a new key with the same scopes and lets the old one work for an overlap; a revocation ends a
+key at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ledger.errors import (
+    ApiKeyNotRotatable,
+    DuplicateApp,
+    LedgerError,
+    UnknownApiKey,
+    UnknownApp,
+)
+from ledger.schema import api_keys, apps
+
+APP_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+KEY_PREFIX_LENGTH = 15  # "hk_" and 12 hex digits
+_KEY = re.compile(r"hk_[0-9a-f]{12}_[A-Za-z0-9_-]{43}")
+MAX_ROTATION_OVERLAP = 30 * 24 * 3600  # seconds an old key may outlive its rotation
+
+
+class Scope(StrEnum):
+    PUBLISH = "publish"  # notifications into users' logs and creators' channels
+    READ = "read"  # users' event logs, presence
+    PAYMENTS = "payments"  # money on a user's behalf (reserved: no route needs it yet)
+    ADMIN = "admin"  # users (create, update, disconnect) and the app's keys
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    id: str
+    name: str
+    created_at: datetime
+
+    def as_json(self) -> dict[str, object]:
+        return {"id": self.id, "name": self.name, "created_at": self.created_at.isoformat()}
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: int
+    app_id: str
+    prefix: str
+    scopes: tuple[Scope, ...]
+    label: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+    rotated_to: int | None
+
+    def live_at(self, now: datetime) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
+
+    def as_json(self) -> dict[str, object]:
+        def iso(moment: datetime | None) -> str | None:
+            return moment.isoformat() if moment is not None else None
+
+        return {
+            "id": self.id,
+            "app_id": self.app_id,
+            "prefix": self.prefix,
+            "scopes": [scope.value for scope in self.scopes],
+            "label": self.label,
+            "created_at": iso(self.created_at),
+            "expires_at": iso(self.expires_at),
+            "revoked_at": iso(self.revoked_at),
+            "last_used_at": iso(self.last_used_at),
+            "rotated_to": self.rotated_to,
+        }
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def key_prefix(key: str) -> str | None:
+    """The prefix of something shaped like a key, else None."""
+    return key[:KEY_PREFIX_LENGTH] if _KEY.fullmatch(key) else None
+
+
+def _new_key() -> tuple[str, str]:
+    prefix = f"hk_{secrets.token_hex(6)}"
+    return prefix, f"{prefix}_{secrets.token_urlsafe(32)}"
+
+
+def _key(row: object) -> ApiKey:
+    m = row._mapping  # type: ignore[attr-defined]
+    return ApiKey(
+        id=m["id"],
+        app_id=m["app_id"],
+        prefix=m["prefix"],
+        scopes=tuple(Scope(scope) for scope in m["scopes"]),
+        label=m["label"],
+        created_at=m["created_at"],
+        expires_at=m["expires_at"],
+        revoked_at=m["revoked_at"],
+        last_used_at=m["last_used_at"],
+        rotated_to=m["rotated_to"],
+    )
+
+
+_KEY_COLUMNS = [column for column in api_keys.c if column.name != "secret_hash"]
+
+
+async def create_app(session: AsyncSession, app_id: str, name: str) -> App:
+    if not APP_ID.fullmatch(app_id):
+        raise LedgerError(
+            "an app id is 1-40 lowercase letters, digits and dashes, not starting with a dash",
+            param="id",
+        )
+    if not 0 < len(name) <= 80:
+        raise LedgerError("an app's name is 1-80 characters", param="name")
+    row = (
+        await session.execute(
+            insert(apps)
+            .values(id=app_id, name=name)
+            .on_conflict_do_nothing()
+            .returning(apps.c.id, apps.c.name, apps.c.created_at)
+        )
+    ).one_or_none()
+    if row is None:
+        raise DuplicateApp(f"there is already an app {app_id}", param="id")
+    return App(row.id, row.name, row.created_at)
+
+
+async def list_apps(session: AsyncSession) -> list[App]:
+    rows = await session.execute(select(apps).order_by(apps.c.created_at, apps.c.id))
+    return [App(row.id, row.name, row.created_at) for row in rows]
+
+
+async def get_app(session: AsyncSession, app_id: str) -> App:
+    row = (await session.execute(select(apps).where(apps.c.id == app_id))).one_or_none()
+    if row is None:
+        raise UnknownApp(f"no app {app_id}", param="app_id")
+    return App(row.id, row.name, row.created_at)
+
+
+async def create_key(
+    session: AsyncSession,
+    app_id: str,
+    scopes: tuple[Scope, ...],
+    label: str | None = None,
+) -> tuple[ApiKey, str]:
+    """A new key of the app, and its secret (shown once: only its hash is kept)."""
+    await get_app(session, app_id)
+    prefix, secret = _new_key()
+    row = (
+        await session.execute(
+            insert(api_keys)
+            .values(
+                app_id=app_id,
+                prefix=prefix,  # 48 random bits: a clash fails the insert (unique)
+                secret_hash=hash_key(secret),
+                scopes=sorted(set(scopes)),
+                label=label,
+            )
+            .returning(*_KEY_COLUMNS)
+        )
+    ).one()
+    return _key(row), secret
+
+
+async def list_keys(session: AsyncSession, app_id: str) -> list[ApiKey]:
+    await get_app(session, app_id)
+    rows = await session.execute(
+        select(*_KEY_COLUMNS).where(api_keys.c.app_id == app_id).order_by(api_keys.c.id)
+    )
+    return [_key(row) for row in rows]
+
+
+async def _locked_key(session: AsyncSession, app_id: str, key_id: int) -> ApiKey:
+    row = (
+        await session.execute(
+            select(*_KEY_COLUMNS, func.now().label("now"))
+            .where(api_keys.c.id == key_id, api_keys.c.app_id == app_id)
+            .with_for_update()
+        )
+    ).one_or_none()
+    if row is None:
+        raise UnknownApiKey(f"no key {key_id} in app {app_id}", param="key_id")
+    key = _key(row)
+    if not key.live_at(row.now):
+        raise ApiKeyNotRotatable(f"key {key_id} is revoked or expired", param="key_id")
+    return key
+
+
+async def rotate_key(
+    session: AsyncSession, app_id: str, key_id: int, overlap_seconds: int
+) -> tuple[ApiKey, str]:
+    """A new key with the old one's scopes and label; the old one works `overlap_seconds` more
+    (0: it ends now). A key is rotated once: rotate the new one next time."""
+    if not 0 <= overlap_seconds <= MAX_ROTATION_OVERLAP:
+        raise ApiKeyNotRotatable(
+            f"the overlap is 0 to {MAX_ROTATION_OVERLAP} seconds", param="overlap_seconds"
+        )
+    old = await _locked_key(session, app_id, key_id)
+    if old.rotated_to is not None:
+        raise ApiKeyNotRotatable(
+            f"key {key_id} was already rotated to key {old.rotated_to}", param="key_id"
+        )
+    new, secret = await create_key(session, app_id, old.scopes, old.label)
+    await session.execute(
+        update(api_keys)
+        .where(api_keys.c.id == key_id)
+        .values(
+            rotated_to=new.id,
+            expires_at=func.least(
+                api_keys.c.expires_at,
+                func.now() + func.make_interval(0, 0, 0, 0, 0, 0, overlap_seconds),
+            ),
+        )
+    )
+    return new, secret
+
+
+async def revoke_key(session: AsyncSession, app_id: str, key_id: int) -> ApiKey:
+    row = (
+        await session.execute(
+            update(api_keys)
+            .where(api_keys.c.id == key_id, api_keys.c.app_id == app_id)
+            .values(revoked_at=func.coalesce(api_keys.c.revoked_at, func.now()))
+            .returning(*_KEY_COLUMNS)
+        )
+    ).one_or_none()
+    if row is None:
+        raise UnknownApiKey(f"no key {key_id} in app {app_id}", param="key_id")
+    return _key(row)
+
+
+_FIND = text(
+    """
+    SELECT id, app_id, prefix, secret_hash, scopes, label, created_at, expires_at, revoked_at,
+           last_used_at, rotated_to
+    FROM api_keys WHERE prefix = :prefix
+    """
+)
+
+
+async def find_key(session: AsyncSession, key: str) -> ApiKey | None:
+    """The key whose secret is `key`, live or not; None for anything else."""
+    prefix = key_prefix(key)
+    if prefix is None:
+        return None
+    row = (await session.execute(_FIND, {"prefix": prefix})).one_or_none()
+    if row is None or not secrets.compare_digest(row.secret_hash, hash_key(key)):
+        return None
+    return _key(row)
+
+
+async def mark_used(session: AsyncSession, key_id: int) -> None:
+    await session.execute(
+        update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=func.now())
+    )
