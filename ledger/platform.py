@@ -56,6 +56,15 @@ async def user_of_app(session: AsyncSession, user_id: str, app_id: str) -> AppUs
 _OWNERS = text("SELECT id, app_id FROM users WHERE id = ANY(CAST(:ids AS text[]))")
 
 
+async def users_of_app(session: AsyncSession, user_ids: Sequence[str], app_id: str) -> set[str]:
+    """Which of `user_ids` are users of the app (a user of another app is none of them)."""
+    return {
+        user_id
+        for user_id, owner in (await session.execute(_OWNERS, {"ids": list(user_ids)})).all()
+        if owner == app_id
+    }
+
+
 async def missing_users(session: AsyncSession, user_ids: Sequence[str], app_id: str) -> list[str]:
     """Which of `user_ids` do not exist yet, in order; UserOfAnotherApp for one that does, in
     another app."""

@@ -27,9 +27,10 @@ async def find_user(session: AsyncSession, user_id: str, app_id: str = DEFAULT_A
     return User(row.id, Role(row.role), row.display_name) if row is not None else None
 
 
-async def get_creator(session: AsyncSession, creator_id: str) -> User:
-    """The creator `creator_id`; UnknownCreator when there is no such user or not a creator."""
-    user = await find_user(session, creator_id)
+async def get_creator(session: AsyncSession, creator_id: str, app_id: str = DEFAULT_APP) -> User:
+    """The creator `creator_id` of the app; UnknownCreator when there is no such user there or
+    not a creator."""
+    user = await find_user(session, creator_id, app_id)
     if user is None or user.role is not Role.CREATOR:
         raise UnknownCreator(f"no creator {creator_id}", param="creator_id")
     return user

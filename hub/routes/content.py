@@ -94,7 +94,9 @@ async def by_creator(request: Request) -> Response:
     principal = await hub.authenticate(request.headers.get("authorization"))
     limit, before = page_query(request)
     async with unit_of_work(hub.sessions) as uow:  # the primary: access right after a purchase
-        creator = await get_creator(uow.session, request.path_params["creator_id"])
+        creator = await get_creator(
+            uow.session, request.path_params["creator_id"], principal.app_id
+        )
         page, cursor = await list_content(
             uow.session, creator.id, principal.user_id, limit=limit, before=before
         )

@@ -29,6 +29,7 @@ from ledger.platform import (
     event_page,
     missing_users,
     user_of_app,
+    users_of_app,
 )
 from realtime import bus
 from realtime.presence import user_key
@@ -37,7 +38,7 @@ TYPE_PATTERN = r"^[a-z0-9_]+(\.[a-z0-9_]+){0,3}$"
 MAX_RECIPIENTS = 1_000
 MAX_DATA_BYTES = 16 * 1024
 MAX_PRESENCE_USERS = 100
-USER_ID = Field(min_length=1, max_length=255)
+USER_ID = Field(default=None, min_length=1, max_length=255)
 
 
 async def api_key(request: Request, scope: Scope) -> ApiKey:
@@ -155,13 +156,13 @@ async def presence(request: Request) -> Response:
             422, "invalid_request", f"user_id: 1 to {MAX_PRESENCE_USERS} of them", "user_id"
         )
     async with hub.read_sessions() as session:
-        missing = set(await missing_users(session, asked, key.app_id))
+        theirs = await users_of_app(session, asked, key.app_id)
     users = [
         {
             "id": user,
-            "connections": 0
-            if user in missing
-            else await hub.realtime.presence.count(user_key(user)),
+            "connections": await hub.realtime.presence.count(user_key(user))
+            if user in theirs
+            else 0,
         }
         for user in asked
     ]

@@ -15,14 +15,14 @@ async def me(request: Request) -> Response:
     hub = hub_of(request)
     principal = await hub.authenticate(request.headers.get("authorization"))
     async with unit_of_work(hub.sessions) as uow:  # the primary: authenticate just wrote it
-        user = await find_user(uow.session, principal.user_id)
+        user = await find_user(uow.session, principal.user_id, principal.app_id)
     name = user.name if user is not None else principal.name
     return json_response({"id": principal.user_id, "role": principal.role.value, "name": name})
 
 
 async def creator(request: Request) -> Response:
     hub = hub_of(request)
-    await hub.authenticate(request.headers.get("authorization"))
+    principal = await hub.authenticate(request.headers.get("authorization"))
     async with unit_of_work(hub.sessions) as uow:
-        found = await get_creator(uow.session, request.path_params["creator_id"])
+        found = await get_creator(uow.session, request.path_params["creator_id"], principal.app_id)
     return json_response({"id": found.id, "name": found.name})

@@ -173,3 +173,59 @@ def test_hub_sandbox_where_the_sandbox_is_left_out_says_so(tmp_path: Path) -> No
     )
     assert result.returncode == 1
     assert "development tool" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_apps_and_their_keys_from_the_shell(services: Services) -> None:
+    """`hub apps`: an app made, a key shown once (alone on stdout) and listed by its prefix
+    only, rotated with an overlap, revoked; mistakes are one line and exit 1."""
+    import json
+    import uuid
+
+    env = {
+        "HUB_DATABASE_URL": services.database_url,
+        "HUB_REDIS_URL": services.redis_url,
+        "HUB_JWT_SECRET": JWT_SECRET,
+    }
+    app_id = f"cli-{uuid.uuid4().hex[:8]}"
+    made = hub("apps", "create", app_id, "--name", "CLI platform", env=env)
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["id"] == app_id
+    assert app_id in hub("apps", "list", env=env).stdout
+    again = hub("apps", "create", app_id, env=env)
+    assert (
+        again.returncode == 1 and again.stderr.strip() == f"hub: there is already an app {app_id}"
+    )
+
+    created = hub(
+        "apps", "keys", app_id, "create", "--scope", "publish", "--label", "backend", env=env
+    )
+    assert created.returncode == 0, created.stderr
+    [secret] = created.stdout.splitlines()
+    record = json.loads(created.stderr)
+    assert secret.startswith(record["prefix"] + "_") and record["scopes"] == ["publish"]
+    listed = [
+        json.loads(line)
+        for line in hub("apps", "keys", app_id, "list", env=env).stdout.splitlines()
+    ]
+    assert [key["prefix"] for key in listed] == [record["prefix"]]
+    assert secret not in hub("apps", "keys", app_id, "list", env=env).stdout
+
+    rotated = hub("apps", "keys", app_id, "rotate", str(record["id"]), "--overlap", "60", env=env)
+    assert rotated.returncode == 0, rotated.stderr
+    successor = json.loads(rotated.stderr)
+    assert successor["scopes"] == ["publish"] and successor["label"] == "backend"
+    keys = {
+        key["id"]: key
+        for key in map(json.loads, hub("apps", "keys", app_id, "list", env=env).stdout.splitlines())
+    }
+    assert keys[record["id"]]["rotated_to"] == successor["id"]
+    assert keys[record["id"]]["expires_at"] is not None
+    twice = hub("apps", "keys", app_id, "rotate", str(record["id"]), env=env)
+    assert twice.returncode == 1 and "already rotated" in twice.stderr
+
+    revoked = hub("apps", "keys", app_id, "revoke", str(successor["id"]), env=env)
+    assert revoked.returncode == 0 and json.loads(revoked.stdout)["revoked_at"] is not None
+    unknown = hub("apps", "keys", "no-such-app", "list", env=env)
+    assert unknown.returncode == 1 and unknown.stderr.strip() == "hub: no app no-such-app"
+    missing = hub("apps", "keys", app_id, "revoke", env=env)
+    assert missing.returncode == 1 and "needs a KEY_ID" in missing.stderr
