@@ -123,7 +123,21 @@ def openapi_document() -> dict[str, Any]:
     from hub.routes.money import TipRequest
     from hub.routes.payments import PaymentRequest
     from hub.routes.payouts import PayoutRequest
+    from hub.routes.platform import NotificationRequest, UserRequest
     from hub.routes.push import SubscriptionRequest, UnsubscribeRequest
+
+    def keyed(op: dict[str, Any], scope: str) -> dict[str, Any]:
+        """A server-API operation: the app's API key with `scope`, not a user's token."""
+        op["security"] = [{"apiKey": []}]
+        op["description"] = f"API key with the `{scope}` scope (Authorization: Bearer hk_...)."
+        op["responses"]["401"]["description"] = "Missing, unknown, revoked or expired API key"
+        op["responses"]["403"] = {
+            "description": f"insufficient_scope: the key lacks `{scope}`",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+        return op
+
+    user_path = {"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
     paths: dict[str, Any] = {
         "/api/v1/tips": {
@@ -367,9 +381,95 @@ def openapi_document() -> dict[str, Any]:
         },
         "/api/v1/presence": {
             "get": _op(
-                "Users connected now across the cluster; ?user_id= adds one user's connections",
-                {"200": "{connected_users, user?: {id, connections}}", "403": "Not an admin"},
-                params=[_query("user_id", {"type": "string"}, "One user to count")],
+                "Users connected now across the cluster; ?user_id= adds one user's connections. "
+                "With an API key (read): users: [{id, connections}] for each user_id (1-100, "
+                "repeated), counting only the app's users",
+                {
+                    "200": "{connected_users, user?: {id, connections}} (token) or "
+                    "{users: [{id, connections}]} (API key)",
+                    "403": "Not an admin, or the key lacks `read`",
+                },
+                params=[_query("user_id", {"type": "string"}, "A user to count (repeatable)")],
+            )
+        },
+        "/api/v1/notifications": {
+            "post": keyed(
+                _op(
+                    "Publish a platform event into users' logs (user_id or user_ids, up to "
+                    "1000; missing users of the app are created as fans) or a creator's public "
+                    "channel (channel): delivered live, recovered by cursor, readable by "
+                    "GET /api/v1/events; the type is stored as app.<type> (public.app.<type> "
+                    "on a channel)",
+                    {
+                        "201": "{type, channel, events: [{id, user_id, seq}]}",
+                        "404": "creator_not_found (channel)",
+                        "409": "user_id_taken: a user of another app has this id",
+                    },
+                    body=NotificationRequest,
+                    idempotent=True,
+                ),
+                "publish",
+            )
+        },
+        "/api/v1/events": {
+            "get": keyed(
+                _op(
+                    "A user's event log in order, after the event `after` (the cursor the "
+                    "sockets keep; 0: from the oldest kept)",
+                    {
+                        "200": "{user_id, data: [{id, seq, type, occurred_at, data}], has_more, "
+                        "next_after}",
+                        "404": "user_not_found (in this app)",
+                        "410": "cursor_expired: `after` is not in the log (or no longer kept)",
+                    },
+                    params=[
+                        {**_query("user_id", {"type": "string"}, "The user"), "required": True},
+                        _query("after", {"type": "integer", "minimum": 0}, "An event id, or 0"),
+                        _query(
+                            "limit",
+                            {"type": "integer", "minimum": 1, "maximum": 1000},
+                            "Default 100",
+                        ),
+                    ],
+                ),
+                "read",
+            )
+        },
+        "/api/v1/users/{user_id}": {
+            "get": keyed(
+                _op(
+                    "One of the app's users",
+                    {"200": "{id, role, name, email, created_at}", "404": "user_not_found"},
+                    params=[user_path],
+                ),
+                "read",
+            ),
+            "put": keyed(
+                _op(
+                    "Create the app's user (and their accounts) ahead of their first request, or "
+                    "update their name and email; a fan may become a creator, not the reverse",
+                    {
+                        "200": "Updated: {id, role, name, email, created_at}",
+                        "201": "Created",
+                        "409": "user_id_taken (another app's), or role_change_refused",
+                    },
+                    body=UserRequest,
+                    params=[user_path],
+                ),
+                "admin",
+            ),
+        },
+        "/api/v1/users/{user_id}/disconnect": {
+            "post": keyed(
+                _op(
+                    "Close the user's sockets on every node (hub.error `disconnected` first)",
+                    {
+                        "200": "{user_id, connections}: the sockets open before",
+                        "404": "user_not_found",
+                    },
+                    params=[user_path],
+                ),
+                "admin",
             )
         },
         "/api/v1/creators/{creator_id}": {
@@ -485,6 +585,11 @@ def openapi_document() -> dict[str, Any]:
             "schemas": {"Error": ERROR, "Money": MONEY, **_NESTED},
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An app's API key (hk_...): `hub apps keys APP create`",
+                },
                 "metricsToken": {
                     "type": "http",
                     "scheme": "bearer",
