@@ -633,3 +633,48 @@ async def test_a_creator_on_the_fan_page_still_sees_their_tips(
     await incoming.locator("strong", has_text="Ada tipped you ₦123.00").wait_for(timeout=LIVE)
     assert XSS in (await incoming.text_content() or "")
     assert await incoming.locator("script, img").count() == 0
+
+
+async def test_the_platforms_notifications_show_live_and_a_reload_recovers_the_missed_ones(
+    pages: Pages, live: LiveServer, http: httpx.AsyncClient, sessions: Any, uid: Any
+) -> None:
+    """A platform's backend publishes with its API key: the fan's open page lists it at once;
+    the platform disconnects the fan and the page stays away (it does not reconnect by
+    itself); what was published meanwhile shows, once, when the fan comes back."""
+    from ledger.apps import Scope, create_key
+    from ledger.db import unit_of_work
+
+    people = await cast(sessions, uid)
+    async with unit_of_work(sessions) as uow:
+        _, key = await create_key(uow.session, "default", (Scope.PUBLISH, Scope.ADMIN))
+    platform = {"Authorization": f"Bearer {key}"}
+
+    async def publish(type_: str, data: dict[str, Any]) -> int:
+        answer = await http.post(
+            "/api/v1/notifications",
+            headers={**platform, "Idempotency-Key": f"n-{time.time_ns()}"},
+            json={"user_id": people.fan, "type": type_, "data": data},
+        )
+        assert answer.status_code == 201, answer.text
+        event_id: int = answer.json()["events"][0]["id"]
+        return event_id
+
+    page = await open_fan_page(pages, live.url, people)
+    await page.locator("#status[data-state=live]").wait_for(timeout=LIVE)
+    await publish("follower.new", {"name": "<b>Tunde</b>"})
+    notices = page.locator("#platform li")
+    await notices.filter(has_text="app.follower.new").wait_for(timeout=LIVE)
+    assert '{"name":"<b>Tunde</b>"}' in (await notices.first.text_content() or "")  # as text
+
+    ended = await http.post(f"/api/v1/users/{people.fan}/disconnect", headers=platform)
+    assert ended.status_code == 200 and ended.json()["connections"] == 1
+    await page.locator("#status[data-state=ended]").wait_for(timeout=LIVE)
+    await publish("call.started", {"room": "42"})
+    await page.wait_for_timeout(1_000)  # a page that came back by itself would show it now
+    assert await page.locator("#status").get_attribute("data-state") == "ended"
+    assert await notices.filter(has_text="app.call.started").count() == 0
+
+    await page.reload()
+    await notices.filter(has_text="app.call.started").wait_for(timeout=LIVE)
+    assert await notices.filter(has_text="app.follower.new").count() == 0  # seen before: not again
+    await pages.screenshot(page, "platform-notifications")

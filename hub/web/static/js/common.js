@@ -245,6 +245,7 @@ export function statusIndicator(node, banner) {
     connecting: "Connecting…",
     live: "Live",
     reconnecting: "Reconnecting…",
+    ended: "Disconnected by the platform",
   };
   return (state, detail) => {
     node.dataset.state = state;
@@ -295,8 +296,17 @@ export function live({ user, onEvent, onResync, onStatus }) {
       cb(auth);
     },
   });
+  // The platform ended this session (POST /api/v1/users/{id}/disconnect): stay away.
+  let ended = null;
+  socket.on("hub.error", (event) => {
+    if (event?.error?.type === "disconnected") ended = event.error.message;
+  });
   socket.on("connect", () => onStatus("live"));
   socket.on("disconnect", (reason) => {
+    if (ended !== null) {
+      onStatus("ended", ended);
+      return;
+    }
     onStatus("reconnecting", reason);
     if (reason === "io server disconnect") socket.connect(); // the server closed it: come back
   });
@@ -323,6 +333,18 @@ export function live({ user, onEvent, onResync, onStatus }) {
     onEvent(type, event);
   });
   return socket;
+}
+
+// The platform's own events (app.* to a user, public.app.* to a creator's channel): listed as
+// they came, newest first, their data shown as text. Returns whether `type` was one of them.
+export function platformNotices(list) {
+  return (type, event) => {
+    if (!type.startsWith("app.") && !type.startsWith("public.app.")) return false;
+    if (list.querySelector(".muted")) list.replaceChildren();
+    list.prepend(el("li", {}, el("strong", {}, type), " ", el("code", {}, JSON.stringify(event.data))));
+    while (list.children.length > 20) list.lastElementChild.remove();
+    return true;
+  };
 }
 
 export function registerServiceWorker() {

@@ -2,7 +2,7 @@
 // payouts and the overlay URL.
 import {
   amountExample, amountPreview, api, Balances, beforeSignOut, chime, currencyOptions, draftKey, el, formatMoney, live, onSubmit, pageConfig,
-  parseAmount, registerServiceWorker, requireUser, settled, show, statusIndicator, when, wireSignOut,
+  parseAmount, platformNotices, registerServiceWorker, requireUser, settled, show, statusIndicator, when, wireSignOut,
 } from "/app/static/js/common.js";
 
 wireSignOut();
@@ -73,6 +73,7 @@ function note(text) {
   while (activity.children.length > 10) activity.lastChild.remove();
 }
 
+const fromPlatform = platformNotices(document.getElementById("platform"));
 // ---- the live connection -------------------------------------------------------------------------
 live({
   user: me.id,
@@ -82,6 +83,7 @@ live({
   },
   onEvent(type, event) {
     const data = event.data;
+    if (fromPlatform(type, event)) return;
     if (type === "tip.received") {
       addTip({ id: data.tip_id, name: data.fan_name, amount: data.amount, currency: data.currency,
         message: data.message, created_at: event.occurred_at }, { alert: true });

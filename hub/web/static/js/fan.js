@@ -2,7 +2,7 @@
 // pay-per-view content.
 import {
   amountExample, amountPreview, api, ApiError, Balances, currencyOptions, draftKey, el, formatMoney, live, newKey, onSubmit, pageConfig,
-  parseAmount, registerServiceWorker, requireUser, settled, show, statusIndicator, when, wireSignOut,
+  parseAmount, platformNotices, registerServiceWorker, requireUser, settled, show, statusIndicator, when, wireSignOut,
 } from "/app/static/js/common.js";
 
 wireSignOut();
@@ -77,6 +77,7 @@ async function checkReturningPayment() {
 }
 
 // ---- live ------------------------------------------------------------------------------------------
+const fromPlatform = platformNotices(document.getElementById("platform"));
 live({
   user: me.id,
   onStatus: statusIndicator(document.getElementById("status"), document.getElementById("reconnecting")),
@@ -85,6 +86,7 @@ live({
   },
   onEvent(type, event) {
     const data = event.data;
+    if (fromPlatform(type, event)) return;
     if (type === "balance.updated") {
       balances.apply(data);
       if (data.kind === "wallet") refreshActivity();
