@@ -19,6 +19,7 @@ from hub.routes import (
     content,
     live,
     money,
+    outbound,
     payments,
     payouts,
     platform,
@@ -96,6 +97,28 @@ ROUTES = [
     Route("/api/v1/users/{user_id}", platform.get_user, methods=["GET"]),
     Route("/api/v1/users/{user_id}", platform.put_user, methods=["PUT"]),
     Route("/api/v1/users/{user_id}/disconnect", platform.disconnect, methods=["POST"]),
+    Route("/api/v1/webhook-endpoints", outbound.create, methods=["POST"]),
+    Route("/api/v1/webhook-endpoints", outbound.index, methods=["GET"]),
+    Route("/api/v1/webhook-endpoints/{endpoint_id}", outbound.show, methods=["GET"]),
+    Route("/api/v1/webhook-endpoints/{endpoint_id}", outbound.change, methods=["PATCH"]),
+    Route("/api/v1/webhook-endpoints/{endpoint_id}", outbound.delete, methods=["DELETE"]),
+    Route(
+        "/api/v1/webhook-endpoints/{endpoint_id}/rotate-secret",
+        outbound.rotate_secret,
+        methods=["POST"],
+    ),
+    Route(
+        "/api/v1/webhook-endpoints/{endpoint_id}/deliveries", outbound.deliveries, methods=["GET"]
+    ),
+    Route(
+        "/api/v1/webhook-endpoints/{endpoint_id}/redeliver",
+        outbound.redeliver_since,
+        methods=["POST"],
+    ),
+    Route("/api/v1/webhook-deliveries/{delivery_id}", outbound.delivery, methods=["GET"]),
+    Route(
+        "/api/v1/webhook-deliveries/{delivery_id}/redeliver", outbound.redeliver, methods=["POST"]
+    ),
     Route("/api/v1/creators/{creator_id}", users.creator, methods=["GET"]),
     Route("/api/v1/creators/{creator_id}/content", content.by_creator, methods=["GET"]),
     Route("/api/v1/creators/{creator_id}/presence", live.creator_presence, methods=["GET"]),

@@ -74,6 +74,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from hub.runtime import build_provider_clients, push_config, resolve, retention, smtp_config
+    from jobs.webhooks import WebhookConfig
     from jobs.worker import build_worker
 
     _logging(settings)
@@ -86,6 +87,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         smtp=smtp_config(settings),
         retention=retention(settings),
         push=push_config(settings),
+        webhooks=WebhookConfig(allow_private=settings.webhook_allow_private_targets),
         burst=args.burst,
     )
     worker.run()

@@ -247,6 +247,8 @@ def run_dev(settings: Settings) -> int:
             "HUB_REDIS_URL": runtime.redis_url,
             "HUB_JWT_SECRET": runtime.jwt_secret,
             "HUB_DEV_SIGNIN": "true",  # one-click demo sign-in on the pages (never in production)
+            # a platform's webhook receiver on this machine (never in production)
+            "HUB_WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
             # Pages on any loopback port (a front-end's dev server) may open sockets.
             "HUB_CORS_ORIGINS": os.environ.get("HUB_CORS_ORIGINS", DEV_ORIGINS),
             **_vapid_env(settings),

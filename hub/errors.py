@@ -15,6 +15,7 @@ from hub.keys import InsufficientScope
 from hub.providers.base import ProviderError
 from hub.ratelimit import LimiterUnavailable, RateLimited
 from ledger import errors as ledger
+from ledger import webhooks
 from ledger.overlays import TooManyOverlayKeys, UnknownOverlayKey
 from ledger.platform import CursorExpired, UnknownUser
 from ledger.push import UnknownPushSubscription
@@ -64,6 +65,9 @@ LEDGER_ERRORS: dict[type[ledger.LedgerError], tuple[int, str]] = {
     ledger.UserOfAnotherApp: (409, "user_id_taken"),
     UnknownUser: (404, "user_not_found"),
     CursorExpired: (410, "cursor_expired"),
+    webhooks.UnknownEndpoint: (404, "webhook_endpoint_not_found"),
+    webhooks.UnknownDelivery: (404, "webhook_delivery_not_found"),
+    webhooks.TooManyEndpoints: (409, "too_many_webhook_endpoints"),
     ledger.UnknownApp: (404, "app_not_found"),
     ledger.DuplicateApp: (409, "app_exists"),
     ledger.UnknownApiKey: (404, "api_key_not_found"),

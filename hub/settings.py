@@ -132,6 +132,10 @@ class Settings(BaseSettings):
     # unset → push is off. The subject is the contact push services see in the signed token.
     vapid_private_key: SecretStr | None = None
     vapid_subject: str = "mailto:admin@localhost"
+    # Outbound webhooks may go to private and loopback addresses, over http too (development
+    # and tests only: `hub dev` sets it; in production an endpoint is an https URL whose every
+    # address is public, checked again at each send).
+    webhook_allow_private_targets: bool = False
     # The push services the hub will POST to (an SSRF guard: a subscription names any URL).
     # "*.example.com" matches subdomains. A loopback IP listed here is also allowed over http.
     push_endpoint_hosts: Annotated[tuple[str, ...], NoDecode] = (

@@ -24,10 +24,12 @@ from jobs import (
     resweep,
     verification,
 )
+from jobs import webhooks as outbound
 from jobs.deadletter import dead_lettered
 from jobs.mail import SmtpConfig
 from jobs.maintenance import Retention
 from jobs.push import PushConfig
+from jobs.webhooks import WebhookConfig
 from ledger.db import make_engine, make_sessions
 from ledger.provider_events import Provider
 from realtime.publisher import Publisher
@@ -84,6 +86,7 @@ def build_worker(
     smtp: SmtpConfig | None = None,
     retention: Retention | None = None,
     push: PushConfig | None = None,
+    webhooks: WebhookConfig | None = None,
     burst: bool = False,
     handle_signals: bool = True,
     run_cron_at_startup: bool = False,
@@ -105,17 +108,24 @@ def build_worker(
         )
         ctx["redis"] = ArqRedis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
         ctx["publisher"] = Publisher(ctx["redis"], ctx["sessions"])
+        ctx["webhooks"] = webhooks or WebhookConfig()
+        ctx["webhook_http"] = outbound.new_client(ctx["webhooks"])
         # A running worker drains the outbox in the background from the start (arq runs jobs
         # meanwhile); a burst worker drains it first, so that it runs those follow-ups' jobs
         # too before it stops.
         if burst:
             await outbox.drain_once_for_burst(ctx)
             ctx["outbox"] = None
+            await outbound.deliver_once_for_burst(ctx)
+            ctx["webhook_sender"] = None
         else:
             ctx["outbox"] = asyncio.create_task(outbox.run(ctx), name="outbox")
+            ctx["webhook_sender"] = asyncio.create_task(outbound.run(ctx), name="webhooks")
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         await outbox.stop(ctx.get("outbox"))
+        await outbound.stop(ctx.get("webhook_sender"))
+        await ctx["webhook_http"].aclose()
         await ctx["redis"].aclose()
         await ctx["push_http"].aclose()
         await ctx["engine"].dispose()

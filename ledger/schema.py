@@ -400,3 +400,72 @@ Index(
     creator_daily.c.day,
     creator_daily.c.net.desc(),
 )
+
+# Outbound webhooks (ledger/migrations/versions/0019_outbound_webhooks.py).
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("app_id", Text, ForeignKey("apps.id"), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("description", Text),
+    Column("event_types", ARRAY(Text), nullable=False),
+    Column("secret", Text, nullable=False),
+    Column("previous_secret", Text),
+    Column("previous_secret_until", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("disabled_at", DateTime(timezone=True)),
+    Column("disabled_reason", Text),
+    Column("failing_since", DateTime(timezone=True)),
+    Index("webhook_endpoints_app", "app_id", "id"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column(
+        "endpoint_id",
+        BigInteger,
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("event_id", BigInteger, nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("leased_until", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True)),
+    UniqueConstraint("endpoint_id", "event_id", name="webhook_deliveries_once"),
+    Index(
+        "webhook_deliveries_pending",
+        "endpoint_id",
+        "user_id",
+        "seq",
+        postgresql_where=text("status = 'pending'"),
+    ),
+    Index("webhook_deliveries_endpoint", "endpoint_id", "id"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column(
+        "delivery_id",
+        BigInteger,
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("attempted_at", DateTime(timezone=True), nullable=False),
+    Column("status_code", Integer),
+    Column("response", Text),
+    Column("duration_ms", Integer, nullable=False),
+    Column("error", Text),
+    Index("webhook_attempts_delivery", "delivery_id", "id"),
+)

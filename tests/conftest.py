@@ -103,6 +103,8 @@ def make_settings(services: Services, sandbox_url: str | None = None, **override
         "currencies": "NGN,USD",
         "host": "127.0.0.1",
         "log_level": "warning",
+        # the tests' webhook receivers listen on 127.0.0.1
+        "webhook_allow_private_targets": True,
     }
     if sandbox_url is not None:
         values.update(

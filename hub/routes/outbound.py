@@ -1,0 +1,212 @@
+"""The server API's outbound webhooks: an app's endpoints, their delivery log, redelivery."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from starlette.requests import Request
+from starlette.responses import Response
+
+from hub.errors import ApiError
+from hub.http import hub_of, json_object, json_response, page_query, parse, path_id
+from hub.routes.platform import api_key
+from jobs.webhooks import url_problem
+from ledger import webhooks
+from ledger.apps import Scope
+from ledger.db import unit_of_work
+
+DEFAULT_OVERLAP = 24 * 3600
+TYPE = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+){0,3}")
+
+
+class EndpointRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: StrictStr = Field(max_length=2048)
+    event_types: list[StrictStr] = Field(default_factory=list, max_length=50)
+    description: StrictStr | None = Field(default=None, max_length=200)
+
+
+class EndpointChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: StrictStr | None = Field(default=None, max_length=2048)
+    event_types: list[StrictStr] | None = Field(default=None, max_length=50)
+    description: StrictStr | None = Field(default=None, max_length=200)
+    enabled: StrictBool | None = None
+
+
+class RotateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    overlap_seconds: StrictInt = Field(default=DEFAULT_OVERLAP, ge=0, le=7 * 24 * 3600)
+
+
+class RedeliverRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    since: StrictStr
+
+
+def _check_url(request: Request, url: str) -> None:
+    problem = url_problem(url, hub_of(request).settings.webhook_allow_private_targets)
+    if problem is not None:
+        raise ApiError(422, "invalid_request", f"url: {problem}", "url")
+
+
+def _check_types(types: list[str]) -> None:
+    for type_ in types:
+        if not TYPE.fullmatch(type_) or len(type_) > 64:
+            raise ApiError(422, "invalid_request", "event_types: Hub event types", "event_types")
+        if type_.startswith(("app.", "public.app.")):
+            raise ApiError(
+                422,
+                "invalid_request",
+                "event_types: the platform's own notifications are not sent back",
+                "event_types",
+            )
+
+
+def _endpoint_id(request: Request) -> int:
+    return path_id(
+        request,
+        "endpoint_id",
+        webhooks.UnknownEndpoint("no such webhook endpoint", param="endpoint_id"),
+    )
+
+
+async def create(request: Request) -> Response:
+    """POST /api/v1/webhook-endpoints: a new endpoint and its signing secret (201)."""
+    hub = hub_of(request)
+    key = await api_key(request, Scope.ADMIN)
+    body = parse(EndpointRequest, await json_object(request))
+    _check_url(request, body.url)
+    _check_types(body.event_types)
+    async with unit_of_work(hub.sessions) as uow:
+        endpoint, secret = await webhooks.create_endpoint(
+            uow.session, key.app_id, body.url, body.event_types, body.description
+        )
+    return json_response({**endpoint.as_json(), "secret": secret}, 201)
+
+
+async def index(request: Request) -> Response:
+    hub = hub_of(request)
+    key = await api_key(request, Scope.READ)
+    async with hub.read_sessions() as session:
+        endpoints = await webhooks.list_endpoints(session, key.app_id)
+    return json_response({"data": [endpoint.as_json() for endpoint in endpoints]})
+
+
+async def show(request: Request) -> Response:
+    hub = hub_of(request)
+    key = await api_key(request, Scope.READ)
+    async with hub.read_sessions() as session:
+        endpoint = await webhooks.get_endpoint(session, key.app_id, _endpoint_id(request))
+    return json_response(endpoint.as_json())
+
+
+async def change(request: Request) -> Response:
+    """PATCH: url, event_types, description; `enabled` turns it off or back on."""
+    hub = hub_of(request)
+    key = await api_key(request, Scope.ADMIN)
+    body = parse(EndpointChange, await json_object(request))
+    if body.url is not None:
+        _check_url(request, body.url)
+    if body.event_types is not None:
+        _check_types(body.event_types)
+    async with unit_of_work(hub.sessions) as uow:
+        endpoint = await webhooks.update_endpoint(
+            uow.session,
+            key.app_id,
+            _endpoint_id(request),
+            url=body.url,
+            event_types=body.event_types,
+            description=body.description,
+            enabled=body.enabled,
+        )
+    return json_response(endpoint.as_json())
+
+
+async def delete(request: Request) -> Response:
+    hub = hub_of(request)
+    key = await api_key(request, Scope.ADMIN)
+    async with unit_of_work(hub.sessions) as uow:
+        await webhooks.delete_endpoint(uow.session, key.app_id, _endpoint_id(request))
+    return Response(status_code=204)
+
+
+async def rotate_secret(request: Request) -> Response:
+    """A new secret; for `overlap_seconds` (default a day) deliveries carry both signatures."""
+    hub = hub_of(request)
+    key = await api_key(request, Scope.ADMIN)
+    body = parse(RotateRequest, await json_object(request, optional=True))
+    async with unit_of_work(hub.sessions) as uow:
+        endpoint, secret = await webhooks.rotate_secret(
+            uow.session, key.app_id, _endpoint_id(request), body.overlap_seconds
+        )
+    return json_response({**endpoint.as_json(), "secret": secret})
+
+
+async def deliveries(request: Request) -> Response:
+    """The endpoint's delivery log, newest first: `?status=pending|delivered|failed`."""
+    hub = hub_of(request)
+    key = await api_key(request, Scope.READ)
+    limit, before = page_query(request)
+    status = request.query_params.get("status")
+    if status is not None and status not in ("pending", "delivered", "failed"):
+        raise ApiError(422, "invalid_request", "status: pending, delivered or failed", "status")
+    async with hub.read_sessions() as session:
+        page, cursor = await webhooks.list_deliveries(
+            session, key.app_id, _endpoint_id(request), status, limit, before
+        )
+    return json_response({"data": page, "next_cursor": cursor, "has_more": cursor is not None})
+
+
+async def redeliver_since(request: Request) -> Response:
+    """POST .../redeliver {since}: every delivery made since then, sent again in order."""
+    hub = hub_of(request)
+    key = await api_key(request, Scope.ADMIN)
+    body = parse(RedeliverRequest, await json_object(request))
+    since = _time(body.since)
+    async with unit_of_work(hub.sessions) as uow:
+        count = await webhooks.redeliver_since(
+            uow.session, key.app_id, _endpoint_id(request), since
+        )
+    return json_response({"redelivering": count}, 202)
+
+
+def _time(text: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise ApiError(422, "invalid_request", "since: an ISO 8601 time", "since") from None
+    if at.tzinfo is None:
+        raise ApiError(422, "invalid_request", "since: needs a time zone", "since")
+    return at
+
+
+def _delivery_id(request: Request) -> int:
+    return path_id(
+        request,
+        "delivery_id",
+        webhooks.UnknownDelivery("no such webhook delivery", param="delivery_id"),
+    )
+
+
+async def delivery(request: Request) -> Response:
+    """One delivery with its body and every attempt."""
+    hub = hub_of(request)
+    key = await api_key(request, Scope.READ)
+    async with hub.read_sessions() as session:
+        found = await webhooks.get_delivery(session, key.app_id, _delivery_id(request))
+    return json_response(found)
+
+
+async def redeliver(request: Request) -> Response:
+    hub = hub_of(request)
+    key = await api_key(request, Scope.ADMIN)
+    async with unit_of_work(hub.sessions) as uow:
+        found = await webhooks.redeliver(uow.session, key.app_id, _delivery_id(request))
+    return json_response(found, 202)
