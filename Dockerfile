@@ -15,6 +15,7 @@ COPY --from=web /web/vendor ./hub/web/static/vendor
 COPY realtime ./realtime
 COPY ledger ./ledger
 COPY jobs ./jobs
+COPY providers ./providers
 RUN pip install --no-cache-dir . && useradd --system hub
 USER hub
 ENV HUB_HOST=0.0.0.0 HUB_PORT=8000

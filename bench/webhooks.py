@@ -102,7 +102,7 @@ def deliveries(references: list[str], first_id: int, rng: random.Random) -> list
 
 
 def sender(bodies: list[bytes]) -> Any:
-    from hub.providers.signatures import sign_paystack
+    from providers.signatures import sign_paystack
 
     signatures = [sign_paystack(body, PAYSTACK_SECRET) for body in bodies]
 

@@ -12,13 +12,13 @@ from starlette.responses import JSONResponse
 
 from hub.auth import AuthError
 from hub.keys import InsufficientScope
-from hub.providers.base import ProviderError
 from hub.ratelimit import LimiterUnavailable, RateLimited
 from ledger import errors as ledger
 from ledger import webhooks
 from ledger.overlays import TooManyOverlayKeys, UnknownOverlayKey
 from ledger.platform import CursorExpired, UnknownUser
 from ledger.push import UnknownPushSubscription
+from providers.base import ProviderError
 
 log = logging.getLogger(__name__)
 

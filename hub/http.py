@@ -16,7 +16,6 @@ from starlette.responses import JSONResponse, Response
 from hub.auth import Principal
 from hub.errors import ApiError
 from hub.idempotency import Command, Outcome, run_once
-from hub.jsontext import JsonRefused, loads
 from hub.metrics import RATE_LIMITED
 from hub.ratelimit import RateLimited
 from hub.state import Hub
@@ -25,6 +24,7 @@ from ledger.answers import Answer
 from ledger.db import BIGINT_MAX
 from ledger.idempotency import request_fingerprint
 from ledger.statements import MAX_PAGE
+from providers.jsontext import JsonRefused, loads
 
 M = TypeVar("M", bound=BaseModel)
 MAX_SAFE_INTEGER = 2**53 - 1  # the largest amount a JavaScript client reads exactly

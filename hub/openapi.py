@@ -121,6 +121,12 @@ def openapi_document() -> dict[str, Any]:
     from hub.routes.content import ContentRequest, PurchaseRequest
     from hub.routes.live import OverlayKeyRequest
     from hub.routes.money import TipRequest
+    from hub.routes.outbound import (
+        EndpointChange,
+        EndpointRequest,
+        RedeliverRequest,
+        RotateRequest,
+    )
     from hub.routes.payments import PaymentRequest
     from hub.routes.payouts import PayoutRequest
     from hub.routes.platform import NotificationRequest, UserRequest
@@ -458,6 +464,115 @@ def openapi_document() -> dict[str, Any]:
                 ),
                 "admin",
             ),
+        },
+        "/api/v1/webhook-endpoints": {
+            "post": keyed(
+                _op(
+                    "A webhook endpoint of the app: Hub's events of its users (all, or "
+                    "`event_types`) POSTed to `url`, signed the Standard Webhooks way with "
+                    "`secret` (shown here and on rotation)",
+                    {
+                        "201": "The endpoint and its secret",
+                        "409": "too_many_webhook_endpoints (20 an app)",
+                    },
+                    body=EndpointRequest,
+                ),
+                "admin",
+            ),
+            "get": keyed(_op("The app's webhook endpoints", {"200": "{data: [endpoint]}"}), "read"),
+        },
+        "/api/v1/webhook-endpoints/{endpoint_id}": {
+            "get": keyed(
+                _op(
+                    "One endpoint (enabled, failing_since, disabled_reason)",
+                    {"200": "The endpoint", "404": "webhook_endpoint_not_found"},
+                    params=[_path("endpoint_id")],
+                ),
+                "read",
+            ),
+            "patch": keyed(
+                _op(
+                    "Change url, event_types, description; enabled: false turns it off, true "
+                    "back on (and clears its failure record)",
+                    {"200": "The endpoint", "404": "webhook_endpoint_not_found"},
+                    body=EndpointChange,
+                    params=[_path("endpoint_id")],
+                ),
+                "admin",
+            ),
+            "delete": keyed(
+                _op(
+                    "Delete the endpoint and its delivery log",
+                    {"204": "Deleted", "404": "webhook_endpoint_not_found"},
+                    params=[_path("endpoint_id")],
+                ),
+                "admin",
+            ),
+        },
+        "/api/v1/webhook-endpoints/{endpoint_id}/rotate-secret": {
+            "post": keyed(
+                _op(
+                    "A new secret; deliveries carry a signature with each secret for "
+                    "overlap_seconds (default 86400)",
+                    {"200": "The endpoint and its new secret", "404": "webhook_endpoint_not_found"},
+                    body=RotateRequest,
+                    params=[_path("endpoint_id")],
+                ),
+                "admin",
+            )
+        },
+        "/api/v1/webhook-endpoints/{endpoint_id}/deliveries": {
+            "get": keyed(
+                _op(
+                    "The endpoint's delivery log, newest first; ?status=pending|delivered|failed",
+                    {
+                        "200": "{data: [delivery with last_attempt], next_cursor, has_more}",
+                        "404": "webhook_endpoint_not_found",
+                    },
+                    params=[
+                        _path("endpoint_id"),
+                        *PAGE,
+                        _query(
+                            "status",
+                            {"type": "string", "enum": ["pending", "delivered", "failed"]},
+                            "Only these",
+                        ),
+                    ],
+                ),
+                "read",
+            )
+        },
+        "/api/v1/webhook-endpoints/{endpoint_id}/redeliver": {
+            "post": keyed(
+                _op(
+                    "Send every delivery made since `since` again (each user's in order)",
+                    {"202": "{redelivering: n}", "404": "webhook_endpoint_not_found"},
+                    body=RedeliverRequest,
+                    params=[_path("endpoint_id")],
+                ),
+                "admin",
+            )
+        },
+        "/api/v1/webhook-deliveries/{delivery_id}": {
+            "get": keyed(
+                _op(
+                    "One delivery: its body and every attempt (status code, first 1 KiB of "
+                    "the response, duration, error)",
+                    {"200": "The delivery", "404": "webhook_delivery_not_found"},
+                    params=[_path("delivery_id")],
+                ),
+                "read",
+            )
+        },
+        "/api/v1/webhook-deliveries/{delivery_id}/redeliver": {
+            "post": keyed(
+                _op(
+                    "Send the delivery again now, with a fresh round of retries",
+                    {"202": "The delivery, pending", "404": "webhook_delivery_not_found"},
+                    params=[_path("delivery_id")],
+                ),
+                "admin",
+            )
         },
         "/api/v1/users/{user_id}/disconnect": {
             "post": keyed(

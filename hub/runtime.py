@@ -11,13 +11,13 @@ import httpx
 from pydantic import SecretStr
 
 from hub.embedded import Embedded
-from hub.providers.base import Provider
-from hub.providers.registry import ProviderConfig, build_providers
 from hub.settings import Settings, SettingsError
 from hub.vapid import load_private_key
 from jobs.mail import SmtpConfig
 from jobs.maintenance import Retention
 from jobs.push import PushConfig
+from providers.base import Provider
+from providers.registry import ProviderConfig, build_providers
 
 
 @dataclass(frozen=True)

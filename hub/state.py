@@ -15,11 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from hub.auth import CONTROL, AuthError, Principal, TokenVerifier, bearer
 from hub.fees import FeeCache
-from hub.jsontext import JsonLimits
 from hub.keys import KeyVerifier
 from hub.logs import user_id_var
 from hub.metrics import count_postings
-from hub.providers.base import Provider
 from hub.ratelimit import RateLimiter
 from hub.runtime import Runtime
 from hub.settings import Settings
@@ -35,6 +33,8 @@ from ledger.users import find_user
 from ledger.wallet_purchases import PurchaseCommand
 from ledger.wallet_tips import TipCommand
 from ledger.webhook_topups import Applied, Delivery
+from providers.base import Provider
+from providers.jsontext import JsonLimits
 from realtime.publisher import Publisher
 from realtime.server import Identity, Realtime, Refused
 

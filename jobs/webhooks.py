@@ -29,10 +29,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from hub.providers.signatures import sign_standard
 from ledger import webhooks
 from ledger.db import unit_of_work
 from ledger.events import record_events
+from providers.signatures import sign_standard
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """Payment providers in the ledger's terms: what we ask of them (the Provider interface and its
-requests, implemented by the HTTP adapters in hub/providers) and what they tell us (ProviderEvent).
+requests, implemented by the HTTP adapters in providers) and what they tell us (ProviderEvent).
 Types only: nothing here speaks HTTP."""
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import httpx
 
-from hub.providers.signatures import paystack_headers, standard_headers, stripe_headers
+from providers.signatures import paystack_headers, standard_headers, stripe_headers
 
 Flavour = Literal["paystack", "stripe", "sandbox"]
 STRIPE_API_VERSION = "2024-06-20"

@@ -21,8 +21,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from hub.providers import currency, minor_units, text
-from hub.providers.paystack import REFUND_NOTE_PREFIX
+from providers import currency, minor_units, text
+from providers.paystack import REFUND_NOTE_PREFIX
 from sandbox import (
     PAYMENT_OUTCOMES,
     REFUND_OUTCOMES,

@@ -24,7 +24,6 @@ from hub.http import (
     respond_once,
 )
 from hub.idempotency import idempotency_key
-from hub.providers.base import CheckoutRequest
 from hub.state import Hub
 from ledger.db import UnitOfWork, unit_of_work
 from ledger.errors import UnknownPayment
@@ -36,6 +35,7 @@ from ledger.payments import (
     find_by_reference,
     get_payment,
 )
+from providers.base import CheckoutRequest
 
 
 class PaymentRequest(BaseModel):

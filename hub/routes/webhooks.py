@@ -11,13 +11,13 @@ from starlette.responses import Response
 from hub.errors import ApiError
 from hub.http import hub_of, json_response, rate_limit
 from hub.metrics import WEBHOOKS
-from hub.providers.base import BadSignature, MalformedPayload
 from ledger import outbox
 from ledger.db import unit_of_work
 from ledger.inbox import malformed_event_id, record_delivery
 from ledger.provider_events import EventKind
 from ledger.settlement import apply_event
 from ledger.webhook_topups import Delivery, batchable
+from providers.base import BadSignature, MalformedPayload
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import time
 import uuid
 
 from hub.logs import JsonFormatter
-from hub.providers.signatures import sign_paystack, sign_stripe
+from providers.signatures import sign_paystack, sign_stripe
 from tests.conftest import (
     JWT_SECRET,
     PAYSTACK_SECRET,

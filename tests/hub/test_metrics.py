@@ -15,12 +15,12 @@ import httpx
 import pytest
 from sqlalchemy import func, select, text
 
-from hub.providers.signatures import sign_paystack
 from hub.runtime import build_provider_clients
 from jobs import maintenance
 from jobs.verification import verify
 from ledger.payments import count_unconfirmed
 from ledger.schema import reconciliations
+from providers.signatures import sign_paystack
 from tests.conftest import (
     NGINX,
     PAYSTACK_SECRET,

@@ -10,8 +10,8 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from hub.providers.signatures import sign_paystack, sign_standard, sign_stripe
 from ledger.schema import transfers, webhook_events
+from providers.signatures import sign_paystack, sign_standard, sign_stripe
 from tests.conftest import (
     PAYSTACK_SECRET,
     SANDBOX_WEBHOOK_SECRET,

@@ -15,7 +15,8 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from hub.embedded import free_port
-from hub.providers.base import (
+from ledger.provider_events import EventKind
+from providers.base import (
     CheckoutRequest,
     MalformedPayload,
     Provider,
@@ -23,11 +24,10 @@ from hub.providers.base import (
     RefundRequest,
     TransferRequest,
 )
-from hub.providers.paystack import Paystack
-from hub.providers.registry import ProviderConfig, build_providers
-from hub.providers.standard import StandardWebhooks
-from hub.providers.stripe import Stripe
-from ledger.provider_events import EventKind
+from providers.paystack import Paystack
+from providers.registry import ProviderConfig, build_providers
+from providers.standard import StandardWebhooks
+from providers.stripe import Stripe
 from sandbox.app import SandboxConfig, create_sandbox_app
 
 PAYSTACK_KEY = "sk_test_paystack_" + "k" * 24

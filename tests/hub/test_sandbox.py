@@ -21,9 +21,9 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from hub.embedded import free_port
-from hub.providers.base import BadSignature, CheckoutRequest, Provider, TransferRequest
-from hub.providers.registry import ProviderConfig, build_providers
-from hub.providers.signatures import verify_paystack, verify_standard, verify_stripe
+from providers.base import BadSignature, CheckoutRequest, Provider, TransferRequest
+from providers.registry import ProviderConfig, build_providers
+from providers.signatures import verify_paystack, verify_standard, verify_stripe
 from sandbox.app import SandboxConfig, create_sandbox_app
 from tests.hub.test_providers import Served
 

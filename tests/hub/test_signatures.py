@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.providers.base import BadSignature
-from hub.providers.signatures import (
+from providers.base import BadSignature
+from providers.signatures import (
     paystack_headers,
     sign_paystack,
     sign_standard,

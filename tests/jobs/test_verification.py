@@ -7,11 +7,11 @@ import json
 from arq.connections import ArqRedis
 from sqlalchemy import select
 
-from hub.providers.signatures import sign_paystack
 from hub.runtime import build_provider_clients
 from jobs.outbox import drain
 from jobs.verification import NAME, verify
 from ledger.schema import outbox, payments
+from providers.signatures import sign_paystack
 from tests.conftest import PAYSTACK_SECRET, make_settings
 from tests.money import start_topup, topup
 

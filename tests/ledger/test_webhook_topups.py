@@ -14,7 +14,6 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 
-from hub.providers.signatures import sign_paystack
 from ledger.accounts import Role
 from ledger.checks import run_checks
 from ledger.db import asyncpg_dsn
@@ -24,6 +23,7 @@ from ledger.payments import Purpose, create_payment
 from ledger.provider_events import EventKind, ProviderEvent
 from ledger.settlement import apply_event
 from ledger.webhook_topups import Applied, Delivery, apply_topups, batchable
+from providers.signatures import sign_paystack
 from tests.conftest import PAYSTACK_SECRET, Services, create_user
 from tests.ledger.parties import RolledBack
 

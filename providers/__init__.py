@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from hub.jsontext import JsonLimits, JsonRefused, loads
-from hub.providers.base import MalformedPayload, ProviderError
+from providers.base import MalformedPayload, ProviderError
+from providers.jsontext import JsonLimits, JsonRefused, loads
 
 T = TypeVar("T")
 

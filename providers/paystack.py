@@ -8,8 +8,9 @@ from urllib.parse import quote
 
 import httpx
 
-from hub.providers import body_digest, call, currency, load_object, mapping, minor_units, need, text
-from hub.providers.base import (
+from ledger.provider_events import EventKind, ProviderEvent
+from providers import body_digest, call, currency, load_object, mapping, minor_units, need, text
+from providers.base import (
     Checkout,
     CheckoutRequest,
     MalformedPayload,
@@ -17,8 +18,7 @@ from hub.providers.base import (
     RefundRequest,
     TransferRequest,
 )
-from hub.providers.signatures import verify_paystack
-from ledger.provider_events import EventKind, ProviderEvent
+from providers.signatures import verify_paystack
 
 # Paystack's refund API has no reference or metadata field; merchant_note is the one free text it
 # echoes in refund webhooks, so our refund reference travels there behind this marker.

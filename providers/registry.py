@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from hub.providers.base import Provider
-from hub.providers.paystack import Paystack
-from hub.providers.standard import StandardWebhooks
-from hub.providers.stripe import Stripe
+from providers.base import Provider
+from providers.paystack import Paystack
+from providers.standard import StandardWebhooks
+from providers.stripe import Stripe
 
 SANDBOX = "sandbox"  # the Standard Webhooks sender whose API is the sandbox's (sandbox_url)
 

@@ -8,8 +8,9 @@ from typing import Any
 
 import httpx
 
-from hub.providers import call, currency, load_object, minor_units, need, text
-from hub.providers.base import (
+from ledger.provider_events import EventKind, ProviderEvent
+from providers import call, currency, load_object, minor_units, need, text
+from providers.base import (
     Checkout,
     CheckoutRequest,
     MalformedPayload,
@@ -17,8 +18,7 @@ from hub.providers.base import (
     RefundRequest,
     TransferRequest,
 )
-from hub.providers.signatures import standard_key, verify_standard
-from ledger.provider_events import EventKind, ProviderEvent
+from providers.signatures import standard_key, verify_standard
 
 _KNOWN = {kind.value: kind for kind in EventKind if kind is not EventKind.UNKNOWN}
 _NEEDS_MONEY = {EventKind.PAYMENT_SUCCEEDED, EventKind.REFUND_PROCESSED}

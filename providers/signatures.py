@@ -9,7 +9,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 
-from hub.providers.base import BadSignature
+from providers.base import BadSignature
 
 TOLERANCE = 300  # seconds either side of now; Stripe's and Standard Webhooks' default
 

@@ -7,8 +7,9 @@ from typing import Any
 
 import httpx
 
-from hub.providers import call, currency, load_object, mapping, minor_units, need, text
-from hub.providers.base import (
+from ledger.provider_events import EventKind, ProviderEvent
+from providers import call, currency, load_object, mapping, minor_units, need, text
+from providers.base import (
     Checkout,
     CheckoutRequest,
     MalformedPayload,
@@ -16,8 +17,7 @@ from hub.providers.base import (
     RefundRequest,
     TransferRequest,
 )
-from hub.providers.signatures import verify_stripe
-from ledger.provider_events import EventKind, ProviderEvent
+from providers.signatures import verify_stripe
 
 _SESSION_PAID = {"checkout.session.completed", "checkout.session.async_payment_succeeded"}
 _SESSION_FAILED = {"checkout.session.async_payment_failed", "checkout.session.expired"}
