@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import socketio
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
@@ -15,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from hub.api import ROUTES
-from hub.auth import HS256Verifier
+from hub.auth import HS256Verifier, Verifiers
 from hub.errors import EXCEPTION_HANDLERS
 from hub.fees import FeeCache
 from hub.keys import KeyVerifier
@@ -28,6 +29,7 @@ from hub.serving import settle_garbage_collector
 from hub.settings import Settings
 from hub.state import Hub
 from ledger.answers import Answer
+from ledger.apps import TokenConfig, token_configs
 from ledger.db import make_engine, make_pool, make_sessions, run_after_commit
 from ledger.group_commit import GroupCommit
 from ledger.payout_requests import post_payout_requests
@@ -45,12 +47,14 @@ from realtime.server import Identity, Realtime, SocketLimits
 
 def create_app(runtime: Runtime) -> ASGIApp:
     settings = runtime.settings
-    verifier = HS256Verifier(
+    default_tokens = HS256Verifier(
         runtime.jwt_secret,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         max_lifetime=settings.jwt_max_lifetime_seconds,
     )
+    # The apps' own token keys (JWKS) are fetched with a client of their own.
+    jwks_client = httpx.AsyncClient(timeout=httpx.Timeout(5.0), follow_redirects=False)
     # Clients are created here, connections are made lazily: a node starts (and says "not
     # ready") while PostgreSQL or Redis is down.
     engine = make_engine(runtime.database_url, settings.pool())
@@ -63,6 +67,14 @@ def create_app(runtime: Runtime) -> ASGIApp:
     # Timeouts bound what a Redis that stops answering (without refusing) adds to a request.
     redis = Redis.from_url(runtime.redis_url, socket_connect_timeout=2, socket_timeout=5)
     holder: dict[str, Hub] = {}
+
+    async def token_settings() -> list[TokenConfig]:
+        async with sessions() as session:
+            return await token_configs(session)
+
+    verifier = Verifiers(
+        default_tokens, token_settings, jwks_client, settings.jwt_max_lifetime_seconds
+    )
 
     async def authenticate_socket(auth: object) -> Identity:
         return await holder["hub"].authenticate_socket(auth)
@@ -158,6 +170,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
             await fees.stop()
             await limiter.close()
             await http_client.aclose()
+            await jwks_client.aclose()
             await queue.aclose()
             await redis.aclose()
             await pool.close()

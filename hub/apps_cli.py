@@ -2,6 +2,7 @@
 
     hub apps list
     hub apps create ID [--name NAME]
+    hub apps tokens APP --issuer ISS (--new-secret | --jwks-url URL) [--audience AUD]
     hub apps keys APP list
     hub apps keys APP create --scope publish --scope read [--label TEXT]
     hub apps keys APP rotate KEY_ID [--overlap SECONDS]
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import sys
 from typing import Any
 
@@ -36,6 +38,17 @@ def add_arguments(apps: argparse.ArgumentParser) -> None:
     create = actions.add_parser("create", help="a new app")
     create.add_argument("app_id", metavar="ID", help="1-40 of a-z, 0-9 and -")
     create.add_argument("--name", help="what people call it (default: the id)")
+    tokens = actions.add_parser(
+        "tokens", help="how the app's user tokens are verified: an HS256 secret or a JWKS URL"
+    )
+    tokens.add_argument("app_id", metavar="APP")
+    tokens.add_argument("--issuer", required=True, help="the `iss` of the app's tokens")
+    how = tokens.add_mutually_exclusive_group(required=True)
+    how.add_argument(
+        "--new-secret", action="store_true", help="HS256 with a new secret (printed once)"
+    )
+    how.add_argument("--jwks-url", help="RS256/ES256 with the keys published at this URL")
+    tokens.add_argument("--audience", help="the `aud` the tokens must carry, if any")
     keys = actions.add_parser("keys", help="an app's API keys: list, create, rotate, revoke")
     keys.add_argument("app_id", metavar="APP")
     keys.add_argument("key_action", choices=["list", "create", "rotate", "revoke"])
@@ -85,6 +98,22 @@ async def _run(database_url: str, args: argparse.Namespace) -> int:
             if args.apps_action == "create":
                 app = await apps.create_app(session, args.app_id, args.name or args.app_id)
                 _line(app.as_json())
+                return 0
+            if args.apps_action == "tokens":
+                secret = secrets.token_urlsafe(48) if args.new_secret else None
+                config = await apps.set_tokens(
+                    session,
+                    args.app_id,
+                    args.issuer,
+                    secret=secret,
+                    jwks_url=args.jwks_url,
+                    audience=args.audience,
+                )
+                if secret is None:
+                    _line(config.as_json())
+                    return 0
+                print(json.dumps(config.as_json()), file=sys.stderr)
+                print(secret)
                 return 0
             if args.key_action == "list":
                 for key in await apps.list_keys(session, args.app_id):

@@ -7,6 +7,7 @@ import asyncio
 import shutil
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
@@ -280,16 +281,40 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
             f"--ttl {args.ttl} is longer than the hub accepts "
             f"(HUB_JWT_MAX_LIFETIME_SECONDS={settings.jwt_max_lifetime_seconds})"
         )
+    secret, issuer, audience = resolve_secret(settings), settings.jwt_issuer, settings.jwt_audience
+    if args.app != "default":
+        secret, issuer, audience = _app_token_settings(settings, args.app)
     token = issue_token(
-        resolve_secret(settings),
-        args.sub,
-        Role(args.role),
-        args.ttl,
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
+        secret, args.sub, Role(args.role), args.ttl, issuer=issuer, audience=audience
     )
     print(token)
     return 0
+
+
+def _app_token_settings(settings: Settings, app_id: str) -> tuple[str, str, str | None]:
+    """An app's HS256 secret, issuer and audience, from the database."""
+    from hub.runtime import resolve
+    from ledger.apps import token_configs
+    from ledger.db import make_engine, make_sessions
+
+    async def read() -> list[Any]:
+        engine = make_engine(resolve(settings).database_url, pool_size=1)
+        try:
+            async with make_sessions(engine)() as session:
+                return await token_configs(session)
+        finally:
+            await engine.dispose()
+
+    try:
+        configs = asyncio.run(read())
+    except (OSError, TimeoutError, SQLAlchemyError) as exc:
+        raise CommandError(f"cannot reach the database: {type(exc).__name__}: {exc}") from None
+    config = next((c for c in configs if c.app_id == app_id), None)
+    if config is None:
+        raise CommandError(f"the app {app_id} has no tokens of its own (hub apps tokens)")
+    if config.secret is None:
+        raise CommandError(f"the app {app_id}'s tokens are signed by its identity provider")
+    return config.secret, config.issuer, config.audience
 
 
 def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
@@ -379,6 +404,7 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--sub", required=True, help="the user id")
     token.add_argument("--role", required=True, choices=["fan", "creator", "admin"])
     token.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
+    token.add_argument("--app", default="default", help="an app with its own HS256 tokens")
     watch = add("watch", cmd_watch, "connect as a user and print the events they receive")
     watch.add_argument("--token", required=True)
     watch.add_argument("--url", help="default http://HUB_HOST:HUB_PORT")

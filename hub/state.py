@@ -121,7 +121,7 @@ class Hub:
         self._known.add(principal)
 
     async def authenticate(self, authorization: str | None) -> Principal:
-        principal = self.verifier.verify(bearer(authorization))
+        principal = await self.verifier.verify(bearer(authorization))
         user_id_var.set(principal.user_id)
         await self.identify(principal)
         return principal
@@ -140,7 +140,7 @@ class Hub:
         if not isinstance(token, str) or not token:
             raise Refused("missing_token", "send auth: {token: '<jwt>'} when connecting")
         try:
-            principal = self.verifier.verify(token)
+            principal = await self.verifier.verify(token)
         except AuthError as exc:
             raise Refused(exc.type, exc.message) from None
         # No identify(): a socket only reads the user's events (none for a user not yet

@@ -267,3 +267,74 @@ async def mark_used(session: AsyncSession, key_id: int) -> None:
     await session.execute(
         update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=func.now())
     )
+
+
+# ---- the apps' own user tokens ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TokenConfig:
+    """How an app's user tokens are verified: the `iss` that names the app, and its HS256
+    secret or its JWKS URL."""
+
+    app_id: str
+    issuer: str
+    audience: str | None
+    secret: str | None
+    jwks_url: str | None
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "app_id": self.app_id,
+            "issuer": self.issuer,
+            "audience": self.audience,
+            "algorithm": "HS256" if self.secret else "RS256/ES256 (JWKS)",
+            "jwks_url": self.jwks_url,
+        }
+
+
+async def set_tokens(
+    session: AsyncSession,
+    app_id: str,
+    issuer: str,
+    *,
+    secret: str | None = None,
+    jwks_url: str | None = None,
+    audience: str | None = None,
+) -> TokenConfig:
+    """Verify the app's user tokens with `secret` (HS256) or the keys at `jwks_url`; a token
+    names the app by its `iss`, `issuer`."""
+    if app_id == "default":
+        raise LedgerError(
+            "the default app's tokens are the settings' (HUB_JWT_SECRET, HUB_JWT_ISSUER)",
+            param="app_id",
+        )
+    if (secret is None) == (jwks_url is None):
+        raise LedgerError("give a secret (HS256) or a JWKS URL, one of them", param="secret")
+    if secret is not None and len(secret) < 32:
+        raise LedgerError("an HS256 secret is at least 32 characters", param="secret")
+    if jwks_url is not None and not jwks_url.startswith(("https://", "http://")):
+        raise LedgerError("the JWKS URL is an http(s) URL", param="jwks_url")
+    await get_app(session, app_id)
+    taken = await session.scalar(
+        select(apps.c.id).where(apps.c.jwt_issuer == issuer, apps.c.id != app_id)
+    )
+    if taken is not None:
+        raise LedgerError(f"the issuer {issuer} names another app", param="issuer")
+    await session.execute(
+        update(apps)
+        .where(apps.c.id == app_id)
+        .values(jwt_issuer=issuer, jwt_audience=audience, jwt_secret=secret, jwks_url=jwks_url)
+    )
+    return TokenConfig(app_id, issuer, audience, secret, jwks_url)
+
+
+async def token_configs(session: AsyncSession) -> list[TokenConfig]:
+    rows = await session.execute(
+        select(
+            apps.c.id, apps.c.jwt_issuer, apps.c.jwt_audience, apps.c.jwt_secret, apps.c.jwks_url
+        )
+        .where(apps.c.jwt_issuer.is_not(None))
+        .order_by(apps.c.id)
+    )
+    return [TokenConfig(*row) for row in rows]

@@ -34,6 +34,10 @@ apps = Table(
     Column("id", Text, primary_key=True),
     Column("name", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("jwt_issuer", Text, unique=True),
+    Column("jwt_audience", Text),
+    Column("jwt_secret", Text),
+    Column("jwks_url", Text),
 )
 
 users = Table(

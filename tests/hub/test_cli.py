@@ -229,3 +229,31 @@ def test_apps_and_their_keys_from_the_shell(services: Services) -> None:
     assert unknown.returncode == 1 and unknown.stderr.strip() == "hub: no app no-such-app"
     missing = hub("apps", "keys", app_id, "revoke", env=env)
     assert missing.returncode == 1 and "needs a KEY_ID" in missing.stderr
+
+
+def test_an_apps_own_tokens_from_the_shell(services: Services) -> None:
+    """`hub apps tokens APP --new-secret` prints the app's HS256 secret once; `hub token --app`
+    signs a development token with it and the app's issuer."""
+    import json
+    import uuid
+
+    env = {
+        "HUB_DATABASE_URL": services.database_url,
+        "HUB_REDIS_URL": services.redis_url,
+        "HUB_JWT_SECRET": JWT_SECRET,
+    }
+    app_id = f"cli-{uuid.uuid4().hex[:8]}"
+    assert hub("apps", "create", app_id, env=env).returncode == 0
+    issuer = f"https://{app_id}.example.com/"
+    configured = hub("apps", "tokens", app_id, "--issuer", issuer, "--new-secret", env=env)
+    assert configured.returncode == 0, configured.stderr
+    [secret] = configured.stdout.splitlines()
+    assert json.loads(configured.stderr)["algorithm"] == "HS256"
+    made = hub("token", "--sub", "ada", "--role", "fan", "--app", app_id, env=env)
+    assert made.returncode == 0, made.stderr
+    claims = jwt.decode(made.stdout.strip(), secret, algorithms=["HS256"], issuer=issuer)
+    assert claims["sub"] == "ada"
+    neither = hub("apps", "tokens", app_id, "--issuer", issuer, env=env)
+    assert neither.returncode == 2  # argparse: --new-secret or --jwks-url
+    none = hub("token", "--sub", "a", "--role", "fan", "--app", "no-such-app", env=env)
+    assert none.returncode == 1 and "no tokens of its own" in none.stderr
