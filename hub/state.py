@@ -23,8 +23,9 @@ from hub.runtime import Runtime
 from hub.settings import Settings
 from ledger.accounts import Role, ensure_user, user_is_current
 from ledger.answers import Answer
+from ledger.content import content_app
 from ledger.db import AfterCommit, UnitOfWork, unit_of_work
-from ledger.errors import UnknownCreator
+from ledger.errors import UnknownContent, UnknownCreator
 from ledger.events import Event
 from ledger.group_commit import GroupCommit
 from ledger.overlays import find_active
@@ -67,6 +68,7 @@ class Hub:
     _known: set[Principal] = field(default_factory=set)
     # (app, creator) seen to exist, for `viewing`
     _creators: set[tuple[str, str]] = field(default_factory=set)
+    _content_apps: dict[int, str] = field(default_factory=dict)  # content id → its app
 
     @property
     def settings(self) -> Settings:
@@ -177,6 +179,20 @@ class Hub:
             self._creators.clear()
         self._creators.add((app_id, user_id))
         return True
+
+    async def check_content(self, content_id: int, app_id: str) -> None:
+        """UnknownContent (404) unless the content is a creator's of the caller's app (read
+        once per content and process: content never changes creator)."""
+        owner = self._content_apps.get(content_id)
+        if owner is None:
+            async with self.sessions() as session:
+                owner = await content_app(session, content_id)
+            if owner is not None:
+                if len(self._content_apps) >= _KNOWN_USERS_MAX:
+                    self._content_apps.clear()
+                self._content_apps[content_id] = owner
+        if owner != app_id:
+            raise UnknownContent("no such content", param="content_id")
 
     async def check_creator(self, creator_id: str, app_id: str) -> None:
         """UnknownCreator (404) unless `creator_id` is a creator of the caller's app: a tip

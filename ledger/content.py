@@ -232,3 +232,12 @@ def _content(row: object) -> Content:
         created_at=m["created_at"],
         body=m["body"],
     )
+
+
+async def content_app(session: AsyncSession, content_id: int) -> str | None:
+    """The app of the content's creator (None: no such content)."""
+    app_id = await session.scalar(
+        text("SELECT u.app_id FROM content c JOIN users u ON u.id = c.creator_id WHERE c.id = :id"),
+        {"id": content_id},
+    )
+    return str(app_id) if app_id is not None else None

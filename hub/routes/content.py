@@ -82,8 +82,10 @@ async def create(request: Request) -> Response:
 async def show(request: Request) -> Response:
     hub = hub_of(request)
     principal = await hub.authenticate(request.headers.get("authorization"))
+    content_id = _content_id(request)
+    await hub.check_content(content_id, principal.app_id)
     async with unit_of_work(hub.sessions) as uow:
-        item = await get_content(uow.session, _content_id(request))
+        item = await get_content(uow.session, content_id)
         access = await has_access(uow.session, principal.user_id, item)
     return json_response(item.as_seen(access))
 
@@ -113,6 +115,7 @@ async def buy(request: Request) -> Response:
     by_card = body.source == "card"
     provider = provider_named(hub, body.provider) if by_card else None
     headers = await rate_limit(hub, request, "payments" if by_card else "transfers", principal)
+    await hub.check_content(content_id, principal.app_id)
     fee_bps = await hub.fees.get()
 
     async def by_provider(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:

@@ -8,7 +8,15 @@ from starlette.responses import Response
 
 from hub.auth import bearer_or_none
 from hub.errors import ApiError
-from hub.http import hub_of, json_object, json_response, parse, path_id, require_role
+from hub.http import (
+    hub_of,
+    is_operator,
+    json_object,
+    json_response,
+    parse,
+    path_id,
+    require_role,
+)
 from hub.keys import looks_like_key
 from hub.routes import platform
 from ledger.accounts import Role
@@ -107,7 +115,7 @@ async def creator_presence(request: Request) -> Response:
     hub = hub_of(request)
     principal = await hub.authenticate(request.headers.get("authorization"))
     creator_id = request.path_params["creator_id"]
-    if principal.role is not Role.ADMIN and principal.user_id != creator_id:
+    if not is_operator(principal) and principal.user_id != creator_id:
         raise ApiError(403, "forbidden", "only the creator or an admin sees these counts")
     return json_response(
         {

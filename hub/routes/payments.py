@@ -16,6 +16,7 @@ from hub.http import (
     MAX_SAFE_INTEGER,
     check_currency,
     hub_of,
+    is_operator,
     json_object,
     json_response,
     parse,
@@ -124,7 +125,7 @@ async def show(request: Request) -> Response:
     )
     async with unit_of_work(hub.sessions) as uow:
         payment = await get_payment(uow.session, payment_id)
-    if payment.user_id != principal.user_id and principal.role.value != "admin":
+    if payment.user_id != principal.user_id and not is_operator(principal):
         raise UnknownPayment("no such payment", param="payment_id")  # not theirs: not found
     return json_response(payment.as_json())
 

@@ -12,6 +12,7 @@ from hub.http import (
     check_currency,
     fingerprint,
     hub_of,
+    is_operator,
     json_object,
     json_response,
     parse,
@@ -66,6 +67,6 @@ async def show(request: Request) -> Response:
     payout_id = path_id(request, "payout_id", UnknownPayout("no such payout", param="payout_id"))
     async with unit_of_work(hub.sessions) as uow:
         payout = await get_payout(uow.session, payout_id=payout_id)
-    if payout.creator_id != principal.user_id and principal.role is not Role.ADMIN:
+    if payout.creator_id != principal.user_id and not is_operator(principal):
         raise UnknownPayout("no such payout", param="payout_id")
     return json_response(payout.as_json())

@@ -199,3 +199,55 @@ async def test_an_apps_issuer_is_its_own(sessions) -> None:
         async with unit_of_work(sessions) as uow:
             await set_tokens(uow.session, other, "y")
     assert token("someone", "fan")  # the default app's tokens are untouched
+
+
+async def test_another_apps_admins_and_fans_reach_nothing_of_the_deployment(
+    http, sessions, uid
+) -> None:
+    """An app's admin is not the deployment's (the admin routes are the operators'), and an
+    app's fan neither reads nor buys another app's pay-per-view."""
+    app_id, issuer = await app_with_tokens(sessions, secret=SECRET)
+    await asyncio.sleep(Verifiers.UNKNOWN_ISSUER_REFRESH)
+    admin = signed(SECRET, "HS256", {"sub": uid("acme-admin"), "role": "admin", "iss": issuer})
+    as_admin = {"Authorization": f"Bearer {admin}"}
+    for path in (
+        "/api/v1/admin/platform-fee",
+        "/api/v1/admin/analytics/revenue",
+        "/api/v1/admin/jobs/failed",
+        "/api/v1/presence",
+    ):
+        refused = await http.get(path, headers=as_admin)
+        assert refused.status_code == 403, path
+    creator = uid("creator")
+    await create_user(sessions, creator, Role.CREATOR)
+    made = await http.post(
+        "/api/v1/content",
+        json={"title": "Behind the scenes", "price": 500, "currency": "NGN", "body": "secret"},
+        headers=auth(creator, "creator"),
+    )
+    assert made.status_code == 201, made.text
+    content = made.json()["id"]
+    fan = uid("acme-fan")
+    fan_token = signed(SECRET, "HS256", {"sub": fan, "role": "fan", "iss": issuer})
+    async with unit_of_work(sessions) as uow:
+        from ledger.accounts import ensure_user
+
+        await ensure_user(uow.session, fan, Role.FAN, ("NGN", "USD"), app_id=app_id)
+        await fund_wallet_for_development(
+            uow.session, fan, Money(10_000, "NGN"), reference=f"funding:{fan}"
+        )
+    as_fan = {"Authorization": f"Bearer {fan_token}"}
+    assert (await http.get(f"/api/v1/content/{content}", headers=as_fan)).status_code == 404
+    bought = await http.post(
+        f"/api/v1/content/{content}/purchase",
+        headers={**as_fan, "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert bought.status_code == 404 and bought.json()["error"]["type"] == "content_not_found"
+    # the default app's fan still reads and buys it
+    default_fan = uid("fan")
+    await create_user(sessions, default_fan, Role.FAN, fund=Money(5_000, "NGN"))
+    ok = await http.post(
+        f"/api/v1/content/{content}/purchase",
+        headers={**auth(default_fan, "fan"), "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert ok.status_code == 201, ok.text
