@@ -129,7 +129,7 @@ def openapi_document() -> dict[str, Any]:
     )
     from hub.routes.payments import PaymentRequest
     from hub.routes.payouts import PayoutRequest
-    from hub.routes.platform import NotificationRequest, UserRequest
+    from hub.routes.platform import KeyRequest, KeyRotation, NotificationRequest, UserRequest
     from hub.routes.push import SubscriptionRequest, UnsubscribeRequest
 
     def keyed(op: dict[str, Any], scope: str) -> dict[str, Any]:
@@ -464,6 +464,50 @@ def openapi_document() -> dict[str, Any]:
                 ),
                 "admin",
             ),
+        },
+        "/api/v1/api-keys": {
+            "get": keyed(
+                _op(
+                    "The app's API keys: prefix, scopes, label, created, expires, revoked, last "
+                    "used; never a secret",
+                    {"200": "{data: [key]}"},
+                ),
+                "admin",
+            ),
+            "post": keyed(
+                _op(
+                    "A new key of the app; `secret` is in this answer only (kept as a hash)",
+                    {"201": "The key and its secret"},
+                    body=KeyRequest,
+                ),
+                "admin",
+            ),
+        },
+        "/api/v1/api-keys/{key_id}/rotate": {
+            "post": keyed(
+                _op(
+                    "A successor with the same scopes and label; the old key works "
+                    "overlap_seconds more (default 86400; 0: it ends now)",
+                    {
+                        "201": "The new key and its secret",
+                        "404": "api_key_not_found",
+                        "409": "api_key_not_rotatable: revoked, expired or rotated already",
+                    },
+                    body=KeyRotation,
+                    params=[_path("key_id")],
+                ),
+                "admin",
+            )
+        },
+        "/api/v1/api-keys/{key_id}": {
+            "delete": keyed(
+                _op(
+                    "Revoke the key: refused on every node within 5 seconds",
+                    {"200": "The key, with revoked_at", "404": "api_key_not_found"},
+                    params=[_path("key_id")],
+                ),
+                "admin",
+            )
         },
         "/api/v1/webhook-endpoints": {
             "post": keyed(

@@ -10,18 +10,34 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.requests import Request
 from starlette.responses import Response
 
 from hub.auth import CONTROL, bearer
 from hub.errors import ApiError
-from hub.http import hub_of, json_object, json_response, outcome_response, parse, query_int
+from hub.http import (
+    hub_of,
+    json_object,
+    json_response,
+    outcome_response,
+    parse,
+    path_id,
+    query_int,
+)
 from hub.idempotency import idempotency_key, run_once
 from ledger.accounts import Role, ensure_user
-from ledger.apps import ApiKey, Scope
+from ledger.apps import (
+    MAX_ROTATION_OVERLAP,
+    ApiKey,
+    Scope,
+    create_key,
+    list_keys,
+    revoke_key,
+    rotate_key,
+)
 from ledger.db import UnitOfWork, unit_of_work
-from ledger.errors import UnknownCreator
+from ledger.errors import UnknownApiKey, UnknownCreator
 from ledger.events import PUBLIC_APP_PREFIX, record_events
 from ledger.idempotency import request_fingerprint
 from ledger.platform import (
@@ -236,3 +252,63 @@ def _path_user(request: Request) -> str:
     if not 0 < len(user_id) <= 255 or CONTROL.search(user_id):
         raise ApiError(422, "invalid_request", "user_id: 1-255 characters", "user_id")
     return user_id
+
+
+class KeyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scopes: list[Literal["publish", "read", "payments", "admin"]] = Field(min_length=1)
+    label: StrictStr | None = Field(default=None, max_length=80)
+
+
+class KeyRotation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    overlap_seconds: StrictInt = Field(default=24 * 3600, ge=0, le=MAX_ROTATION_OVERLAP)
+
+
+def _key_id(request: Request) -> int:
+    return path_id(request, "key_id", UnknownApiKey("no such API key", param="key_id"))
+
+
+async def list_api_keys(request: Request) -> Response:
+    """GET /api/v1/api-keys: the app's keys (prefixes, scopes, use; never a secret)."""
+    hub = hub_of(request)
+    key = await api_key(request, Scope.ADMIN)
+    async with hub.read_sessions() as session:
+        keys = await list_keys(session, key.app_id)
+    return json_response({"data": [record.as_json() for record in keys]})
+
+
+async def create_api_key(request: Request) -> Response:
+    """POST /api/v1/api-keys: a new key of the app; its secret is in this answer only."""
+    hub = hub_of(request)
+    key = await api_key(request, Scope.ADMIN)
+    body = parse(KeyRequest, await json_object(request))
+    async with unit_of_work(hub.sessions) as uow:
+        record, secret = await create_key(
+            uow.session, key.app_id, tuple(Scope(s) for s in body.scopes), body.label
+        )
+    return json_response({**record.as_json(), "secret": secret}, 201)
+
+
+async def rotate_api_key(request: Request) -> Response:
+    """POST /api/v1/api-keys/{id}/rotate: a successor with the same scopes; the old key works
+    `overlap_seconds` more (default a day)."""
+    hub = hub_of(request)
+    key = await api_key(request, Scope.ADMIN)
+    body = parse(KeyRotation, await json_object(request, optional=True))
+    async with unit_of_work(hub.sessions) as uow:
+        record, secret = await rotate_key(
+            uow.session, key.app_id, _key_id(request), body.overlap_seconds
+        )
+    return json_response({**record.as_json(), "secret": secret}, 201)
+
+
+async def revoke_api_key(request: Request) -> Response:
+    """DELETE /api/v1/api-keys/{id}: ended at once (every node within 5 s)."""
+    hub = hub_of(request)
+    key = await api_key(request, Scope.ADMIN)
+    async with unit_of_work(hub.sessions) as uow:
+        record = await revoke_key(uow.session, key.app_id, _key_id(request))
+    return json_response(record.as_json())

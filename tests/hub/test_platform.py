@@ -320,3 +320,52 @@ async def test_two_apps_never_see_each_other(http, live, sessions, sockets, uid,
     assert tip.status_code == 404 and tip.json()["error"]["type"] == "creator_not_found"
     profile = await http.get(f"/api/v1/creators/{b_creator}", headers=auth(people.fan, "fan"))
     assert profile.status_code == 404
+
+
+async def test_an_app_manages_its_keys_over_http(http, sessions, uid) -> None:
+    admin = await new_key(sessions, "default", Scope.ADMIN)
+    made = await http.post(
+        "/api/v1/api-keys",
+        json={"scopes": ["publish"], "label": "backend"},
+        headers=with_key(admin),
+    )
+    assert made.status_code == 201, made.text
+    secret, record = made.json()["secret"], made.json()
+    assert secret.startswith(record["prefix"] + "_")
+    user = uid("fan")
+    assert (await notify(http, secret, user_id=user, type="x")).status_code == 201
+    listed = await http.get("/api/v1/api-keys", headers=with_key(admin))
+    assert record["id"] in [k["id"] for k in listed.json()["data"]]
+    assert secret not in listed.text and "secret" not in listed.json()["data"][0]
+    assert (await http.get("/api/v1/api-keys", headers=with_key(secret))).status_code == 403
+
+    rotated = await http.post(
+        f"/api/v1/api-keys/{record['id']}/rotate",
+        json={"overlap_seconds": 600},
+        headers=with_key(admin),
+    )
+    assert rotated.status_code == 201 and rotated.json()["scopes"] == ["publish"]
+    successor = rotated.json()["secret"]
+    for key in (secret, successor):  # both during the overlap
+        assert (await notify(http, key, user_id=user, type="x")).status_code == 201
+    again = await http.post(f"/api/v1/api-keys/{record['id']}/rotate", headers=with_key(admin))
+    assert again.status_code == 409
+
+    # another app's admin key sees and ends none of them
+    other = await new_app(sessions)
+    theirs = await new_key(sessions, other, Scope.ADMIN)
+    foreign = await http.delete(
+        f"/api/v1/api-keys/{rotated.json()['id']}", headers=with_key(theirs)
+    )
+    assert foreign.status_code == 404
+    assert record["id"] not in [
+        k["id"]
+        for k in (await http.get("/api/v1/api-keys", headers=with_key(theirs))).json()["data"]
+    ]
+    fresh = await http.post("/api/v1/api-keys", json={"scopes": ["read"]}, headers=with_key(admin))
+    ended = await http.delete(f"/api/v1/api-keys/{fresh.json()['id']}", headers=with_key(admin))
+    assert ended.status_code == 200 and ended.json()["revoked_at"] is not None
+    refused = await http.get(
+        "/api/v1/events", params={"user_id": user}, headers=with_key(fresh.json()["secret"])
+    )
+    assert refused.status_code == 401
