@@ -124,6 +124,9 @@ ROUTES = [
         "/api/v1/webhook-deliveries/{delivery_id}/redeliver", outbound.redeliver, methods=["POST"]
     ),
     Route("/api/v1/creators/{creator_id}", users.creator, methods=["GET"]),
+    Route("/api/v1/goal", users.put_goal, methods=["PUT"]),
+    Route("/api/v1/goal", users.delete_goal, methods=["DELETE"]),
+    Route("/api/v1/live", users.put_live, methods=["PUT"]),
     Route("/api/v1/creators/{creator_id}/content", content.by_creator, methods=["GET"]),
     Route("/api/v1/creators/{creator_id}/presence", live.creator_presence, methods=["GET"]),
     Route("/api/v1/push/config", push.config, methods=["GET"]),

@@ -131,6 +131,7 @@ def openapi_document() -> dict[str, Any]:
     from hub.routes.payouts import PayoutRequest
     from hub.routes.platform import KeyRequest, KeyRotation, NotificationRequest, UserRequest
     from hub.routes.push import SubscriptionRequest, UnsubscribeRequest
+    from hub.routes.users import GoalRequest, LiveRequest
 
     def keyed(op: dict[str, Any], scope: str) -> dict[str, Any]:
         """A server-API operation: the app's API key with `scope`, not a user's token."""
@@ -631,10 +632,33 @@ def openapi_document() -> dict[str, Any]:
                 "admin",
             )
         },
+        "/api/v1/goal": {
+            "put": _op(
+                "The creator's tipping goal, counted from now (replaces any); its progress is "
+                "the tips received in its currency since; goes out as public.goal",
+                {
+                    "200": "{goal: {title, target, currency, raised, started_at}}",
+                    "403": "Not a creator",
+                },
+                body=GoalRequest,
+            ),
+            "delete": _op(
+                "End the goal (public.goal {goal: null})",
+                {"204": "Ended (or there was none)", "403": "Not a creator"},
+            ),
+        },
+        "/api/v1/live": {
+            "put": _op(
+                "The creator is live now, with a title, or not any more; goes out as "
+                "public.live when it changes",
+                {"200": "{live: {since, title} | null}", "403": "Not a creator"},
+                body=LiveRequest,
+            )
+        },
         "/api/v1/creators/{creator_id}": {
             "get": _op(
-                "A creator's public profile",
-                {"200": "{id, name}", "404": "creator_not_found"},
+                "A creator's public profile: name, goal with what it raised, live state",
+                {"200": "{id, name, goal, live}", "404": "creator_not_found"},
                 params=[CREATOR_ID],
             )
         },

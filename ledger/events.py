@@ -13,10 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger.schema import events
 
-# A platform's notifications to a creator's public channel (hub/routes/platform.py): every
-# event of such a type is public, as it was sent.
+# Events written public: a creator's goal and live state (`public.goal`, `public.live`,
+# ledger.creators) and a platform's notifications to a creator's channel (`public.app.<type>`,
+# hub/routes/platform.py). Every event of such a type is public, shown as it was written.
+PUBLIC_PREFIX = "public."
 PUBLIC_APP_PREFIX = "public.app."
-_PUBLIC_APP = f"type LIKE '{PUBLIC_APP_PREFIX}%'"
+_PUBLIC_APP = f"type LIKE '{PUBLIC_PREFIX}%'"
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,8 +185,8 @@ async def positions(
     public_types: Sequence[str] = (),
 ) -> list[Position]:
     """Where each (user_id, last event id, public view) of `asked` stands, in order, in one
-    statement; `public_types` are the types a public view shows (with every platform type of
-    PUBLIC_APP_PREFIX). `connection` is an asyncpg
+    statement; `public_types` are the types a public view shows (with every type of
+    PUBLIC_PREFIX). `connection` is an asyncpg
     connection."""
     rows = await connection.fetch(
         _POSITIONS,
@@ -222,7 +224,7 @@ async def events_between(
     limit: int,
     types: Sequence[str] | None = None,
 ) -> list[Event]:
-    """The user's events with after_seq < seq < before_seq (of `types` and PUBLIC_APP_PREFIX
+    """The user's events with after_seq < seq < before_seq (of `types` and PUBLIC_PREFIX
     only, if given), in seq
     order, at most `limit`; `connection` is an asyncpg connection."""
     before = before_seq if before_seq is not None else 2**63 - 1

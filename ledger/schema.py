@@ -50,6 +50,8 @@ users = Table(
     Column("email", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("app_id", Text, ForeignKey("apps.id"), nullable=False),
+    Column("live_since", DateTime(timezone=True)),
+    Column("live_title", Text),
     Index("users_app", "app_id", "id"),
 )
 
@@ -137,6 +139,17 @@ tips = Table(
     Index("tips_created", "created_at"),
     Index("tips_creator", "creator_id", "transfer_id"),
     Index("tips_fan", "fan_id", "transfer_id"),
+)
+
+creator_goals = Table(
+    "creator_goals",
+    metadata,
+    Column("creator_id", Text, ForeignKey("users.id"), primary_key=True),
+    Column("title", Text, nullable=False),
+    Column("target", BigInteger, nullable=False),
+    Column("currency", CHAR(3), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("after_transfer_id", BigInteger, nullable=False),
 )
 
 events = Table(

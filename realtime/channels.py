@@ -11,8 +11,9 @@ A viewer's cursor is the `id` of the last public event it saw; the creator's pri
 skipped without a trace (no `seq`, no count, and a cursor must be the id of one of the creator's
 public events).
 
-A platform may publish to a creator's channel too (POST /api/v1/notifications with `channel`):
-such an event is written in the creator's log as `public.app.<type>` and shown as it was sent.
+Events written public go out as they are: the creator's goal (`public.goal`) and live state
+(`public.live`), and what a platform publishes to the channel (POST /api/v1/notifications with
+`channel`: `public.app.<type>`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from ledger.events import PUBLIC_APP_PREFIX
+from ledger.events import PUBLIC_PREFIX
 from realtime.bus import BusEvent, Frame, frame
 
 # A creator's event type → what the channel shows of it.
@@ -43,7 +44,7 @@ def public_frame(event: BusEvent) -> Frame | None:
     """What a viewer of `event.user_id`'s channel receives of the event: None for a private
     one. Cached: one projection and one encoding for every viewer of every node's sockets."""
     envelope = event.envelope
-    if event.type.startswith(PUBLIC_APP_PREFIX):  # the platform's, public as it was sent
+    if event.type.startswith(PUBLIC_PREFIX):  # written public: shown as it was written
         shown, data = event.type, envelope["data"]
     elif event.type in PUBLIC_TYPES:
         shown, data = PUBLIC_TYPES[event.type], public_tip(envelope["data"])

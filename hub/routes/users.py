@@ -1,11 +1,22 @@
-"""Who the caller is, and a creator's public profile."""
+"""Who the caller is, a creator's public profile, and a creator's goal and live state."""
 
 from __future__ import annotations
 
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 from starlette.requests import Request
 from starlette.responses import Response
 
-from hub.http import hub_of, json_response
+from hub.http import (
+    MAX_SAFE_INTEGER,
+    check_currency,
+    hub_of,
+    json_object,
+    json_response,
+    parse,
+    require_role,
+)
+from ledger.accounts import Role
+from ledger.creators import end_goal, goal_of, live_of, set_goal, set_live
 from ledger.db import unit_of_work
 from ledger.users import find_user, get_creator
 
@@ -21,8 +32,62 @@ async def me(request: Request) -> Response:
 
 
 async def creator(request: Request) -> Response:
+    """A creator's public profile: name, goal (with what it raised so far) and live state."""
     hub = hub_of(request)
     principal = await hub.authenticate(request.headers.get("authorization"))
     async with unit_of_work(hub.sessions) as uow:
         found = await get_creator(uow.session, request.path_params["creator_id"], principal.app_id)
-    return json_response({"id": found.id, "name": found.name})
+        goal = await goal_of(uow.session, found.id)
+        live = await live_of(uow.session, found.id)
+    return json_response({"id": found.id, "name": found.name, "goal": goal, "live": live})
+
+
+class GoalRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: StrictStr = Field(min_length=1, max_length=80)
+    target: StrictInt = Field(gt=0, le=MAX_SAFE_INTEGER)
+    currency: StrictStr
+
+
+class LiveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    live: StrictBool
+    title: StrictStr | None = Field(default=None, min_length=1, max_length=80)
+
+
+async def put_goal(request: Request) -> Response:
+    """PUT /api/v1/goal: the creator's tipping goal, counted from now (replaces any)."""
+    hub = hub_of(request)
+    principal = await hub.authenticate(request.headers.get("authorization"))
+    require_role(principal, Role.CREATOR)
+    body = parse(GoalRequest, await json_object(request))
+    check_currency(hub, body.currency)
+    async with unit_of_work(hub.sessions) as uow:
+        goal, events = await set_goal(
+            uow.session, principal.user_id, body.title, body.target, body.currency
+        )
+        hub.publish_after_commit(uow, events)
+    return json_response({"goal": goal})
+
+
+async def delete_goal(request: Request) -> Response:
+    hub = hub_of(request)
+    principal = await hub.authenticate(request.headers.get("authorization"))
+    require_role(principal, Role.CREATOR)
+    async with unit_of_work(hub.sessions) as uow:
+        hub.publish_after_commit(uow, await end_goal(uow.session, principal.user_id))
+    return Response(status_code=204)
+
+
+async def put_live(request: Request) -> Response:
+    """PUT /api/v1/live: the creator is live now (with a title), or not any more."""
+    hub = hub_of(request)
+    principal = await hub.authenticate(request.headers.get("authorization"))
+    require_role(principal, Role.CREATOR)
+    body = parse(LiveRequest, await json_object(request))
+    async with unit_of_work(hub.sessions) as uow:
+        live, events = await set_live(uow.session, principal.user_id, body.live, body.title)
+        hub.publish_after_commit(uow, events)
+    return json_response({"live": live})

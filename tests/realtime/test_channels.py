@@ -227,3 +227,69 @@ async def test_viewers_missing_the_same_event_share_one_read_of_the_log(
     finally:
         for probe in probes:
             await probe.close()
+
+
+async def test_a_creators_goal_and_live_state_go_out_on_the_channel(
+    live, http, people, uid
+) -> None:
+    """The goal counts the tips from its start (read from the ledger), its progress reaches
+    viewers as the channel's tips; going live is an event too; a returning viewer recovers
+    both, and the profile says where things stand."""
+    from tests.conftest import auth
+
+    creator_headers = auth(people.creator, "creator")
+    await tip(http, people.fan, people.creator, 7_000, "before the goal")  # not counted
+    watching = await viewer(live, uid("fan"), people.creator)
+    try:
+        [hello] = await watching.wait_for("public.recovered")
+        goal = await http.put(
+            "/api/v1/goal",
+            json={"title": "New microphone", "target": 50_000, "currency": "NGN"},
+            headers=creator_headers,
+        )
+        assert goal.status_code == 200, goal.text
+        assert goal.json()["goal"]["raised"] == 0
+        [started] = await watching.wait_for("public.goal")
+        assert started["data"]["goal"]["title"] == "New microphone"
+        assert started["channel"] == people.creator
+        await tip(http, people.fan, people.creator, 2_000, "for the mic")
+        await watching.wait_for("public.tip", count=1)
+        on_air = await http.put(
+            "/api/v1/live", json={"live": True, "title": "Friday jam"}, headers=creator_headers
+        )
+        assert on_air.status_code == 200 and on_air.json()["live"]["title"] == "Friday jam"
+        [went_live] = await watching.wait_for("public.live")
+        assert went_live["data"]["live"] is True and went_live["data"]["title"] == "Friday jam"
+        again = await http.put(
+            "/api/v1/live", json={"live": True, "title": "Friday jam"}, headers=creator_headers
+        )
+        assert again.status_code == 200  # nothing changed: no second event
+        profile = await http.get(
+            f"/api/v1/creators/{people.creator}", headers=auth(people.fan, "fan")
+        )
+        assert profile.json()["goal"]["raised"] == 2_000  # the tip before it does not count
+        assert profile.json()["live"]["title"] == "Friday jam"
+        # a viewer who left after the goal started comes back to the tip and the live state
+        back = await viewer(live, uid("fan"), people.creator, started["id"])
+        try:
+            [outcome] = await back.wait_for("public.recovered")
+            assert outcome["recovered"] is True and outcome["missed"] == 2
+            replayed = [name for name, _ in back.events if name.startswith("public.")]
+            assert replayed == ["public.tip", "public.live", "public.recovered"]  # in order
+            assert back.of_type("public.tip")[0]["data"]["amount"] == 2_000
+            assert back.of_type("public.live")[0]["data"]["live"] is True
+        finally:
+            await back.close()
+        off = await http.put("/api/v1/live", json={"live": False}, headers=creator_headers)
+        assert off.json()["live"] is None
+        ended = await http.delete("/api/v1/goal", headers=creator_headers)
+        assert ended.status_code == 204
+        goals = await watching.wait_for("public.goal", count=2)
+        assert goals[-1]["data"] == {"goal": None}
+        fan_tries = await http.put(
+            "/api/v1/live", json={"live": True}, headers=auth(people.fan, "fan")
+        )
+        assert fan_tries.status_code == 403
+        assert hello["recovered"] is True
+    finally:
+        await watching.close()
