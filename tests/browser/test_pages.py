@@ -678,3 +678,45 @@ async def test_the_platforms_notifications_show_live_and_a_reload_recovers_the_m
     await notices.filter(has_text="app.call.started").wait_for(timeout=LIVE)
     assert await notices.filter(has_text="app.follower.new").count() == 0  # seen before: not again
     await pages.screenshot(page, "platform-notifications")
+
+
+async def test_the_fan_page_follows_the_creators_channel(
+    pages: Pages, live: LiveServer, http: httpx.AsyncClient, sessions: Any, uid: Any
+) -> None:
+    """On a creator's page a fan sees whether the creator is live, their goal filling up, and a
+    ticker of everyone's tips, as they happen; a reload keeps the goal where the ledger has it."""
+    people = await cast(sessions, uid)
+    page = await pages.open(f"{live.url}/app/")
+    await sign_in(page, people.fan_token, "/app/fan")
+    await page.goto(f"{live.url}/app/fan?creator={people.creator}")
+    await page.locator("#status[data-state=live]").wait_for(timeout=LIVE)
+    await page.locator("#channel-live", has_text="Offline").wait_for(timeout=LIVE)
+
+    creator = bearer(people.creator_token)
+    goal = await http.put(
+        "/api/v1/goal",
+        json={"title": "New microphone", "target": 100_000, "currency": "NGN"},
+        headers=creator,
+    )
+    assert goal.status_code == 200
+    await page.locator("#goal-title", has_text="Goal: New microphone").wait_for(timeout=LIVE)
+    await http.put("/api/v1/live", json={"live": True, "title": "Friday jam"}, headers=creator)
+    await page.locator("#channel-live", has_text="Live now: Friday jam").wait_for(timeout=LIVE)
+
+    other = uid("fan")
+    await create_user(sessions, other, Role.FAN, fund=Money(50_000, "NGN"))
+    other_token = issue_token(JWT_SECRET, other, Role.FAN, 3600, name="Tunde")
+    answer = await http.post(
+        "/api/v1/tips",
+        headers={**bearer(other_token), "Idempotency-Key": f"t-{time.time_ns()}"},
+        json={"creator_id": people.creator, "amount": 25_000, "currency": "NGN", "message": XSS},
+    )
+    assert answer.status_code == 201, answer.text
+    await page.locator("#ticker li", has_text="Tunde tipped ₦250.00").wait_for(timeout=LIVE)
+    await page.locator("#goal-figures", has_text="₦250.00 of ₦1,000.00").wait_for(timeout=LIVE)
+    assert await page.evaluate("window.__pwned") is None  # the message stayed text
+    await pages.screenshot(page, "creator-channel")
+
+    await page.reload()
+    await page.locator("#goal-figures", has_text="₦250.00 of ₦1,000.00").wait_for(timeout=LIVE)
+    await page.locator("#channel-live", has_text="Live now: Friday jam").wait_for(timeout=LIVE)

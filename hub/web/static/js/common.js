@@ -261,9 +261,19 @@ export function statusIndicator(node, banner) {
 // missed. Events are handed on once: an id already seen is dropped (delivery is at least once).
 // `onResync` runs when the server cannot replay the gap (recovered: false) and on first connect
 // after the position is known: the page then reads its state over HTTP.
-export function live({ user, onEvent, onResync, onStatus }) {
+//
+// With `viewing` (a creator's id), the socket also follows that creator's public channel: its
+// events go to `onPublic`, its cursor is kept apart, and `onPublicResync` runs when the channel
+// cannot replay what was missed.
+export function live({ user, onEvent, onResync, onStatus, viewing, onPublic, onPublicResync }) {
   const positionKey = `hub:last-event:${user}`;
   let lastEventId = sessionStorage.getItem(positionKey);
+  const publicKey = viewing ? `hub:last-public:${user}:${viewing}` : null;
+  let lastPublicId = publicKey ? sessionStorage.getItem(publicKey) : null;
+  const rememberPublic = (id) => {
+    lastPublicId = String(id);
+    sessionStorage.setItem(publicKey, lastPublicId);
+  };
   let synced = false;
   const seen = new Set();
   const remember = (id) => {
@@ -293,6 +303,10 @@ export function live({ user, onEvent, onResync, onStatus }) {
     auth: (cb) => {
       const auth = { token: session.token() };
       if (lastEventId !== null) auth.last_event_id = Number(lastEventId);
+      if (viewing) {
+        auth.viewing = viewing;
+        if (lastPublicId !== null) auth.viewing_last_event_id = Number(lastPublicId);
+      }
       cb(auth);
     },
   });
@@ -319,6 +333,18 @@ export function live({ user, onEvent, onResync, onStatus }) {
     onStatus("reconnecting", error?.data?.message || error.message);
   });
   socket.onAny((type, event) => {
+    if (type === "public.recovered") {
+      if (!event.recovered || lastPublicId === null) rememberPublic(event.last_event_id ?? 0);
+      if (!event.recovered && onPublicResync) onPublicResync();
+      return;
+    }
+    if (viewing && event?.channel === viewing) { // the creator's channel (it names itself)
+      if (seen.has(event.id)) return;
+      seen.add(event.id);
+      rememberPublic(event.id);
+      onPublic?.(type, event);
+      return;
+    }
     if (type === "recovered") {
       const resync = !event.recovered || !synced;
       if (!event.recovered || lastEventId === null) remember(event.last_event_id ?? 0);

@@ -78,8 +78,65 @@ async function checkReturningPayment() {
 
 // ---- live ------------------------------------------------------------------------------------------
 const fromPlatform = platformNotices(document.getElementById("platform"));
+
+// ---- the creator's public channel (?creator=): live state, goal, a ticker of their tips -----------
+const viewing = params.get("creator") || null;
+const channel = { goal: null, live: null };
+const ticker = document.getElementById("ticker");
+
+function renderChannel() {
+  const liveLine = document.getElementById("channel-live");
+  liveLine.textContent = channel.live ? `Live now${channel.live.title ? `: ${channel.live.title}` : ""}` : "Offline";
+  liveLine.dataset.live = channel.live ? "true" : "false";
+  const box = document.getElementById("channel-goal");
+  box.hidden = !channel.goal;
+  if (channel.goal) {
+    const { title, target, raised, currency } = channel.goal;
+    document.getElementById("goal-title").textContent = `Goal: ${title}`;
+    const bar = document.getElementById("goal-progress");
+    bar.max = target;
+    bar.value = Math.min(raised, target);
+    document.getElementById("goal-figures").textContent = `${formatMoney(raised, currency)} of ${formatMoney(target, currency)}`;
+  }
+}
+
+async function loadChannel() {
+  const profile = await api(`/api/v1/creators/${encodeURIComponent(viewing)}`);
+  channel.goal = profile.goal;
+  channel.live = profile.live;
+  renderChannel();
+}
+
+function onChannel(type, event) {
+  const data = event.data;
+  if (type === "public.tip") {
+    if (ticker.querySelector(".muted")) ticker.replaceChildren();
+    ticker.prepend(el("li", { "data-event-id": event.id },
+      el("strong", {}, `${data.name} tipped ${formatMoney(data.amount, data.currency)}`),
+      data.message ? el("span", { class: "message" }, ` “${data.message}”`) : null));
+    while (ticker.children.length > 10) ticker.lastElementChild.remove();
+    if (channel.goal && channel.goal.currency === data.currency) channel.goal.raised += data.amount;
+  } else if (type === "public.goal") {
+    channel.goal = data.goal;
+  } else if (type === "public.live") {
+    channel.live = data.live ? { since: data.since, title: data.title } : null;
+  } else {
+    fromPlatform(type, event);
+    return;
+  }
+  renderChannel();
+}
+
+if (viewing) {
+  document.getElementById("channel").hidden = false;
+  loadChannel().catch(() => {});
+}
+
 live({
   user: me.id,
+  viewing,
+  onPublic: onChannel,
+  onPublicResync: () => loadChannel().catch(() => {}),
   onStatus: statusIndicator(document.getElementById("status"), document.getElementById("reconnecting")),
   async onResync() {
     await Promise.all([balances.load(), loadActivity(), checkReturningPayment()]);
