@@ -79,6 +79,9 @@ def create_app(runtime: Runtime) -> ASGIApp:
     async def authenticate_socket(auth: object) -> Identity:
         return await holder["hub"].authenticate_socket(auth)
 
+    async def claim_socket_user(user_id: str, app_id: str) -> None:
+        await holder["hub"].claim_user(user_id, app_id)
+
     realtime = Realtime(
         redis_url=runtime.redis_url,
         database_url=runtime.database_url,
@@ -93,6 +96,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
         ),
         on_sent=observe_delivery,
         pool=settings.pool(),
+        claim=claim_socket_user,
     )
 
     async def committed(answers: Sequence[Answer | Applied]) -> None:

@@ -180,7 +180,8 @@ class JwksVerifier(HS256Verifier):
         self._url = jwks_url
         self._client = client  # an httpx.AsyncClient
         self._keys: dict[str, Any] = {}
-        self._fetched_at = -JWKS_FRESH
+        self._fetched_at = -JWKS_FRESH  # the last fetch that worked
+        self._attempted_at = -JWKS_FRESH  # the last fetch tried
         self._lock = asyncio.Lock()
 
     async def _key(self, token: str) -> Any:
@@ -193,9 +194,11 @@ class JwksVerifier(HS256Verifier):
             raise AuthError("invalid_token", "the token names no key (kid)")
         now = time.monotonic()
         stale = now - self._fetched_at > JWKS_FRESH
-        if stale or (kid not in self._keys and now - self._fetched_at > JWKS_REFETCH_AFTER):
+        unknown = kid not in self._keys
+        if (stale or unknown) and now - self._attempted_at > JWKS_REFETCH_AFTER:
             async with self._lock:
-                if self._fetched_at < now:  # nobody fetched while this waited
+                if self._attempted_at < now:  # nobody tried while this one waited
+                    self._attempted_at = time.monotonic()
                     try:
                         await self._fetch()
                     except AuthError:
@@ -212,7 +215,6 @@ class JwksVerifier(HS256Verifier):
             response.raise_for_status()
             keys = jwt.PyJWKSet.from_dict(response.json()).keys
         except Exception as exc:  # the old keys stay: a blip at the issuer refuses nothing
-            self._fetched_at = time.monotonic() - JWKS_FRESH + JWKS_REFETCH_AFTER  # try again
             raise AuthError(
                 "invalid_token", f"the issuer's keys cannot be read now: {type(exc).__name__}"
             ) from None

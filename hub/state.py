@@ -25,7 +25,7 @@ from ledger.accounts import Role, ensure_user, user_is_current
 from ledger.answers import Answer
 from ledger.content import content_app
 from ledger.db import AfterCommit, UnitOfWork, unit_of_work
-from ledger.errors import UnknownContent, UnknownCreator
+from ledger.errors import UnknownContent, UnknownCreator, UserOfAnotherApp
 from ledger.events import Event
 from ledger.group_commit import GroupCommit
 from ledger.overlays import find_active
@@ -36,6 +36,7 @@ from ledger.wallet_tips import TipCommand
 from ledger.webhook_topups import Applied, Delivery
 from providers.base import Provider
 from providers.jsontext import JsonLimits
+from realtime.delivery import ForeignLog
 from realtime.publisher import Publisher
 from realtime.server import Identity, Realtime, Refused
 
@@ -127,6 +128,17 @@ class Hub:
         user_id_var.set(principal.user_id)
         await self.identify(principal)
         return principal
+
+    async def claim_user(self, user_id: str, app_id: str) -> None:
+        """A socket's user that no app has yet becomes its app's (a fan with wallets; a
+        creator's first request adds the rest): ForeignLog if another app has the id."""
+        try:
+            async with unit_of_work(self.sessions) as uow:
+                await ensure_user(
+                    uow.session, user_id, Role.FAN, self.settings.currencies, app_id=app_id
+                )
+        except UserOfAnotherApp:
+            raise ForeignLog(f"the user {user_id[:64]} belongs to another app") from None
 
     async def authenticate_socket(self, auth: Any) -> Identity:
         if not isinstance(auth, dict):

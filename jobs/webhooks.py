@@ -25,7 +25,7 @@ import socket
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -92,8 +92,12 @@ def url_problem(url: str, allow_private: bool) -> str | None:
     return None
 
 
-async def _check_addresses(url: str) -> None:
-    """The SSRF guard at send time: every address the name resolves to must be public."""
+async def _pinned(url: str, allow_private: bool) -> tuple[str, str, dict[str, Any]]:
+    """The SSRF guard at send time: the name is resolved once, every address it has must be
+    public (unless allowed), and the request goes to the address checked, not to a second
+    lookup (DNS rebinding): the URL with that address, the name in `Host` and, over TLS, as
+    the server name the certificate is checked against. Returns (url, host header,
+    extensions)."""
     parts = urlsplit(url)
     host = (parts.hostname or "").rstrip(".")
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -101,10 +105,20 @@ async def _check_addresses(url: str) -> None:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
         raise Refused(f"cannot resolve {host}: {exc}") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
+    addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    if not addresses:
+        raise Refused(f"cannot resolve {host}")
+    for address in addresses:
+        if not allow_private and not address.is_global:
             raise Refused(f"{host} resolves to a private or loopback address ({address})")
+    address = addresses[0]
+    netloc = f"[{address}]" if address.version == 6 else str(address)
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    pinned = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+    host_header = parts.netloc.rpartition("@")[2]
+    extensions: dict[str, Any] = {"sni_hostname": host} if parts.scheme == "https" else {}
+    return pinned, host_header, extensions
 
 
 def signature_headers(due: webhooks.Due, timestamp: int) -> dict[str, str]:
@@ -130,24 +144,32 @@ async def send(
     response_text: str | None = None
     error: str | None = None
     try:
-        problem = url_problem(due.url, config.allow_private)
-        if problem is not None:
-            raise Refused(f"the endpoint URL {problem}")
-        if not config.allow_private:
-            await _check_addresses(due.url)
-        headers = signature_headers(due, int(time.time()))
-        async with client.stream(
-            "POST", due.url, content=due.payload.encode(), headers=headers
-        ) as r:
-            status_code = r.status_code
-            kept = bytearray()
-            async for chunk in r.aiter_bytes():
-                kept += chunk
-                if len(kept) >= webhooks.RESPONSE_KEPT:
-                    break
-            response_text = bytes(kept[: webhooks.RESPONSE_KEPT]).decode(errors="replace")
+        # one deadline for all of it (a receiver that trickles its answer included): well
+        # inside the delivery's lease, so no other worker sends it meanwhile
+        async with asyncio.timeout(config.timeout):
+            problem = url_problem(due.url, config.allow_private)
+            if problem is not None:
+                raise Refused(f"the endpoint URL {problem}")
+            target, host, extensions = await _pinned(due.url, config.allow_private)
+            headers = {**signature_headers(due, int(time.time())), "host": host}
+            async with client.stream(
+                "POST",
+                target,
+                content=due.payload.encode(),
+                headers=headers,
+                extensions=extensions,
+            ) as answer:
+                status_code = answer.status_code
+                kept = bytearray()
+                async for chunk in answer.aiter_bytes():
+                    kept += chunk
+                    if len(kept) >= webhooks.RESPONSE_KEPT:
+                        break
+                response_text = bytes(kept[: webhooks.RESPONSE_KEPT]).decode(errors="replace")
     except Refused as exc:
         error = str(exc)
+    except TimeoutError:
+        error = f"no answer within {config.timeout:g} s"
     except httpx.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}"[:500]
     delivered = status_code is not None and 200 <= status_code < 300
@@ -210,13 +232,22 @@ async def _disable_if_failing(
         uow.after_commit(lambda: publisher.publish(events))
 
 
-async def deliver(ctx: dict[str, Any]) -> int:
-    """One round: claim the due queue heads and work the queues together; how many were sent."""
+async def _claim(ctx: dict[str, Any], limit: int) -> list[webhooks.Due]:
     async with unit_of_work(ctx["sessions"]) as uow:
-        due = await webhooks.claim_due(uow.session, QUEUES_PER_ROUND, LEASE_SECONDS)
-    if not due:
-        return 0
-    return sum(await asyncio.gather(*(_work_queue(ctx, first) for first in due)))
+        return await webhooks.claim_due(uow.session, limit, LEASE_SECONDS)
+
+
+async def deliver(ctx: dict[str, Any]) -> int:
+    """One round (a burst worker's): claim the due queue heads and work the queues together;
+    how many were sent."""
+    due = await _claim(ctx, QUEUES_PER_ROUND)
+    results = await asyncio.gather(
+        *(_work_queue(ctx, first) for first in due), return_exceptions=True
+    )
+    for result in results:
+        if isinstance(result, BaseException):
+            log.warning("a webhook queue failed: %s", result)
+    return sum(result for result in results if isinstance(result, int))
 
 
 async def deliver_once_for_burst(ctx: dict[str, Any]) -> None:
@@ -230,21 +261,41 @@ async def deliver_once_for_burst(ctx: dict[str, Any]) -> None:
 
 
 async def run(ctx: dict[str, Any], every: float = POLL_SECONDS) -> None:
-    """Deliver forever (the worker's background task); a failure is logged at most once a
-    minute and the next round tries again."""
+    """Deliver forever (the worker's background task): up to QUEUES_PER_ROUND queues worked at
+    once, a freed slot claiming the next due head at once, so a slow endpoint holds its own
+    queues only. A failure is logged at most once a minute and the next poll tries again."""
+    active: set[asyncio.Task[int]] = set()
     warned_at = 0.0
-    while True:
-        try:
-            sent = await deliver(ctx)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            sent = 0
-            if time.monotonic() - warned_at > 60:
-                warned_at = time.monotonic()
-                log.warning("could not deliver webhooks: %s", exc)
-        if not sent:
-            await asyncio.sleep(every)
+
+    def finished(task: asyncio.Task[int]) -> None:
+        active.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("a webhook queue failed: %s", task.exception())
+
+    try:
+        while True:
+            due: list[webhooks.Due] = []
+            free = QUEUES_PER_ROUND - len(active)
+            if free > 0:
+                try:
+                    due = await _claim(ctx, free)
+                except Exception as exc:
+                    if time.monotonic() - warned_at > 60:
+                        warned_at = time.monotonic()
+                        log.warning("could not claim webhook deliveries: %s", exc)
+            for first in due:
+                task = asyncio.create_task(_work_queue(ctx, first))
+                active.add(task)
+                task.add_done_callback(finished)
+            if not due:  # nothing new: wait for a slot to free, or the next poll
+                if active:
+                    await asyncio.wait(active, timeout=every, return_when=asyncio.FIRST_COMPLETED)
+                else:
+                    await asyncio.sleep(every)
+    finally:
+        for task in active:
+            task.cancel()
+        await asyncio.gather(*active, return_exceptions=True)
 
 
 async def stop(task: asyncio.Task[None] | None) -> None:

@@ -282,11 +282,14 @@ _CLAIM = text(
 # The next head of one queue, after its worker recorded the one before (same transaction).
 _CLAIM_NEXT = text(
     f"""
-    WITH head AS (
-        SELECT id, next_attempt_at, leased_until FROM webhook_deliveries
+    WITH first AS (
+        SELECT id FROM webhook_deliveries
         WHERE endpoint_id = :endpoint AND user_id = :user AND status = 'pending'
         ORDER BY seq LIMIT 1
-        FOR UPDATE SKIP LOCKED
+    ), head AS (  -- that one, or none if another transaction holds it: never the one after
+        SELECT d.id, d.next_attempt_at, d.leased_until FROM webhook_deliveries d
+        JOIN first ON first.id = d.id WHERE d.status = 'pending'
+        FOR UPDATE OF d SKIP LOCKED
     )
     UPDATE webhook_deliveries d SET leased_until = now() + make_interval(secs => :lease)
     FROM head, webhook_endpoints ep
@@ -342,9 +345,10 @@ class Outcome:
 
 _RECORD = text(
     """
-    WITH attempt AS (
+    WITH attempt AS (  -- nothing if the endpoint (and its deliveries) was deleted meanwhile
         INSERT INTO webhook_attempts (delivery_id, status_code, response, duration_ms, error)
-        VALUES (:id, :status_code, :response, :duration_ms, :error)
+        SELECT :id, :status_code, :response, :duration_ms, :error
+        WHERE EXISTS (SELECT 1 FROM webhook_deliveries WHERE id = :id)
     ), delivery AS (
         UPDATE webhook_deliveries SET
             attempts = attempts + 1,
@@ -525,12 +529,13 @@ async def get_delivery(session: AsyncSession, app_id: str, delivery_id: int) -> 
 
 
 async def redeliver(session: AsyncSession, app_id: str, delivery_id: int) -> dict[str, object]:
-    """Send the delivery again, now, with a fresh round of retries (its attempts stay logged)."""
+    """Send the delivery again, now, with a fresh round of retries (its attempts stay logged).
+    One being sent right now keeps its lease: its outcome is recorded first."""
     found = await session.scalar(
         text(
             """
             UPDATE webhook_deliveries d SET status = 'pending', attempts = 0,
-                   next_attempt_at = now(), leased_until = NULL
+                   next_attempt_at = now()
             FROM webhook_endpoints ep
             WHERE d.id = :id AND ep.id = d.endpoint_id AND ep.app_id = :app
             RETURNING d.id
@@ -553,7 +558,7 @@ async def redeliver_since(
             """
             WITH again AS (
                 UPDATE webhook_deliveries SET status = 'pending', attempts = 0,
-                       next_attempt_at = now(), leased_until = NULL
+                       next_attempt_at = now()
                 WHERE endpoint_id = :endpoint AND created_at >= :since
                 RETURNING 1
             )

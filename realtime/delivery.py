@@ -44,6 +44,9 @@ Send = Callable[[str, Frame], Awaitable[bool]]  # (sid, frame) → still open
 # The same, at once, for a socket that takes a frame without waiting (Hub's own endpoint):
 # None for one that must be awaited.
 SendNow = Callable[[str, Frame], bool | None]
+# Make a user id that no app has yet the given app's (user_id, app_id); ForeignLog if another
+# app took it meanwhile.
+Claim = Callable[[str, str], Awaitable[None]]
 
 
 class ForeignLog(Exception):
@@ -68,9 +71,17 @@ class Delivery:
     never wait on the connections money commits on, nor hold them."""
 
     def __init__(
-        self, send: Send, *, send_now: SendNow | None = None, acquire_timeout: float = 2.0
+        self,
+        send: Send,
+        *,
+        send_now: SendNow | None = None,
+        acquire_timeout: float = 2.0,
+        claim: Claim | None = None,
     ) -> None:
         self._pool: asyncpg.Pool | None = None
+        # A socket for a user id no app has yet makes it its app's before anything is sent
+        # (else a socket of one app could wait for another's user to appear under that id).
+        self._claim = claim
         self._acquire_timeout = acquire_timeout
         self._send = send
         self._send_now = send_now
@@ -137,8 +148,10 @@ class Delivery:
     ) -> tuple[bool, dict[str, Any]]:
         user = connection.user_id
         where = await self._positions.submit((user, last_event_id, connection.public))
-        if where.app_id is not None and where.app_id != connection.app_id:
-            # nothing was sent yet: live events wait in the buffer until the recovery ends
+        # nothing is sent before this: live events wait in the buffer until the recovery ends
+        if where.app_id is None and self._claim is not None and not connection.public:
+            await self._claim(user, connection.app_id)  # raises ForeignLog if another's
+        elif where.app_id is not None and where.app_id != connection.app_id:
             raise ForeignLog(f"the user {user[:64]} belongs to another app")
         newest_seq = where.newest_seq
         # the cursor a client keeps: for a public view, the newest public event (0: none yet,

@@ -20,7 +20,7 @@ from ledger.accounts import DEFAULT_APP
 from ledger.db import BIGINT_MAX, PoolSettings, make_pool
 from realtime.bus import BusEvent, Frame, Subscriber, frame
 from realtime.channels import public_tip
-from realtime.delivery import Delivery, ForeignLog
+from realtime.delivery import Claim, Delivery, ForeignLog
 from realtime.manager import HubManager
 from realtime.presence import Presence, overlay_key, overlay_key_field, user_key, viewer_key
 from realtime.sweeper import Sweeper
@@ -148,6 +148,7 @@ class Realtime:
         on_sent: Callable[[Frame], None] | None = None,
         lean: bool = True,
         pool: PoolSettings | None = None,
+        claim: Claim | None = None,
     ) -> None:
         self.limits = limits or SocketLimits()
         self._database_url = database_url
@@ -189,6 +190,7 @@ class Realtime:
             self._send,
             send_now=self._send_now,
             acquire_timeout=self._pool_settings.acquire_timeout,
+            claim=claim,
         )
         self.subscriber = Subscriber(
             redis_url, self._on_event, self.delivery.fill_gaps, self._on_control

@@ -10,7 +10,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hub.errors import ApiError
-from hub.http import hub_of, json_object, json_response, page_query, parse, path_id
+from hub.http import (
+    EARLIEST,
+    LATEST,
+    hub_of,
+    json_object,
+    json_response,
+    page_query,
+    parse,
+    path_id,
+)
 from hub.routes.platform import api_key
 from jobs.webhooks import url_problem
 from ledger import webhooks
@@ -184,6 +193,12 @@ def _time(text: str) -> datetime:
         raise ApiError(422, "invalid_request", "since: an ISO 8601 time", "since") from None
     if at.tzinfo is None:
         raise ApiError(422, "invalid_request", "since: needs a time zone", "since")
+    try:
+        within = EARLIEST <= at < LATEST
+    except OverflowError:  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        within = False
+    if not within:
+        raise ApiError(422, "invalid_request", "since: must be from 1970 to 2099", "since")
     return at
 
 

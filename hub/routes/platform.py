@@ -149,7 +149,7 @@ async def events(request: Request) -> Response:
         raise ApiError(422, "invalid_request", "after: an event id, or 0", "after")
     if not 1 <= limit <= 1000:
         raise ApiError(422, "invalid_request", "limit: 1 to 1000", "limit")
-    async with hub.read_sessions() as session:
+    async with hub.sessions() as session:  # the primary: a cursor a socket just got is there
         page = await event_page(session, key.app_id, user_id, after, limit)
     return json_response(page)
 
@@ -225,7 +225,7 @@ async def get_user(request: Request) -> Response:
     hub = hub_of(request)
     key = await api_key(request, Scope.READ)
     user_id = _path_user(request)
-    async with hub.read_sessions() as session:
+    async with hub.sessions() as session:  # the primary: right after a PUT, it is there
         user = await user_of_app(session, user_id, key.app_id)
     if user is None:
         raise UnknownUser(f"no user {user_id}", param="user_id")

@@ -251,3 +251,30 @@ async def test_another_apps_admins_and_fans_reach_nothing_of_the_deployment(
         headers={**auth(default_fan, "fan"), "Idempotency-Key": uuid.uuid4().hex},
     )
     assert ok.status_code == 201, ok.text
+
+
+async def test_a_socket_claims_a_new_user_id_for_its_app(
+    http, live, sessions, sockets, uid
+) -> None:
+    """A socket of one app for a user id nobody has yet makes it that app's at once: another
+    app's user cannot later appear under it and be followed by that socket."""
+    _, issuer = await app_with_tokens(sessions, secret=SECRET)
+    await asyncio.sleep(Verifiers.UNKNOWN_ISSUER_REFRESH)
+    future = uid("future")
+    theirs = signed(SECRET, "HS256", {"sub": future, "role": "fan", "iss": issuer})
+    early = sockets()
+    await early.connect(live.url, {"token": theirs})
+    [outcome] = await early.wait_for("recovered")
+    assert outcome["recovered"] is True
+    late = await http.get("/api/v1/wallet", headers=auth(future, "fan"))  # the default app's
+    assert late.status_code == 409 and late.json()["error"]["type"] == "user_id_taken"
+    # and the other way round: a default-app user's id is not this app's to follow
+    taken = uid("fan")
+    await create_user(sessions, taken, Role.FAN)
+    intruder = sockets()
+    await intruder.connect(
+        live.url, {"token": signed(SECRET, "HS256", {"sub": taken, "role": "fan", "iss": issuer})}
+    )
+    [error] = await intruder.wait_for("hub.error")
+    assert error["error"]["type"] == "user_id_taken"
+    assert intruder.of_type("recovered") == []

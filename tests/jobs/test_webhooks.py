@@ -285,6 +285,12 @@ async def test_redelivery_of_one_and_of_all_since_a_time(http, sessions, service
                 headers=headers,
             )
             assert everything.status_code == 202 and everything.json() == {"redelivering": 2}
+        too_early = await http.post(
+            f"/api/v1/webhook-endpoints/{made['id']}/redeliver",
+            json={"since": "0001-01-01T00:00:00+14:00"},
+            headers=headers,
+        )
+        assert too_early.status_code == 422 and too_early.json()["error"]["param"] == "since"
             events = await hook.wait_for(lambda seen: len(seen) == 5)
         ids = [headers_sent["webhook-id"] for headers_sent, _ in hook.received]
         assert ids[2] == ids[1]  # a redelivery keeps its webhook-id: the receiver drops the copy
@@ -295,31 +301,34 @@ async def test_redelivery_of_one_and_of_all_since_a_time(http, sessions, service
 async def test_a_rotated_secret_signs_with_both_during_the_overlap(
     http, sessions, services, people
 ) -> None:
+    """Also: an endpoint named by a host name is resolved once and the request goes to the
+    address checked, with the name as its Host."""
     headers = await admin_key(sessions)
-    async with (
-        receiver() as hook,
-        endpoint(http, headers, hook.url, event_types=["tip.sent"]) as made,
-    ):
-        rotated = await http.post(
-            f"/api/v1/webhook-endpoints/{made['id']}/rotate-secret",
-            json={"overlap_seconds": 3600},
-            headers=headers,
-        )
-        assert rotated.status_code == 200
-        new = rotated.json()["secret"]
-        assert new != made["secret"] and rotated.json()["previous_secret_until"]
-        answer = await http.post(
-            "/api/v1/tips",
-            json={"creator_id": people.creator, "amount": 100, "currency": "NGN"},
-            headers={**auth(people.fan, "fan"), **key()},
-        )
-        assert answer.status_code == 201
-        async with running_worker(services):
-            await hook.wait_for(lambda seen: len(seen) == 1)
+    async with receiver() as hook:
+        assert hook.server is not None
+        by_name = hook.url.replace("127.0.0.1", "localhost")
+        async with endpoint(http, headers, by_name, event_types=["tip.sent"]) as made:
+            rotated = await http.post(
+                f"/api/v1/webhook-endpoints/{made['id']}/rotate-secret",
+                json={"overlap_seconds": 3600},
+                headers=headers,
+            )
+            assert rotated.status_code == 200
+            new = rotated.json()["secret"]
+            assert new != made["secret"] and rotated.json()["previous_secret_until"]
+            answer = await http.post(
+                "/api/v1/tips",
+                json={"creator_id": people.creator, "amount": 100, "currency": "NGN"},
+                headers={**auth(people.fan, "fan"), **key()},
+            )
+            assert answer.status_code == 201
+            async with running_worker(services):
+                await hook.wait_for(lambda seen: len(seen) == 1)
         sent_headers, body = hook.received[0]
         assert len(sent_headers["webhook-signature"].split()) == 2
         verified(made["secret"], sent_headers, body)  # a receiver not yet switched
         verified(new, sent_headers, body)  # one that switched
+        assert sent_headers["host"] == f"localhost:{hook.server.port}"
 
 
 async def test_an_endpoint_failing_for_days_is_disabled_and_the_admins_are_told(
