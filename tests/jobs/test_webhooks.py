@@ -285,13 +285,13 @@ async def test_redelivery_of_one_and_of_all_since_a_time(http, sessions, service
                 headers=headers,
             )
             assert everything.status_code == 202 and everything.json() == {"redelivering": 2}
+            events = await hook.wait_for(lambda seen: len(seen) == 5)
         too_early = await http.post(
             f"/api/v1/webhook-endpoints/{made['id']}/redeliver",
             json={"since": "0001-01-01T00:00:00+14:00"},
             headers=headers,
         )
         assert too_early.status_code == 422 and too_early.json()["error"]["param"] == "since"
-            events = await hook.wait_for(lambda seen: len(seen) == 5)
         ids = [headers_sent["webhook-id"] for headers_sent, _ in hook.received]
         assert ids[2] == ids[1]  # a redelivery keeps its webhook-id: the receiver drops the copy
         assert ids[3:] == ids[:2]
