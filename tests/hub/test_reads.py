@@ -138,7 +138,7 @@ async def test_a_creator_and_their_content_body_only_with_access(
 
     profile = await http.get(f"/api/v1/creators/{people.creator}", headers=fan)
     assert profile.status_code == 200, profile.text
-    assert profile.json() == {"id": people.creator, "name": "Cleo"}
+    assert profile.json() == {"id": people.creator, "name": "Cleo", "goal": None, "live": None}
 
     listed, pages = await all_pages(http, path, fan, 2)
     assert pages == 3
