@@ -52,6 +52,24 @@ ITEMS = 80  # new items per run of (c): FANS x ITEMS purchases possible
 FUNDING = 2 * 10**9  # below 2**31: see docs/benchmarks.md (post_transfer binds int4)
 
 
+async def webhook_endpoint(database_url: str) -> None:
+    """An endpoint of the default app that wants every event: each tip then writes its events'
+    deliveries too (the trigger of migration 0019), as a platform with webhooks pays. No worker
+    runs here, so nothing is sent: what is measured is the hub's and PostgreSQL's side."""
+    import asyncpg
+
+    from ledger.db import asyncpg_dsn
+
+    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        await connection.execute(
+            "INSERT INTO webhook_endpoints (app_id, url, secret) "
+            "VALUES ('default', 'http://127.0.0.1:9/hook', 'whsec_' || md5(random()::text))"
+        )
+    finally:
+        await connection.close()
+
+
 async def fund(database_url: str, fans: list[str]) -> None:
     from ledger.db import make_engine, make_sessions, unit_of_work
     from ledger.funding import fund_wallet_for_development
@@ -271,7 +289,10 @@ async def main_async(
     profile: bool,
     hub_workers: int,
     only: list[str] | None = None,
+    webhooks: bool = False,
 ) -> dict[str, Any]:
+    if webhooks:
+        await webhook_endpoint(services.database_url)
     fans = [f"tfan-{i:04d}" for i in range(FANS)]
     creators = [f"tcreator-{i:04d}" for i in range(CREATORS)]
     await create_users(services.database_url, fans, "fan")
@@ -323,6 +344,9 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="py-spy the hub at saturation")
     parser.add_argument("--hub-workers", type=int, default=1, help="HUB_WORKERS of the hub")
     parser.add_argument("--shapes", help="some of many_creators,one_creator,purchases (all)")
+    parser.add_argument(
+        "--webhooks", action="store_true", help="with a webhook endpoint wanting every event"
+    )
     args = parser.parse_args()
     only = args.shapes.split(",") if args.shapes else None
     raise_nofile()
@@ -336,9 +360,12 @@ def main() -> None:
                 args.profile,
                 args.hub_workers,
                 only,
+                args.webhooks,
             )
         )
     name = "tips" if args.hub_workers == 1 else f"tips-{args.hub_workers}-workers"
+    if args.webhooks:
+        name += "-webhooks"
     write_result(name if only is None else f"{name}-{'-'.join(only)}", payload)
 
 
