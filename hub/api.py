@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from hub.guard import guard, key, user, user_or_key
 from hub.http import hub_of, json_response
 from hub.metrics import metrics
 from hub.openapi import openapi_document
@@ -27,6 +28,8 @@ from hub.routes import (
     users,
     webhooks,
 )
+from ledger.accounts import Role
+from ledger.apps import Scope
 
 
 async def healthz(request: Request) -> Response:
@@ -68,70 +71,138 @@ async def openapi(request: Request) -> Response:
 
 
 ROUTES = [
-    Route("/api/v1/me", users.me, methods=["GET"]),
-    Route("/api/v1/tips", money.create_tip, methods=["POST"]),
-    Route("/api/v1/tips", money.tips, methods=["GET"]),
-    Route("/api/v1/wallet", money.wallet, methods=["GET"]),
-    Route("/api/v1/transactions", money.transactions, methods=["GET"]),
-    Route("/api/v1/payments", payments.create, methods=["POST"]),
-    Route("/api/v1/payments/{payment_id}", payments.show, methods=["GET"]),
-    Route("/api/v1/content", content.create, methods=["POST"]),
-    Route("/api/v1/content/{content_id}", content.show, methods=["GET"]),
-    Route("/api/v1/content/{content_id}/purchase", content.buy, methods=["POST"]),
-    Route("/api/v1/payouts", payouts.create, methods=["POST"]),
-    Route("/api/v1/payouts/{payout_id}", payouts.show, methods=["GET"]),
-    Route("/api/v1/refunds", admin.refund, methods=["POST"]),
-    Route("/api/v1/admin/platform-fee", admin.platform_fee, methods=["GET", "PUT"]),
-    Route("/api/v1/admin/jobs/failed", admin.failed_jobs, methods=["GET"]),
-    Route("/api/v1/admin/jobs/failed/{failed_id}/retry", admin.retry_failed_job, methods=["POST"]),
-    Route("/api/v1/admin/analytics/revenue", analytics.revenue_report, methods=["GET"]),
-    Route("/api/v1/admin/analytics/top-creators", analytics.top_creators_report, methods=["GET"]),
-    Route("/api/v1/admin/analytics/payments", analytics.payments_report, methods=["GET"]),
-    Route("/api/v1/overlay-keys", live.index, methods=["GET"]),
-    Route("/api/v1/overlay-keys", live.create, methods=["POST"]),
-    Route("/api/v1/overlay-keys/{key_id}", live.revoke, methods=["DELETE"]),
-    Route("/api/v1/overlay-keys/{key_id}/rotate", live.rotate, methods=["POST"]),
-    Route("/api/v1/presence", live.presence, methods=["GET"]),
-    Route("/api/v1/notifications", platform.publish, methods=["POST"]),
-    Route("/api/v1/events", platform.events, methods=["GET"]),
-    Route("/api/v1/users/{user_id}", platform.get_user, methods=["GET"]),
-    Route("/api/v1/users/{user_id}", platform.put_user, methods=["PUT"]),
-    Route("/api/v1/users/{user_id}/disconnect", platform.disconnect, methods=["POST"]),
-    Route("/api/v1/api-keys", platform.list_api_keys, methods=["GET"]),
-    Route("/api/v1/api-keys", platform.create_api_key, methods=["POST"]),
-    Route("/api/v1/api-keys/{key_id}/rotate", platform.rotate_api_key, methods=["POST"]),
-    Route("/api/v1/api-keys/{key_id}", platform.revoke_api_key, methods=["DELETE"]),
-    Route("/api/v1/webhook-endpoints", outbound.create, methods=["POST"]),
-    Route("/api/v1/webhook-endpoints", outbound.index, methods=["GET"]),
-    Route("/api/v1/webhook-endpoints/{endpoint_id}", outbound.show, methods=["GET"]),
-    Route("/api/v1/webhook-endpoints/{endpoint_id}", outbound.change, methods=["PATCH"]),
-    Route("/api/v1/webhook-endpoints/{endpoint_id}", outbound.delete, methods=["DELETE"]),
+    Route("/api/v1/me", guard(users.me, user()), methods=["GET"]),
+    Route("/api/v1/tips", guard(money.create_tip, user()), methods=["POST"]),
+    Route("/api/v1/tips", guard(money.tips, user()), methods=["GET"]),
+    Route("/api/v1/wallet", guard(money.wallet, user()), methods=["GET"]),
+    Route("/api/v1/transactions", guard(money.transactions, user()), methods=["GET"]),
+    Route("/api/v1/payments", guard(payments.create, user()), methods=["POST"]),
+    Route("/api/v1/payments/{payment_id}", guard(payments.show, user()), methods=["GET"]),
+    Route("/api/v1/content", guard(content.create, user(Role.CREATOR)), methods=["POST"]),
+    Route("/api/v1/content/{content_id}", guard(content.show, user()), methods=["GET"]),
+    Route("/api/v1/content/{content_id}/purchase", guard(content.buy, user()), methods=["POST"]),
+    Route("/api/v1/payouts", guard(payouts.create, user(Role.CREATOR)), methods=["POST"]),
+    Route("/api/v1/payouts/{payout_id}", guard(payouts.show, user()), methods=["GET"]),
+    Route("/api/v1/refunds", guard(admin.refund, user(Role.ADMIN)), methods=["POST"]),
     Route(
-        "/api/v1/webhook-endpoints/{endpoint_id}/rotate-secret",
-        outbound.rotate_secret,
+        "/api/v1/admin/platform-fee",
+        guard(admin.platform_fee, user(Role.ADMIN)),
+        methods=["GET", "PUT"],
+    ),
+    Route("/api/v1/admin/jobs/failed", guard(admin.failed_jobs, user(Role.ADMIN)), methods=["GET"]),
+    Route(
+        "/api/v1/admin/jobs/failed/{failed_id}/retry",
+        guard(admin.retry_failed_job, user(Role.ADMIN)),
         methods=["POST"],
     ),
     Route(
-        "/api/v1/webhook-endpoints/{endpoint_id}/deliveries", outbound.deliveries, methods=["GET"]
+        "/api/v1/admin/analytics/revenue",
+        guard(analytics.revenue_report, user(Role.ADMIN)),
+        methods=["GET"],
+    ),
+    Route(
+        "/api/v1/admin/analytics/top-creators",
+        guard(analytics.top_creators_report, user(Role.ADMIN)),
+        methods=["GET"],
+    ),
+    Route(
+        "/api/v1/admin/analytics/payments",
+        guard(analytics.payments_report, user(Role.ADMIN)),
+        methods=["GET"],
+    ),
+    Route("/api/v1/overlay-keys", guard(live.index, user(Role.CREATOR)), methods=["GET"]),
+    Route("/api/v1/overlay-keys", guard(live.create, user(Role.CREATOR)), methods=["POST"]),
+    Route(
+        "/api/v1/overlay-keys/{key_id}", guard(live.revoke, user(Role.CREATOR)), methods=["DELETE"]
+    ),
+    Route(
+        "/api/v1/overlay-keys/{key_id}/rotate",
+        guard(live.rotate, user(Role.CREATOR)),
+        methods=["POST"],
+    ),
+    Route(
+        "/api/v1/presence",
+        guard(live.presence, user_or_key((Role.ADMIN,), Scope.READ)),
+        methods=["GET"],
+    ),
+    Route("/api/v1/notifications", guard(platform.publish, key(Scope.PUBLISH)), methods=["POST"]),
+    Route("/api/v1/events", guard(platform.events, key(Scope.READ)), methods=["GET"]),
+    Route("/api/v1/users/{user_id}", guard(platform.get_user, key(Scope.READ)), methods=["GET"]),
+    Route("/api/v1/users/{user_id}", guard(platform.put_user, key(Scope.ADMIN)), methods=["PUT"]),
+    Route(
+        "/api/v1/users/{user_id}/disconnect",
+        guard(platform.disconnect, key(Scope.ADMIN)),
+        methods=["POST"],
+    ),
+    Route("/api/v1/api-keys", guard(platform.list_api_keys, key(Scope.ADMIN)), methods=["GET"]),
+    Route("/api/v1/api-keys", guard(platform.create_api_key, key(Scope.ADMIN)), methods=["POST"]),
+    Route(
+        "/api/v1/api-keys/{key_id}/rotate",
+        guard(platform.rotate_api_key, key(Scope.ADMIN)),
+        methods=["POST"],
+    ),
+    Route(
+        "/api/v1/api-keys/{key_id}",
+        guard(platform.revoke_api_key, key(Scope.ADMIN)),
+        methods=["DELETE"],
+    ),
+    Route("/api/v1/webhook-endpoints", guard(outbound.create, key(Scope.ADMIN)), methods=["POST"]),
+    Route("/api/v1/webhook-endpoints", guard(outbound.index, key(Scope.READ)), methods=["GET"]),
+    Route(
+        "/api/v1/webhook-endpoints/{endpoint_id}",
+        guard(outbound.show, key(Scope.READ)),
+        methods=["GET"],
+    ),
+    Route(
+        "/api/v1/webhook-endpoints/{endpoint_id}",
+        guard(outbound.change, key(Scope.ADMIN)),
+        methods=["PATCH"],
+    ),
+    Route(
+        "/api/v1/webhook-endpoints/{endpoint_id}",
+        guard(outbound.delete, key(Scope.ADMIN)),
+        methods=["DELETE"],
+    ),
+    Route(
+        "/api/v1/webhook-endpoints/{endpoint_id}/rotate-secret",
+        guard(outbound.rotate_secret, key(Scope.ADMIN)),
+        methods=["POST"],
+    ),
+    Route(
+        "/api/v1/webhook-endpoints/{endpoint_id}/deliveries",
+        guard(outbound.deliveries, key(Scope.READ)),
+        methods=["GET"],
     ),
     Route(
         "/api/v1/webhook-endpoints/{endpoint_id}/redeliver",
-        outbound.redeliver_since,
+        guard(outbound.redeliver_since, key(Scope.ADMIN)),
         methods=["POST"],
     ),
-    Route("/api/v1/webhook-deliveries/{delivery_id}", outbound.delivery, methods=["GET"]),
     Route(
-        "/api/v1/webhook-deliveries/{delivery_id}/redeliver", outbound.redeliver, methods=["POST"]
+        "/api/v1/webhook-deliveries/{delivery_id}",
+        guard(outbound.delivery, key(Scope.READ)),
+        methods=["GET"],
     ),
-    Route("/api/v1/creators/{creator_id}", users.creator, methods=["GET"]),
-    Route("/api/v1/goal", users.put_goal, methods=["PUT"]),
-    Route("/api/v1/goal", users.delete_goal, methods=["DELETE"]),
-    Route("/api/v1/live", users.put_live, methods=["PUT"]),
-    Route("/api/v1/creators/{creator_id}/content", content.by_creator, methods=["GET"]),
-    Route("/api/v1/creators/{creator_id}/presence", live.creator_presence, methods=["GET"]),
+    Route(
+        "/api/v1/webhook-deliveries/{delivery_id}/redeliver",
+        guard(outbound.redeliver, key(Scope.ADMIN)),
+        methods=["POST"],
+    ),
+    Route("/api/v1/creators/{creator_id}", guard(users.creator, user()), methods=["GET"]),
+    Route("/api/v1/goal", guard(users.put_goal, user(Role.CREATOR)), methods=["PUT"]),
+    Route("/api/v1/goal", guard(users.delete_goal, user(Role.CREATOR)), methods=["DELETE"]),
+    Route("/api/v1/live", guard(users.put_live, user(Role.CREATOR)), methods=["PUT"]),
+    Route(
+        "/api/v1/creators/{creator_id}/content", guard(content.by_creator, user()), methods=["GET"]
+    ),
+    Route(
+        "/api/v1/creators/{creator_id}/presence",
+        guard(live.creator_presence, user()),
+        methods=["GET"],
+    ),
     Route("/api/v1/push/config", push.config, methods=["GET"]),
-    Route("/api/v1/push/subscriptions", push.subscribe, methods=["POST"]),
-    Route("/api/v1/push/subscriptions", push.unsubscribe, methods=["DELETE"]),
+    Route("/api/v1/push/subscriptions", guard(push.subscribe, user()), methods=["POST"]),
+    Route("/api/v1/push/subscriptions", guard(push.unsubscribe, user()), methods=["DELETE"]),
     Route("/webhooks/{provider}", webhooks.receive, methods=["POST"]),
     Route("/checkout/return", payments.checkout_return, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),

@@ -115,3 +115,13 @@ def test_compose_config_parses() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_no_route_authenticates_by_itself() -> None:
+    """Who may call a route is the route table's to say (hub.guard), not a preamble in it."""
+    preambles = {
+        path.name
+        for path in (ROOT / "hub" / "routes").glob("*.py")
+        if re.search(r"hub\.authenticate\(|require_role\(|keys\.verify\(", path.read_text())
+    }
+    assert preambles == set(), preambles

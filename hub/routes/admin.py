@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hub.errors import ApiError
+from hub.guard import principal_of
 from hub.http import (
     MAX_SAFE_INTEGER,
     hub_of,
@@ -17,13 +18,11 @@ from hub.http import (
     json_response,
     parse,
     path_id,
-    require_role,
     respond_once,
 )
 from hub.idempotency import idempotency_key
 from jobs import deadletter
 from jobs import refunds as refund_jobs
-from ledger.accounts import Role
 from ledger.db import BIGINT_MAX, UnitOfWork, unit_of_work
 from ledger.errors import UnknownFailedJob
 from ledger.fees import MAX_FEE_BPS, current_fee_bps, set_fee_bps
@@ -46,8 +45,7 @@ class FeeRequest(BaseModel):
 
 async def refund(request: Request) -> Response:
     hub = hub_of(request)
-    principal = await hub.authenticate(request.headers.get("authorization"))
-    require_role(principal, Role.ADMIN)
+    principal = principal_of(request)
     key = idempotency_key(request.headers.get("idempotency-key"))
     payload = await json_object(request)
     body = parse(RefundRequest, payload)
@@ -68,8 +66,7 @@ async def refund(request: Request) -> Response:
 
 async def platform_fee(request: Request) -> Response:
     hub = hub_of(request)
-    principal = await hub.authenticate(request.headers.get("authorization"))
-    require_role(principal, Role.ADMIN)
+    principal = principal_of(request)
     if request.method == "PUT":
         body = parse(FeeRequest, await json_object(request))
         async with unit_of_work(hub.sessions) as uow:
@@ -84,8 +81,6 @@ async def platform_fee(request: Request) -> Response:
 async def failed_jobs(request: Request) -> Response:
     """Jobs that failed for good, newest first (admins)."""
     hub = hub_of(request)
-    principal = await hub.authenticate(request.headers.get("authorization"))
-    require_role(principal, Role.ADMIN)
     async with unit_of_work(hub.sessions) as uow:
         jobs = await list_failed_jobs(uow.session, limit=100)
     return json_response({"data": jobs})
@@ -94,8 +89,7 @@ async def failed_jobs(request: Request) -> Response:
 async def retry_failed_job(request: Request) -> Response:
     """Enqueue a dead-lettered job again with its arguments, once per entry (admins)."""
     hub = hub_of(request)
-    principal = await hub.authenticate(request.headers.get("authorization"))
-    require_role(principal, Role.ADMIN)
+    principal = principal_of(request)
     failed_id = path_id(
         request, "failed_id", UnknownFailedJob("no such failed job", param="failed_id")
     )

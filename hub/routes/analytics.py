@@ -8,8 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hub.errors import ApiError
-from hub.http import check_currency, day, hub_of, json_response, query_int, require_role
-from ledger.accounts import Role
+from hub.http import check_currency, day, hub_of, json_response, query_int
 from ledger.analytics import PERIODS, payment_success, revenue, top_creators
 from ledger.db import unit_of_work
 
@@ -27,7 +26,6 @@ def _range(request: Request) -> tuple[date, date]:
 async def revenue_report(request: Request) -> Response:
     """Gross volume and platform fees per day, week or month over a range."""
     hub = hub_of(request)
-    require_role(await hub.authenticate(request.headers.get("authorization")), Role.ADMIN)
     period = request.query_params.get("period", "day")
     if period not in PERIODS:
         raise ApiError(422, "invalid_request", "period: day, week or month", "period")
@@ -44,7 +42,6 @@ async def revenue_report(request: Request) -> Response:
 
 async def top_creators_report(request: Request) -> Response:
     hub = hub_of(request)
-    require_role(await hub.authenticate(request.headers.get("authorization")), Role.ADMIN)
     currency = request.query_params.get("currency", hub.settings.currencies[0])
     check_currency(hub, currency)
     limit = query_int(request, "limit", 10)
@@ -61,7 +58,6 @@ async def top_creators_report(request: Request) -> Response:
 async def payments_report(request: Request) -> Response:
     """Payment success rate per provider over a range (users connected now: /api/v1/presence)."""
     hub = hub_of(request)
-    require_role(await hub.authenticate(request.headers.get("authorization")), Role.ADMIN)
     start, end = _range(request)
     async with unit_of_work(hub.read_sessions) as uow:
         rows = await payment_success(uow.session, start, end)

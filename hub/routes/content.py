@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hub.guard import principal_of
 from hub.http import (
     MAX_SAFE_INTEGER,
     answered,
@@ -21,12 +22,10 @@ from hub.http import (
     parse,
     path_id,
     rate_limit,
-    require_role,
     respond_once,
 )
 from hub.idempotency import idempotency_key
 from hub.routes.payments import provider_named, start_payment
-from ledger.accounts import Role
 from ledger.content import (
     create_content,
     ensure_purchasable,
@@ -64,8 +63,7 @@ def _content_id(request: Request) -> int:
 
 async def create(request: Request) -> Response:
     hub = hub_of(request)
-    principal = await hub.authenticate(request.headers.get("authorization"))
-    require_role(principal, Role.CREATOR)
+    principal = principal_of(request)
     body = parse(ContentRequest, await json_object(request))
     check_currency(hub, body.currency)
     async with unit_of_work(hub.sessions) as uow:
@@ -81,7 +79,7 @@ async def create(request: Request) -> Response:
 
 async def show(request: Request) -> Response:
     hub = hub_of(request)
-    principal = await hub.authenticate(request.headers.get("authorization"))
+    principal = principal_of(request)
     content_id = _content_id(request)
     await hub.check_content(content_id, principal.app_id)
     async with unit_of_work(hub.sessions) as uow:
@@ -93,7 +91,7 @@ async def show(request: Request) -> Response:
 async def by_creator(request: Request) -> Response:
     """A creator's content, newest first, as the caller sees it; `?limit=&before=`."""
     hub = hub_of(request)
-    principal = await hub.authenticate(request.headers.get("authorization"))
+    principal = principal_of(request)
     limit, before = page_query(request)
     async with unit_of_work(hub.sessions) as uow:  # the primary: access right after a purchase
         creator = await get_creator(
@@ -107,7 +105,7 @@ async def by_creator(request: Request) -> Response:
 
 async def buy(request: Request) -> Response:
     hub = hub_of(request)
-    principal = await hub.authenticate(request.headers.get("authorization"))
+    principal = principal_of(request)
     key = idempotency_key(request.headers.get("idempotency-key"))
     content_id = _content_id(request)
     payload = await json_object(request, optional=True)

@@ -6,8 +6,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.requests import Request
 from starlette.responses import Response
 
-from hub.auth import bearer_or_none
 from hub.errors import ApiError
+from hub.guard import by_key, principal_of
 from hub.http import (
     hub_of,
     is_operator,
@@ -15,11 +15,8 @@ from hub.http import (
     json_response,
     parse,
     path_id,
-    require_role,
 )
-from hub.keys import looks_like_key
 from hub.routes import platform
-from ledger.accounts import Role
 from ledger.db import unit_of_work
 from ledger.overlays import UnknownOverlayKey, create_key, list_keys, revoke_key
 from realtime import bus
@@ -39,8 +36,7 @@ def _key_id(request: Request) -> int:
 async def create(request: Request) -> Response:
     """A new overlay key; the key itself is in this answer only."""
     hub = hub_of(request)
-    principal = await hub.authenticate(request.headers.get("authorization"))
-    require_role(principal, Role.CREATOR)
+    principal = principal_of(request)
     body = parse(OverlayKeyRequest, await json_object(request, optional=True))
     async with unit_of_work(hub.sessions) as uow:
         record, key = await create_key(
@@ -51,8 +47,7 @@ async def create(request: Request) -> Response:
 
 async def index(request: Request) -> Response:
     hub = hub_of(request)
-    principal = await hub.authenticate(request.headers.get("authorization"))
-    require_role(principal, Role.CREATOR)
+    principal = principal_of(request)
     async with unit_of_work(hub.sessions) as uow:
         keys = await list_keys(uow.session, principal.user_id)
     return json_response({"data": [key.as_json() for key in keys]})
@@ -61,8 +56,7 @@ async def index(request: Request) -> Response:
 async def revoke(request: Request) -> Response:
     """Revoke a key: new connections with it are refused, live ones are cut on every node."""
     hub = hub_of(request)
-    principal = await hub.authenticate(request.headers.get("authorization"))
-    require_role(principal, Role.CREATOR)
+    principal = principal_of(request)
     key_id = _key_id(request)
     async with unit_of_work(hub.sessions) as uow:
         record = await revoke_key(uow.session, principal.user_id, key_id)
@@ -77,8 +71,7 @@ async def revoke(request: Request) -> Response:
 async def rotate(request: Request) -> Response:
     """A new key in place of this one, which is revoked in the same transaction."""
     hub = hub_of(request)
-    principal = await hub.authenticate(request.headers.get("authorization"))
-    require_role(principal, Role.CREATOR)
+    principal = principal_of(request)
     key_id = _key_id(request)
     async with unit_of_work(hub.sessions) as uow:
         old = await revoke_key(uow.session, principal.user_id, key_id)
@@ -98,10 +91,8 @@ async def presence(request: Request) -> Response:
     (admins). With an API key (`read`): the connections of the app's users named by `user_id`
     (repeated), hub.routes.platform.presence."""
     hub = hub_of(request)
-    if looks_like_key(bearer_or_none(request)):
+    if by_key(request):
         return await platform.presence(request)
-    principal = await hub.authenticate(request.headers.get("authorization"))
-    require_role(principal, Role.ADMIN)
     body: dict[str, object] = {"connected_users": await hub.realtime.presence.count(online_key())}
     user_id = request.query_params.get("user_id")
     if user_id:
@@ -113,7 +104,7 @@ async def presence(request: Request) -> Response:
 async def creator_presence(request: Request) -> Response:
     """A creator's live overlays and viewers (the creator, or an admin)."""
     hub = hub_of(request)
-    principal = await hub.authenticate(request.headers.get("authorization"))
+    principal = principal_of(request)
     creator_id = request.path_params["creator_id"]
     if not is_operator(principal) and principal.user_id != creator_id:
         raise ApiError(403, "forbidden", "only the creator or an admin sees these counts")

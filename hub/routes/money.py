@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hub.errors import ApiError
+from hub.guard import principal_of
 from hub.http import (
     MAX_SAFE_INTEGER,
     answered,
@@ -50,7 +51,7 @@ class TipRequest(BaseModel):
 
 async def create_tip(request: Request) -> Response:
     hub = hub_of(request)
-    principal = await hub.authenticate(request.headers.get("authorization"))
+    principal = principal_of(request)
     key = idempotency_key(request.headers.get("idempotency-key"))
     payload = await json_object(request)
     tip = parse(TipRequest, payload)
@@ -98,7 +99,7 @@ async def create_tip(request: Request) -> Response:
 async def tips(request: Request) -> Response:
     """The caller's tips, newest first; `?direction=received|sent&limit=&before=`."""
     hub = hub_of(request)
-    principal = await hub.authenticate(request.headers.get("authorization"))
+    principal = principal_of(request)
     default = "received" if principal.role is Role.CREATOR else "sent"
     direction = request.query_params.get("direction", default)
     if direction not in ("received", "sent"):
@@ -120,7 +121,7 @@ async def tips(request: Request) -> Response:
 async def wallet(request: Request) -> Response:
     """The caller's balances now, or with `?as_of=<ISO 8601 time>` the posted balances then."""
     hub = hub_of(request)
-    principal = await hub.authenticate(request.headers.get("authorization"))
+    principal = principal_of(request)
     at = when(request, "as_of")
     # The primary, for the same reason as tips: a balance a page shows on connect is not
     # corrected until the account's next posting, so it must not lag.
@@ -147,7 +148,7 @@ async def wallet(request: Request) -> Response:
 async def transactions(request: Request) -> Response:
     """The caller's entries, newest first; `?limit=&before=&kind=&account=&currency=`."""
     hub = hub_of(request)
-    principal = await hub.authenticate(request.headers.get("authorization"))
+    principal = principal_of(request)
     limit, before = page_query(request)
     account = request.query_params.get("account")
     if account not in (None, "wallet", "earnings"):

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hub.errors import ApiError
+from hub.guard import key_of
 from hub.http import (
     EARLIEST,
     LATEST,
@@ -20,10 +21,8 @@ from hub.http import (
     parse,
     path_id,
 )
-from hub.routes.platform import api_key
 from jobs.webhooks import url_problem
 from ledger import webhooks
-from ledger.apps import Scope
 from ledger.db import unit_of_work
 
 DEFAULT_OVERLAP = 24 * 3600
@@ -89,7 +88,7 @@ def _endpoint_id(request: Request) -> int:
 async def create(request: Request) -> Response:
     """POST /api/v1/webhook-endpoints: a new endpoint and its signing secret (201)."""
     hub = hub_of(request)
-    key = await api_key(request, Scope.ADMIN)
+    key = key_of(request)
     body = parse(EndpointRequest, await json_object(request))
     _check_url(request, body.url)
     _check_types(body.event_types)
@@ -102,7 +101,7 @@ async def create(request: Request) -> Response:
 
 async def index(request: Request) -> Response:
     hub = hub_of(request)
-    key = await api_key(request, Scope.READ)
+    key = key_of(request)
     async with hub.read_sessions() as session:
         endpoints = await webhooks.list_endpoints(session, key.app_id)
     return json_response({"data": [endpoint.as_json() for endpoint in endpoints]})
@@ -110,7 +109,7 @@ async def index(request: Request) -> Response:
 
 async def show(request: Request) -> Response:
     hub = hub_of(request)
-    key = await api_key(request, Scope.READ)
+    key = key_of(request)
     async with hub.read_sessions() as session:
         endpoint = await webhooks.get_endpoint(session, key.app_id, _endpoint_id(request))
     return json_response(endpoint.as_json())
@@ -119,7 +118,7 @@ async def show(request: Request) -> Response:
 async def change(request: Request) -> Response:
     """PATCH: url, event_types, description; `enabled` turns it off or back on."""
     hub = hub_of(request)
-    key = await api_key(request, Scope.ADMIN)
+    key = key_of(request)
     body = parse(EndpointChange, await json_object(request))
     if body.url is not None:
         _check_url(request, body.url)
@@ -140,7 +139,7 @@ async def change(request: Request) -> Response:
 
 async def delete(request: Request) -> Response:
     hub = hub_of(request)
-    key = await api_key(request, Scope.ADMIN)
+    key = key_of(request)
     async with unit_of_work(hub.sessions) as uow:
         await webhooks.delete_endpoint(uow.session, key.app_id, _endpoint_id(request))
     return Response(status_code=204)
@@ -149,7 +148,7 @@ async def delete(request: Request) -> Response:
 async def rotate_secret(request: Request) -> Response:
     """A new secret; for `overlap_seconds` (default a day) deliveries carry both signatures."""
     hub = hub_of(request)
-    key = await api_key(request, Scope.ADMIN)
+    key = key_of(request)
     body = parse(RotateRequest, await json_object(request, optional=True))
     async with unit_of_work(hub.sessions) as uow:
         endpoint, secret = await webhooks.rotate_secret(
@@ -161,7 +160,7 @@ async def rotate_secret(request: Request) -> Response:
 async def deliveries(request: Request) -> Response:
     """The endpoint's delivery log, newest first: `?status=pending|delivered|failed`."""
     hub = hub_of(request)
-    key = await api_key(request, Scope.READ)
+    key = key_of(request)
     limit, before = page_query(request)
     status = request.query_params.get("status")
     if status is not None and status not in ("pending", "delivered", "failed"):
@@ -176,7 +175,7 @@ async def deliveries(request: Request) -> Response:
 async def redeliver_since(request: Request) -> Response:
     """POST .../redeliver {since}: every delivery made since then, sent again in order."""
     hub = hub_of(request)
-    key = await api_key(request, Scope.ADMIN)
+    key = key_of(request)
     body = parse(RedeliverRequest, await json_object(request))
     since = _time(body.since)
     async with unit_of_work(hub.sessions) as uow:
@@ -213,7 +212,7 @@ def _delivery_id(request: Request) -> int:
 async def delivery(request: Request) -> Response:
     """One delivery with its body and every attempt."""
     hub = hub_of(request)
-    key = await api_key(request, Scope.READ)
+    key = key_of(request)
     async with hub.read_sessions() as session:
         found = await webhooks.get_delivery(session, key.app_id, _delivery_id(request))
     return json_response(found)
@@ -221,7 +220,7 @@ async def delivery(request: Request) -> Response:
 
 async def redeliver(request: Request) -> Response:
     hub = hub_of(request)
-    key = await api_key(request, Scope.ADMIN)
+    key = key_of(request)
     async with unit_of_work(hub.sessions) as uow:
         found = await webhooks.redeliver(uow.session, key.app_id, _delivery_id(request))
     return json_response(found, 202)

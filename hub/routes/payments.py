@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from hub.errors import ApiError
+from hub.guard import principal_of
 from hub.http import (
     MAX_SAFE_INTEGER,
     check_currency,
@@ -94,7 +95,7 @@ async def start_payment(
 
 async def create(request: Request) -> Response:
     hub = hub_of(request)
-    principal = await hub.authenticate(request.headers.get("authorization"))
+    principal = principal_of(request)
     key = idempotency_key(request.headers.get("idempotency-key"))
     payload = await json_object(request)
     body = parse(PaymentRequest, payload)
@@ -119,7 +120,7 @@ async def create(request: Request) -> Response:
 
 async def show(request: Request) -> Response:
     hub = hub_of(request)
-    principal = await hub.authenticate(request.headers.get("authorization"))
+    principal = principal_of(request)
     payment_id = path_id(
         request, "payment_id", UnknownPayment("no such payment", param="payment_id")
     )

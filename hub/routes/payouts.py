@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hub.guard import principal_of
 from hub.http import (
     MAX_SAFE_INTEGER,
     answered,
@@ -18,11 +19,9 @@ from hub.http import (
     parse,
     path_id,
     rate_limit,
-    require_role,
 )
 from hub.idempotency import idempotency_key
 from hub.routes.payments import provider_named
-from ledger.accounts import Role
 from ledger.db import unit_of_work
 from ledger.errors import UnknownPayout
 from ledger.money import Money
@@ -40,8 +39,7 @@ class PayoutRequest(BaseModel):
 
 async def create(request: Request) -> Response:
     hub = hub_of(request)
-    principal = await hub.authenticate(request.headers.get("authorization"))
-    require_role(principal, Role.CREATOR)
+    principal = principal_of(request)
     key = idempotency_key(request.headers.get("idempotency-key"))
     payload = await json_object(request)
     body = parse(PayoutRequest, payload)
@@ -63,7 +61,7 @@ async def create(request: Request) -> Response:
 
 async def show(request: Request) -> Response:
     hub = hub_of(request)
-    principal = await hub.authenticate(request.headers.get("authorization"))
+    principal = principal_of(request)
     payout_id = path_id(request, "payout_id", UnknownPayout("no such payout", param="payout_id"))
     async with unit_of_work(hub.sessions) as uow:
         payout = await get_payout(uow.session, payout_id=payout_id)

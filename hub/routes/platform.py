@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.requests import Request
 from starlette.responses import Response
 
-from hub.auth import CONTROL, bearer
+from hub.auth import CONTROL
 from hub.errors import ApiError
+from hub.guard import key_of
 from hub.http import (
     hub_of,
     json_object,
@@ -57,11 +58,6 @@ MAX_PRESENCE_USERS = 100
 USER_ID = Field(default=None, min_length=1, max_length=255)
 
 
-async def api_key(request: Request, scope: Scope) -> ApiKey:
-    """The caller's live API key with `scope`: 401 without one, 403 without the scope."""
-    return await hub_of(request).keys.verify(bearer(request.headers.get("authorization")), scope)
-
-
 def idempotency_caller(key: ApiKey) -> str:
     """The keys of one app share their Idempotency-Keys (a rotated key replays the old one's);
     the separator is a character no user id may hold, so no user shares them."""
@@ -98,7 +94,7 @@ async def publish(request: Request) -> Response:
     """POST /api/v1/notifications: one event into each named user's log (missing users of the
     app are created as fans), or into a creator's log for their public channel."""
     hub = hub_of(request)
-    key = await api_key(request, Scope.PUBLISH)
+    key = key_of(request)
     idempotency = idempotency_key(request.headers.get("idempotency-key"))
     payload = await json_object(request)
     body = parse(NotificationRequest, payload)
@@ -140,7 +136,7 @@ async def events(request: Request) -> Response:
     """GET /api/v1/events?user_id=&after=&limit=: a user's log in order, from the event after
     `after` (an event id, the cursor a socket keeps; 0 or none: from the oldest kept)."""
     hub = hub_of(request)
-    key = await api_key(request, Scope.READ)
+    key = key_of(request)
     user_id = _user_param(request)
     after = query_int(request, "after", 0)
     limit = query_int(request, "limit", 100)
@@ -165,7 +161,7 @@ async def presence(request: Request) -> Response:
     """GET /api/v1/presence?user_id=a&user_id=b (with a key): each user's open sockets, over
     every node."""
     hub = hub_of(request)
-    key = await api_key(request, Scope.READ)
+    key = key_of(request)
     asked = list(dict.fromkeys(request.query_params.getlist("user_id")))
     if not asked or len(asked) > MAX_PRESENCE_USERS:
         raise ApiError(
@@ -197,7 +193,7 @@ async def put_user(request: Request) -> Response:
     """PUT /api/v1/users/{user_id}: create the app's user (and accounts) ahead of their first
     request, or update their name and email; a fan may become a creator, never the reverse."""
     hub = hub_of(request)
-    key = await api_key(request, Scope.ADMIN)
+    key = key_of(request)
     user_id = _path_user(request)
     body = parse(UserRequest, await json_object(request))
     role = Role(body.role)
@@ -223,7 +219,7 @@ async def put_user(request: Request) -> Response:
 
 async def get_user(request: Request) -> Response:
     hub = hub_of(request)
-    key = await api_key(request, Scope.READ)
+    key = key_of(request)
     user_id = _path_user(request)
     async with hub.sessions() as session:  # the primary: right after a PUT, it is there
         user = await user_of_app(session, user_id, key.app_id)
@@ -236,7 +232,7 @@ async def disconnect(request: Request) -> Response:
     """POST /api/v1/users/{user_id}/disconnect: close the user's sockets on every node (the
     official client does not reconnect by itself after a server's disconnect)."""
     hub = hub_of(request)
-    key = await api_key(request, Scope.ADMIN)
+    key = key_of(request)
     user_id = _path_user(request)
     async with hub.read_sessions() as session:
         user = await user_of_app(session, user_id, key.app_id)
@@ -274,7 +270,7 @@ def _key_id(request: Request) -> int:
 async def list_api_keys(request: Request) -> Response:
     """GET /api/v1/api-keys: the app's keys (prefixes, scopes, use; never a secret)."""
     hub = hub_of(request)
-    key = await api_key(request, Scope.ADMIN)
+    key = key_of(request)
     async with hub.read_sessions() as session:
         keys = await list_keys(session, key.app_id)
     return json_response({"data": [record.as_json() for record in keys]})
@@ -283,7 +279,7 @@ async def list_api_keys(request: Request) -> Response:
 async def create_api_key(request: Request) -> Response:
     """POST /api/v1/api-keys: a new key of the app; its secret is in this answer only."""
     hub = hub_of(request)
-    key = await api_key(request, Scope.ADMIN)
+    key = key_of(request)
     body = parse(KeyRequest, await json_object(request))
     async with unit_of_work(hub.sessions) as uow:
         record, secret = await create_key(
@@ -296,7 +292,7 @@ async def rotate_api_key(request: Request) -> Response:
     """POST /api/v1/api-keys/{id}/rotate: a successor with the same scopes; the old key works
     `overlap_seconds` more (default a day)."""
     hub = hub_of(request)
-    key = await api_key(request, Scope.ADMIN)
+    key = key_of(request)
     body = parse(KeyRotation, await json_object(request, optional=True))
     async with unit_of_work(hub.sessions) as uow:
         record, secret = await rotate_key(
@@ -308,7 +304,7 @@ async def rotate_api_key(request: Request) -> Response:
 async def revoke_api_key(request: Request) -> Response:
     """DELETE /api/v1/api-keys/{id}: ended at once (every node within 5 s)."""
     hub = hub_of(request)
-    key = await api_key(request, Scope.ADMIN)
+    key = key_of(request)
     async with unit_of_work(hub.sessions) as uow:
         record = await revoke_key(uow.session, key.app_id, _key_id(request))
     return json_response(record.as_json())

@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hub.errors import ApiError
+from hub.guard import principal_of
 from hub.http import hub_of, json_object, json_response, parse
 from hub.state import Hub
 from hub.vapid import b64url_decode, public_key_of
@@ -77,7 +78,7 @@ async def subscribe(request: Request) -> Response:
     """Save the browser's subscription for the caller (the same endpoint again moves or renews
     it); the caller's oldest beyond ten are dropped."""
     hub = hub_of(request)
-    principal = await hub.authenticate(request.headers.get("authorization"))
+    principal = principal_of(request)
     if hub.settings.vapid_private_key is None:
         raise ApiError(409, "push_disabled", "Web Push is not configured on this hub")
     body = parse(SubscriptionRequest, await json_object(request))
@@ -91,7 +92,7 @@ async def subscribe(request: Request) -> Response:
 
 async def unsubscribe(request: Request) -> Response:
     hub = hub_of(request)
-    principal = await hub.authenticate(request.headers.get("authorization"))
+    principal = principal_of(request)
     body = parse(UnsubscribeRequest, await json_object(request))
     async with unit_of_work(hub.sessions) as uow:
         await delete_subscription(uow.session, principal.user_id, body.endpoint)

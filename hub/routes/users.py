@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hub.guard import principal_of
 from hub.http import (
     MAX_SAFE_INTEGER,
     check_currency,
@@ -13,9 +14,7 @@ from hub.http import (
     json_object,
     json_response,
     parse,
-    require_role,
 )
-from ledger.accounts import Role
 from ledger.creators import end_goal, goal_of, live_of, set_goal, set_live
 from ledger.db import unit_of_work
 from ledger.users import find_user, get_creator
@@ -24,7 +23,7 @@ from ledger.users import find_user, get_creator
 async def me(request: Request) -> Response:
     """The caller: `role` from the token (what this request may do), `name` as stored."""
     hub = hub_of(request)
-    principal = await hub.authenticate(request.headers.get("authorization"))
+    principal = principal_of(request)
     async with unit_of_work(hub.sessions) as uow:  # the primary: authenticate just wrote it
         user = await find_user(uow.session, principal.user_id, principal.app_id)
     name = user.name if user is not None else principal.name
@@ -34,7 +33,7 @@ async def me(request: Request) -> Response:
 async def creator(request: Request) -> Response:
     """A creator's public profile: name, goal (with what it raised so far) and live state."""
     hub = hub_of(request)
-    principal = await hub.authenticate(request.headers.get("authorization"))
+    principal = principal_of(request)
     async with unit_of_work(hub.sessions) as uow:
         found = await get_creator(uow.session, request.path_params["creator_id"], principal.app_id)
         goal = await goal_of(uow.session, found.id)
@@ -60,8 +59,7 @@ class LiveRequest(BaseModel):
 async def put_goal(request: Request) -> Response:
     """PUT /api/v1/goal: the creator's tipping goal, counted from now (replaces any)."""
     hub = hub_of(request)
-    principal = await hub.authenticate(request.headers.get("authorization"))
-    require_role(principal, Role.CREATOR)
+    principal = principal_of(request)
     body = parse(GoalRequest, await json_object(request))
     check_currency(hub, body.currency)
     async with unit_of_work(hub.sessions) as uow:
@@ -74,8 +72,7 @@ async def put_goal(request: Request) -> Response:
 
 async def delete_goal(request: Request) -> Response:
     hub = hub_of(request)
-    principal = await hub.authenticate(request.headers.get("authorization"))
-    require_role(principal, Role.CREATOR)
+    principal = principal_of(request)
     async with unit_of_work(hub.sessions) as uow:
         hub.publish_after_commit(uow, await end_goal(uow.session, principal.user_id))
     return Response(status_code=204)
@@ -84,8 +81,7 @@ async def delete_goal(request: Request) -> Response:
 async def put_live(request: Request) -> Response:
     """PUT /api/v1/live: the creator is live now (with a title), or not any more."""
     hub = hub_of(request)
-    principal = await hub.authenticate(request.headers.get("authorization"))
-    require_role(principal, Role.CREATOR)
+    principal = principal_of(request)
     body = parse(LiveRequest, await json_object(request))
     async with unit_of_work(hub.sessions) as uow:
         live, events = await set_live(uow.session, principal.user_id, body.live, body.title)

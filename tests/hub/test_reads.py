@@ -231,3 +231,32 @@ async def test_every_api_route_is_in_the_openapi_document(http) -> None:
                 )
     content_body = document["paths"]["/api/v1/content"]["post"]["requestBody"]
     assert "body" in content_body["content"]["application/json"]["schema"]["properties"]
+
+
+async def test_who_may_call_each_route_is_said_once_in_the_route_table(http) -> None:
+    """Every /api/v1 route but the open one declares its caller in the route table (hub.guard),
+    and the OpenAPI document's security is that declaration (tests/test_layout.py: no route
+    authenticates by itself)."""
+    from hub.guard import access_of
+
+    document = (await http.get("/openapi.json")).json()
+    open_routes = {"/api/v1/push/config"}
+    for route in ROUTES:
+        if not route.path.startswith("/api/v1/") or route.path in open_routes:
+            continue
+        access = access_of(route.endpoint)
+        assert access is not None and not access.public, route.path
+        for method in route.methods or ():
+            if method == "HEAD":
+                continue
+            operation = document["paths"][route.path][method.lower()]
+            expected = ([{"bearer": []}] if access.users else []) + (
+                [{"apiKey": []}] if access.scope is not None else []
+            )
+            assert operation["security"] == expected, (method, route.path)
+            assert "401" in operation["responses"]
+    assert document["paths"]["/api/v1/notifications"]["post"]["security"] == [{"apiKey": []}]
+    assert document["paths"]["/api/v1/presence"]["get"]["security"] == [
+        {"bearer": []},
+        {"apiKey": []},
+    ]
