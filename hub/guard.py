@@ -16,6 +16,8 @@ from starlette.responses import Response
 from hub.auth import Principal, bearer, bearer_or_none
 from hub.http import hub_of, require_role
 from hub.keys import looks_like_key
+from hub.metrics import RATE_LIMITED
+from hub.ratelimit import RateLimited
 from ledger.accounts import Role
 from ledger.apps import ApiKey, Scope
 
@@ -58,9 +60,15 @@ def guard(endpoint: Endpoint, access: Access) -> Endpoint:
         if access.scope is not None and (
             not access.users or looks_like_key(bearer_or_none(request))
         ):
+            hub = hub_of(request)
             credential = bearer(request.headers.get("authorization"))
-            request.state.api_key = await hub_of(request).keys.verify(credential, access.scope)
-        elif access.users:
+            found = await hub.keys.verify(credential, access.scope)
+            request.state.api_key = found
+            limits = await _app_limit(hub, found.app_id)
+            response = await endpoint(request)
+            response.headers.update(limits)
+            return response
+        if access.users:
             principal = await hub_of(request).authenticate(request.headers.get("authorization"))
             if access.roles:
                 require_role(principal, *access.roles)
@@ -71,6 +79,19 @@ def guard(endpoint: Endpoint, access: Access) -> Endpoint:
     guarded.__name__ = getattr(endpoint, "__name__", "endpoint")
     guarded.__doc__ = endpoint.__doc__
     return guarded
+
+
+async def _app_limit(hub: Any, app_id: str) -> dict[str, str]:
+    """One unit of the app's server-API limit (HUB_RATE_LIMIT_SERVER, all its keys together):
+    its RateLimit-* headers, or RateLimited (429)."""
+    try:
+        headers: dict[str, str] = await hub.limiter.hit(
+            "server", f"app:{app_id}", hub.settings.rate_limit_server
+        )
+        return headers
+    except RateLimited:
+        RATE_LIMITED.labels("server").inc()
+        raise
 
 
 def access_of(endpoint: Any) -> Access | None:

@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     rate_limit_payments: str = "10/minute"
     rate_limit_transfers: str = "60/minute"
     rate_limit_webhooks: str = "100/minute"
+    # The server API, per app (all its keys together).
+    rate_limit_server: str = "100/second"
     # With Redis away: true lets requests through unlimited, false refuses them with 503.
     rate_limit_fail_open: bool = True
     home: Path = Path(".hub")
@@ -276,7 +278,9 @@ class Settings(BaseSettings):
             raise ValueError("must be an smtp:// or smtps:// URL")
         return value
 
-    @field_validator("rate_limit_payments", "rate_limit_transfers", "rate_limit_webhooks")
+    @field_validator(
+        "rate_limit_payments", "rate_limit_transfers", "rate_limit_webhooks", "rate_limit_server"
+    )
     @classmethod
     def _rate_limit(cls, value: str) -> str:
         from limits import parse_many

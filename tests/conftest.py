@@ -95,6 +95,7 @@ def make_settings(services: Services, sandbox_url: str | None = None, **override
         "gc_freeze": False,
         "rate_limit_payments": UNLIMITED,
         "rate_limit_transfers": UNLIMITED,
+        "rate_limit_server": UNLIMITED,
         "rate_limit_webhooks": UNLIMITED,
         "database_url": services.database_url,
         "redis_url": services.redis_url,

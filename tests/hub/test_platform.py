@@ -369,3 +369,31 @@ async def test_an_app_manages_its_keys_over_http(http, sessions, uid) -> None:
         "/api/v1/events", params={"user_id": user}, headers=with_key(fresh.json()["secret"])
     )
     assert refused.status_code == 401
+
+
+async def test_the_server_api_is_rate_limited_per_app(services, sessions, uid) -> None:
+    """HUB_RATE_LIMIT_SERVER counts an app's calls, all its keys together; another app has its
+    own allowance."""
+    from tests.conftest import hub_server, make_settings
+
+    server = hub_server(make_settings(services, rate_limit_server="3/minute"))
+    await server.start()
+    try:
+        first, second = await new_key(sessions), await new_key(sessions)
+        other = await new_key(sessions, await new_app(sessions))
+        user = uid("fan")
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            answers = [
+                await client.get("/api/v1/presence", params={"user_id": user}, headers=with_key(k))
+                for k in (first, second, first, second)
+            ]
+            elsewhere = await client.get(
+                "/api/v1/presence", params={"user_id": user}, headers=with_key(other)
+            )
+        assert [a.status_code for a in answers[:3]] == [200, 200, 200]
+        assert answers[0].headers["ratelimit-limit"] == "3"
+        assert answers[3].status_code == 429
+        assert answers[3].json()["error"]["type"] == "rate_limited"
+        assert elsewhere.status_code == 200
+    finally:
+        await server.stop()
