@@ -123,8 +123,11 @@ def path_id(request: Request, name: str, missing: Exception) -> int:
 def when(request: Request, name: str) -> datetime | None:
     """`?name=` as an ISO 8601 time with a zone, within EARLIEST and LATEST."""
     text = request.query_params.get(name)
-    if text is None:
-        return None
+    return None if text is None else moment(text, name)
+
+
+def moment(text: str, name: str) -> datetime:
+    """`text` (the input `name`) as an ISO 8601 time with a zone, within EARLIEST and LATEST."""
     try:
         at = datetime.fromisoformat(text)
     except ValueError:

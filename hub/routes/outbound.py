@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 from starlette.requests import Request
@@ -12,21 +11,21 @@ from starlette.responses import Response
 from hub.errors import ApiError
 from hub.guard import key_of
 from hub.http import (
-    EARLIEST,
-    LATEST,
     hub_of,
     json_object,
     json_response,
+    moment,
     page_query,
     parse,
     path_id,
 )
+from hub.routes.platform import TYPE_PATTERN
 from jobs.webhooks import url_problem
 from ledger import webhooks
 from ledger.db import unit_of_work
 
 DEFAULT_OVERLAP = 24 * 3600
-TYPE = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+){0,3}")
+TYPE = re.compile(TYPE_PATTERN)
 
 
 class EndpointRequest(BaseModel):
@@ -177,28 +176,12 @@ async def redeliver_since(request: Request) -> Response:
     hub = hub_of(request)
     key = key_of(request)
     body = parse(RedeliverRequest, await json_object(request))
-    since = _time(body.since)
+    since = moment(body.since, "since")
     async with unit_of_work(hub.sessions) as uow:
         count = await webhooks.redeliver_since(
             uow.session, key.app_id, _endpoint_id(request), since
         )
     return json_response({"redelivering": count}, 202)
-
-
-def _time(text: str) -> datetime:
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        raise ApiError(422, "invalid_request", "since: an ISO 8601 time", "since") from None
-    if at.tzinfo is None:
-        raise ApiError(422, "invalid_request", "since: needs a time zone", "since")
-    try:
-        within = EARLIEST <= at < LATEST
-    except OverflowError:  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC
-        within = False
-    if not within:
-        raise ApiError(422, "invalid_request", "since: must be from 1970 to 2099", "since")
-    return at
 
 
 def _delivery_id(request: Request) -> int:
