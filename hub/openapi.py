@@ -133,11 +133,6 @@ def openapi_document() -> dict[str, Any]:
     from hub.routes.push import SubscriptionRequest, UnsubscribeRequest
     from hub.routes.users import GoalRequest, LiveRequest
 
-    def keyed(op: dict[str, Any], scope: str) -> dict[str, Any]:
-        """A server-API operation (its security comes from the route table)."""
-        op["description"] = f"API key with the `{scope}` scope (Authorization: Bearer hk_...)."
-        return op
-
     user_path = {"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
     paths: dict[str, Any] = {
@@ -394,236 +389,182 @@ def openapi_document() -> dict[str, Any]:
             )
         },
         "/api/v1/notifications": {
-            "post": keyed(
-                _op(
-                    "Publish a platform event into users' logs (user_id or user_ids, up to "
-                    "1000; missing users of the app are created as fans) or a creator's public "
-                    "channel (channel): delivered live, recovered by cursor, readable by "
-                    "GET /api/v1/events; the type is stored as app.<type> (public.app.<type> "
-                    "on a channel)",
-                    {
-                        "201": "{type, channel, events: [{id, user_id, seq}]}",
-                        "404": "creator_not_found (channel)",
-                        "409": "user_id_taken: a user of another app has this id",
-                    },
-                    body=NotificationRequest,
-                    idempotent=True,
-                ),
-                "publish",
+            "post": _op(
+                "Publish a platform event into users' logs (user_id or user_ids, up to "
+                "1000; missing users of the app are created as fans) or a creator's public "
+                "channel (channel): delivered live, recovered by cursor, readable by "
+                "GET /api/v1/events; the type is stored as app.<type> (public.app.<type> "
+                "on a channel)",
+                {
+                    "201": "{type, channel, events: [{id, user_id, seq}]}",
+                    "404": "creator_not_found (channel)",
+                    "409": "user_id_taken: a user of another app has this id",
+                },
+                body=NotificationRequest,
+                idempotent=True,
             )
         },
         "/api/v1/events": {
-            "get": keyed(
-                _op(
-                    "A user's event log in order, after the event `after` (the cursor the "
-                    "sockets keep; 0: from the oldest kept)",
-                    {
-                        "200": "{user_id, data: [{id, seq, type, occurred_at, data}], has_more, "
-                        "next_after}",
-                        "404": "user_not_found (in this app)",
-                        "410": "cursor_expired: `after` is not in the log (or no longer kept)",
-                    },
-                    params=[
-                        {**_query("user_id", {"type": "string"}, "The user"), "required": True},
-                        _query("after", {"type": "integer", "minimum": 0}, "An event id, or 0"),
-                        _query(
-                            "limit",
-                            {"type": "integer", "minimum": 1, "maximum": 1000},
-                            "Default 100",
-                        ),
-                    ],
-                ),
-                "read",
+            "get": _op(
+                "A user's event log in order, after the event `after` (the cursor the "
+                "sockets keep; 0: from the oldest kept)",
+                {
+                    "200": "{user_id, data: [{id, seq, type, occurred_at, data}], has_more, "
+                    "next_after}",
+                    "404": "user_not_found (in this app)",
+                    "410": "cursor_expired: `after` is not in the log (or no longer kept)",
+                },
+                params=[
+                    {**_query("user_id", {"type": "string"}, "The user"), "required": True},
+                    _query("after", {"type": "integer", "minimum": 0}, "An event id, or 0"),
+                    _query(
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": 1000},
+                        "Default 100",
+                    ),
+                ],
             )
         },
         "/api/v1/users/{user_id}": {
-            "get": keyed(
-                _op(
-                    "One of the app's users",
-                    {"200": "{id, role, name, email, created_at}", "404": "user_not_found"},
-                    params=[user_path],
-                ),
-                "read",
+            "get": _op(
+                "One of the app's users",
+                {"200": "{id, role, name, email, created_at}", "404": "user_not_found"},
+                params=[user_path],
             ),
-            "put": keyed(
-                _op(
-                    "Create the app's user (and their accounts) ahead of their first request, or "
-                    "update their name and email; a fan may become a creator, not the reverse",
-                    {
-                        "200": "Updated: {id, role, name, email, created_at}",
-                        "201": "Created",
-                        "409": "user_id_taken (another app's), or role_change_refused",
-                    },
-                    body=UserRequest,
-                    params=[user_path],
-                ),
-                "admin",
+            "put": _op(
+                "Create the app's user (and their accounts) ahead of their first request, or "
+                "update their name and email; a fan may become a creator, not the reverse",
+                {
+                    "200": "Updated: {id, role, name, email, created_at}",
+                    "201": "Created",
+                    "409": "user_id_taken (another app's), or role_change_refused",
+                },
+                body=UserRequest,
+                params=[user_path],
             ),
         },
         "/api/v1/api-keys": {
-            "get": keyed(
-                _op(
-                    "The app's API keys: prefix, scopes, label, created, expires, revoked, last "
-                    "used; never a secret",
-                    {"200": "{data: [key]}"},
-                ),
-                "admin",
+            "get": _op(
+                "The app's API keys: prefix, scopes, label, created, expires, revoked, last "
+                "used; never a secret",
+                {"200": "{data: [key]}"},
             ),
-            "post": keyed(
-                _op(
-                    "A new key of the app; `secret` is in this answer only (kept as a hash)",
-                    {"201": "The key and its secret"},
-                    body=KeyRequest,
-                ),
-                "admin",
+            "post": _op(
+                "A new key of the app; `secret` is in this answer only (kept as a hash)",
+                {"201": "The key and its secret"},
+                body=KeyRequest,
             ),
         },
         "/api/v1/api-keys/{key_id}/rotate": {
-            "post": keyed(
-                _op(
-                    "A successor with the same scopes and label; the old key works "
-                    "overlap_seconds more (default 86400; 0: it ends now)",
-                    {
-                        "201": "The new key and its secret",
-                        "404": "api_key_not_found",
-                        "409": "api_key_not_rotatable: revoked, expired or rotated already",
-                    },
-                    body=KeyRotation,
-                    params=[_path("key_id")],
-                ),
-                "admin",
+            "post": _op(
+                "A successor with the same scopes and label; the old key works "
+                "overlap_seconds more (default 86400; 0: it ends now)",
+                {
+                    "201": "The new key and its secret",
+                    "404": "api_key_not_found",
+                    "409": "api_key_not_rotatable: revoked, expired or rotated already",
+                },
+                body=KeyRotation,
+                params=[_path("key_id")],
             )
         },
         "/api/v1/api-keys/{key_id}": {
-            "delete": keyed(
-                _op(
-                    "Revoke the key: refused on every node within 5 seconds",
-                    {"200": "The key, with revoked_at", "404": "api_key_not_found"},
-                    params=[_path("key_id")],
-                ),
-                "admin",
+            "delete": _op(
+                "Revoke the key: refused on every node within 5 seconds",
+                {"200": "The key, with revoked_at", "404": "api_key_not_found"},
+                params=[_path("key_id")],
             )
         },
         "/api/v1/webhook-endpoints": {
-            "post": keyed(
-                _op(
-                    "A webhook endpoint of the app: Hub's events of its users (all, or "
-                    "`event_types`) POSTed to `url`, signed the Standard Webhooks way with "
-                    "`secret` (shown here and on rotation)",
-                    {
-                        "201": "The endpoint and its secret",
-                        "409": "too_many_webhook_endpoints (20 an app)",
-                    },
-                    body=EndpointRequest,
-                ),
-                "admin",
+            "post": _op(
+                "A webhook endpoint of the app: Hub's events of its users (all, or "
+                "`event_types`) POSTed to `url`, signed the Standard Webhooks way with "
+                "`secret` (shown here and on rotation)",
+                {
+                    "201": "The endpoint and its secret",
+                    "409": "too_many_webhook_endpoints (20 an app)",
+                },
+                body=EndpointRequest,
             ),
-            "get": keyed(_op("The app's webhook endpoints", {"200": "{data: [endpoint]}"}), "read"),
+            "get": _op("The app's webhook endpoints", {"200": "{data: [endpoint]}"}),
         },
         "/api/v1/webhook-endpoints/{endpoint_id}": {
-            "get": keyed(
-                _op(
-                    "One endpoint (enabled, failing_since, disabled_reason)",
-                    {"200": "The endpoint", "404": "webhook_endpoint_not_found"},
-                    params=[_path("endpoint_id")],
-                ),
-                "read",
+            "get": _op(
+                "One endpoint (enabled, failing_since, disabled_reason)",
+                {"200": "The endpoint", "404": "webhook_endpoint_not_found"},
+                params=[_path("endpoint_id")],
             ),
-            "patch": keyed(
-                _op(
-                    "Change url, event_types, description; enabled: false turns it off, true "
-                    "back on (and clears its failure record)",
-                    {"200": "The endpoint", "404": "webhook_endpoint_not_found"},
-                    body=EndpointChange,
-                    params=[_path("endpoint_id")],
-                ),
-                "admin",
+            "patch": _op(
+                "Change url, event_types, description; enabled: false turns it off, true "
+                "back on (and clears its failure record)",
+                {"200": "The endpoint", "404": "webhook_endpoint_not_found"},
+                body=EndpointChange,
+                params=[_path("endpoint_id")],
             ),
-            "delete": keyed(
-                _op(
-                    "Delete the endpoint and its delivery log",
-                    {"204": "Deleted", "404": "webhook_endpoint_not_found"},
-                    params=[_path("endpoint_id")],
-                ),
-                "admin",
+            "delete": _op(
+                "Delete the endpoint and its delivery log",
+                {"204": "Deleted", "404": "webhook_endpoint_not_found"},
+                params=[_path("endpoint_id")],
             ),
         },
         "/api/v1/webhook-endpoints/{endpoint_id}/rotate-secret": {
-            "post": keyed(
-                _op(
-                    "A new secret; deliveries carry a signature with each secret for "
-                    "overlap_seconds (default 86400)",
-                    {"200": "The endpoint and its new secret", "404": "webhook_endpoint_not_found"},
-                    body=RotateRequest,
-                    params=[_path("endpoint_id")],
-                ),
-                "admin",
+            "post": _op(
+                "A new secret; deliveries carry a signature with each secret for "
+                "overlap_seconds (default 86400)",
+                {"200": "The endpoint and its new secret", "404": "webhook_endpoint_not_found"},
+                body=RotateRequest,
+                params=[_path("endpoint_id")],
             )
         },
         "/api/v1/webhook-endpoints/{endpoint_id}/deliveries": {
-            "get": keyed(
-                _op(
-                    "The endpoint's delivery log, newest first; ?status=pending|delivered|failed",
-                    {
-                        "200": "{data: [delivery with last_attempt], next_cursor, has_more}",
-                        "404": "webhook_endpoint_not_found",
-                    },
-                    params=[
-                        _path("endpoint_id"),
-                        *PAGE,
-                        _query(
-                            "status",
-                            {"type": "string", "enum": ["pending", "delivered", "failed"]},
-                            "Only these",
-                        ),
-                    ],
-                ),
-                "read",
+            "get": _op(
+                "The endpoint's delivery log, newest first; ?status=pending|delivered|failed",
+                {
+                    "200": "{data: [delivery with last_attempt], next_cursor, has_more}",
+                    "404": "webhook_endpoint_not_found",
+                },
+                params=[
+                    _path("endpoint_id"),
+                    *PAGE,
+                    _query(
+                        "status",
+                        {"type": "string", "enum": ["pending", "delivered", "failed"]},
+                        "Only these",
+                    ),
+                ],
             )
         },
         "/api/v1/webhook-endpoints/{endpoint_id}/redeliver": {
-            "post": keyed(
-                _op(
-                    "Send every delivery made since `since` again (each user's in order)",
-                    {"202": "{redelivering: n}", "404": "webhook_endpoint_not_found"},
-                    body=RedeliverRequest,
-                    params=[_path("endpoint_id")],
-                ),
-                "admin",
+            "post": _op(
+                "Send every delivery made since `since` again (each user's in order)",
+                {"202": "{redelivering: n}", "404": "webhook_endpoint_not_found"},
+                body=RedeliverRequest,
+                params=[_path("endpoint_id")],
             )
         },
         "/api/v1/webhook-deliveries/{delivery_id}": {
-            "get": keyed(
-                _op(
-                    "One delivery: its body and every attempt (status code, first 1 KiB of "
-                    "the response, duration, error)",
-                    {"200": "The delivery", "404": "webhook_delivery_not_found"},
-                    params=[_path("delivery_id")],
-                ),
-                "read",
+            "get": _op(
+                "One delivery: its body and every attempt (status code, first 1 KiB of "
+                "the response, duration, error)",
+                {"200": "The delivery", "404": "webhook_delivery_not_found"},
+                params=[_path("delivery_id")],
             )
         },
         "/api/v1/webhook-deliveries/{delivery_id}/redeliver": {
-            "post": keyed(
-                _op(
-                    "Send the delivery again now, with a fresh round of retries",
-                    {"202": "The delivery, pending", "404": "webhook_delivery_not_found"},
-                    params=[_path("delivery_id")],
-                ),
-                "admin",
+            "post": _op(
+                "Send the delivery again now, with a fresh round of retries",
+                {"202": "The delivery, pending", "404": "webhook_delivery_not_found"},
+                params=[_path("delivery_id")],
             )
         },
         "/api/v1/users/{user_id}/disconnect": {
-            "post": keyed(
-                _op(
-                    "Close the user's sockets on every node (hub.error `disconnected` first)",
-                    {
-                        "200": "{user_id, connections}: the sockets open before",
-                        "404": "user_not_found",
-                    },
-                    params=[user_path],
-                ),
-                "admin",
+            "post": _op(
+                "Close the user's sockets on every node (hub.error `disconnected` first)",
+                {
+                    "200": "{user_id, connections}: the sockets open before",
+                    "404": "user_not_found",
+                },
+                params=[user_path],
             )
         },
         "/api/v1/goal": {
@@ -800,6 +741,10 @@ def _secure_from_route_table(paths: dict[str, Any]) -> None:
             if access.scope is not None:
                 schemes.append({"apiKey": []})
             op["security"] = schemes
+            if access.scope is not None and not access.users:
+                op["description"] = (
+                    f"API key with the `{access.scope.value}` scope (Authorization: Bearer hk_...)."
+                )
             error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
             op["responses"].setdefault(
                 "401", {"description": "No credential, or one that is not valid", "content": error}
