@@ -89,7 +89,7 @@ class Hub:
 
     def followups(self, events: Sequence[Event]) -> list[AfterCommit]:
         """What follows a commit that wrote `events`: count its postings and publish the events.
-        (A tip's receipt and Web Push alert are outbox rows of its own transaction: jobs.outbox.)"""
+        (The worker's follow-ups are outbox rows the events' trigger wrote: jobs.outbox.)"""
 
         async def publish() -> None:
             count_postings(events)

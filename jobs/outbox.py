@@ -1,17 +1,20 @@
 """The outbox: follow-ups written in the money's own transaction, drained by the worker.
 
-Every tip row adds an outbox row `('tip', transfer_id)` in the statement that writes it (a
-trigger, migration 0011), so a committed tip's follow-ups can be neither lost nor started for a
-tip that rolled back, and the hub sends nothing to Redis for them. The worker drains the outbox
-in batches, each batch one transaction that takes its rows (`FOR UPDATE SKIP LOCKED`, so workers
+The trigger on `events` (migration 0022) adds an outbox row for each event that asks the
+worker for something, in the statement that writes the event: `('tip', tip_id)` for a
+`tip.received`, `('payment.verify', id)` for a `payment.succeeded`, `('payout.send', id)` for
+a `payout.requested`, `('refund.send', id)` for a pending `refund.processed`. So a committed
+movement's follow-ups can be neither lost nor started for one that rolled back, whichever path
+wrote it, and the hub sends nothing to Redis for them. The worker drains the outbox in
+batches, each batch one transaction that takes its rows (`FOR UPDATE SKIP LOCKED`, so workers
 share the work) and deletes them as it commits:
 
 - `tip`: its receipt is recorded (one statement for the batch); when the worker sends email,
   `receipt.email`, and when Web Push is on, `push.tip`, are added for the next batch;
-- `payment.verify` (a webhook's payment success, written in the webhook's transaction):
-  the verification job is enqueued, to run 5 s later;
-- `payout.send` (a payout request, written by hub_payout_requests with the hold): the job that
-  asks the provider to send it is enqueued;
+- `payment.verify`: the verification job is enqueued, to run 5 s later;
+- `payout.send`: the job that asks the provider to send the payout is enqueued;
+- `refund.send` (a refund asked by an admin, `refund.processed` still `pending`): the job that
+  asks the provider to return it is enqueued;
 - `receipt.email` and `push.tip`: their arq job is enqueued (the job id makes a repeat a no-op;
   the jobs are idempotent), before the rows' deletion commits, so a crash repeats an enqueue
   and never drops one. The email is queued only after the receipt's own commit.
@@ -33,7 +36,7 @@ from typing import Any
 from arq.connections import ArqRedis
 from sqlalchemy import text
 
-from jobs import payouts, push, receipts, verification
+from jobs import payouts, push, receipts, refunds, verification
 from ledger import outbox
 from ledger.db import unit_of_work
 from ledger.receipts import issue_receipts
@@ -84,6 +87,8 @@ async def drain(ctx: dict[str, Any], batch: int = BATCH) -> int:
                     await verification.enqueue(pool, ref)
                 elif topic == "payout.send":
                     await payouts.enqueue(pool, ref)
+                elif topic == "refund.send":
+                    await refunds.enqueue(pool, ref)
         handled += len(rows)
 
 

@@ -3,8 +3,9 @@
 Follow-ups are enqueued after their transaction commits; if Redis was away at that moment (or
 the node died in between) the enqueue is lost. The database says what is still to do, so this
 job asks it every minute and enqueues again: arq's job ids make a duplicate enqueue a no-op.
-(A tip's receipt and alert are not enqueued by the hub at all: they are outbox rows of the tip's
-own transaction, jobs.outbox.)
+(A tip's receipt and alert, a payment's verification and a payout's sending are not enqueued
+by the hub at all: they are outbox rows its events' trigger wrote in their transaction,
+jobs.outbox; this is the net under what is left.)
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The outbox: follow-ups written in the transaction whose commit they follow (jobs.outbox
-drains it). A tip's row is written by a trigger on `tips` (migration 0011); other rows by
-`add`, in the caller's transaction."""
+drains it). The rows that follow an event (a tip's, a succeeded payment's, a requested payout's)
+are written by the trigger on `events` (migration 0022); the drain's own next steps by `add`, in
+its transaction."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Sequence
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-TOPICS = ("tip", "receipt.email", "push.tip", "payment.verify", "payout.send")
+TOPICS = ("tip", "receipt.email", "push.tip", "payment.verify", "payout.send", "refund.send")
 
 _ADD = text(
     "INSERT INTO outbox (topic, ref) "

@@ -2,8 +2,9 @@
 0014).
 
 The call claims each command's Idempotency-Key, holds each amount on the creator's earnings if
-their available balance covers it, writes the payout and its `payout.send` outbox row, and saves
-each answer with the money; a refusal is an answer like any other. It runs on a plain asyncpg
+their available balance covers it, writes the payout and its `payout.requested` and
+`balance.updated` events (whose trigger adds the `payout.send` outbox row), and saves each answer
+with the money; a refusal is an answer like any other. It runs on a plain asyncpg
 connection, inside the caller's transaction: nothing of it is visible, published or enqueued
 before that commits.
 """

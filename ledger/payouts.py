@@ -92,10 +92,15 @@ async def request_payout(
             .returning(*payouts.c)
         )
     ).one()
+    payout = _payout(row)
     events = await record_events(
-        session, [(creator_id, "balance.updated", await _balance_event(session, earnings.id))]
+        session,
+        [
+            (creator_id, "payout.requested", payout.as_json()),
+            (creator_id, "balance.updated", await _balance_event(session, earnings.id)),
+        ],
     )
-    return PayoutChange(_payout(row), events)
+    return PayoutChange(payout, events)
 
 
 async def get_payout(

@@ -195,7 +195,7 @@ receipts = Table(
     Column("emailed_at", DateTime(timezone=True)),
 )
 
-# Follow-ups written in the money's own transaction (a trigger on tips), drained by the worker.
+# Follow-ups written in the money's own transaction (the trigger on events); the worker drains them.
 outbox = Table(
     "outbox",
     metadata,

@@ -29,7 +29,6 @@ class Settled:
     detail: str | None = None
     events: list[Event] = field(default_factory=list)
     payout: Payout | None = None
-    succeeded_payment: int | None = None  # a payment this event made succeed
 
 
 async def apply_event(session: AsyncSession, event: ProviderEvent, payload: str) -> Settled:
@@ -166,7 +165,7 @@ async def _payment_succeeded(session: AsyncSession, event: ProviderEvent) -> Set
         # The payment succeeded but what it was for cannot happen now (the content was bought
         # meanwhile, say): the money stays in the payer's wallet, never charged twice.
         detail = f"{payment.purpose.value} not completed ({exc.message}); credited to the wallet"
-    return Settled("applied", detail, events, succeeded_payment=payment.id)
+    return Settled("applied", detail, events)
 
 
 async def _payment_failed(session: AsyncSession, event: ProviderEvent) -> Settled:

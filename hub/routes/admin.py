@@ -22,7 +22,6 @@ from hub.http import (
 )
 from hub.idempotency import idempotency_key
 from jobs import deadletter
-from jobs import refunds as refund_jobs
 from ledger.db import BIGINT_MAX, UnitOfWork, unit_of_work
 from ledger.errors import UnknownFailedJob
 from ledger.fees import MAX_FEE_BPS, current_fee_bps, set_fee_bps
@@ -58,7 +57,6 @@ async def refund(request: Request) -> Response:
             requested_by=principal.user_id,
         )
         hub.publish_after_commit(uow, result.events)
-        uow.after_commit(lambda: refund_jobs.enqueue(hub.queue, result.refund.id))
         return 201, {**result.refund.as_json(), "payment": result.payment.as_json()}
 
     return await respond_once(hub, request, principal, key, payload, command)

@@ -11,7 +11,6 @@ from starlette.responses import Response
 from hub.errors import ApiError
 from hub.http import hub_of, json_response, rate_limit
 from hub.metrics import WEBHOOKS
-from ledger import outbox
 from ledger.db import unit_of_work
 from ledger.inbox import malformed_event_id, record_delivery
 from ledger.provider_events import EventKind
@@ -77,7 +76,5 @@ async def receive(request: Request) -> Response:
         settled = await apply_event(uow.session, event, text)
         if settled.events:
             hub.publish_after_commit(uow, settled.events)
-        if settled.succeeded_payment is not None:  # the provider's API is asked, 5 s later
-            await outbox.add(uow.session, "payment.verify", [settled.succeeded_payment])
     WEBHOOKS.labels(name, settled.outcome).inc()
     return json_response({"received": True, "outcome": settled.outcome}, 200, headers)

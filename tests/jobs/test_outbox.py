@@ -1,5 +1,6 @@
-"""The outbox: a tip's follow-ups are rows of the tip's own transaction, and the worker (burst or
-running) drains them; the hub sends nothing to Redis for them."""
+"""The outbox: the worker's follow-ups are rows the trigger on `events` writes in the money's
+own transaction, and the worker (burst or running) drains them; the hub sends nothing to Redis
+for them."""
 
 from __future__ import annotations
 
@@ -10,15 +11,17 @@ import uuid
 from arq.connections import ArqRedis
 from sqlalchemy import select
 
-from jobs import payouts, receipts
+from jobs import payouts, receipts, refunds
 from jobs.outbox import drain
 from jobs.worker import build_worker
 from ledger.db import unit_of_work
+from ledger.events import record_events
 from ledger.money import Money
 from ledger.schema import outbox
 from ledger.schema import receipts as receipts_table
 from ledger.tips import send_tip
 from tests.conftest import People, Services, auth, run_burst_worker
+from tests.money import topup
 
 
 async def _tip(http, people: People, amount: int = 1_000) -> int:
@@ -134,6 +137,77 @@ async def test_a_payout_request_is_sent_only_through_the_outbox(
     async with sessions() as session:
         assert len((await session.execute(queued)).all()) == 1
     job = f"{payouts.NAME}:{payout_id}"
+    queue = ArqRedis.from_url(services.redis_url)
+    try:
+        assert not await queue.exists(f"arq:job:{job}")
+        await drain({"sessions": sessions, "redis": queue})
+        assert await queue.exists(f"arq:job:{job}")
+        async with sessions() as session:
+            assert (await session.execute(queued)).all() == []
+    finally:
+        await queue.delete(f"arq:job:{job}")
+        await queue.zrem("arq:queue", job)
+        await queue.aclose()
+
+
+async def test_the_worker_followups_are_derived_from_the_events_written(
+    people: People, sessions
+) -> None:
+    """Whoever writes an event, the trigger on `events` writes what the worker must do for it,
+    in the same statement: nothing for an event that asks nothing of it (a balance, a refund
+    the provider itself made, the platform's own), and nothing once the transaction rolls
+    back."""
+    base = 10_000_000_000 + uuid.uuid4().int % 1_000_000_000  # refs no real row has
+    written = [
+        (people.creator, "tip.received", {"tip_id": base + 1}),
+        (people.fan, "tip.sent", {"tip_id": base + 1}),
+        (people.fan, "balance.updated", {"account_id": base + 2, "version": 1}),
+        (people.fan, "payment.succeeded", {"id": base + 3, "status": "succeeded"}),
+        (people.creator, "payout.requested", {"id": base + 4, "status": "pending"}),
+        (people.fan, "refund.processed", {"id": base + 5, "status": "pending"}),
+        (people.fan, "refund.processed", {"id": base + 6, "status": "processed"}),
+        (people.fan, "app.follow", {"id": base + 7}),
+    ]
+    mine = outbox.c.ref.between(base, base + 10)
+    with contextlib.suppress(_RolledBack):
+        async with unit_of_work(sessions) as uow:
+            await record_events(uow.session, written)
+            rows = await uow.session.execute(
+                select(outbox.c.topic, outbox.c.ref).where(mine).order_by(outbox.c.id)
+            )
+            assert [(str(t), int(r) - base) for t, r in rows] == [
+                ("tip", 1),
+                ("payment.verify", 3),
+                ("payout.send", 4),
+                ("refund.send", 5),
+            ]
+            raise _RolledBack
+    async with sessions() as session:
+        assert (await session.execute(select(outbox.c.id).where(mine))).all() == []
+
+
+class _RolledBack(Exception):
+    pass
+
+
+async def test_an_admin_refund_is_asked_of_the_provider_only_through_the_outbox(
+    http, sandbox, uid, services: Services, sessions
+) -> None:
+    """The refund's ('refund.send', id) commits with it and the hub enqueues nothing; the drain
+    queues refunds.execute (tests/hub/test_payouts_refunds.py follows it to the provider)."""
+    fan, admin = uid("fan"), uid("admin")
+    payment = await topup(http, sandbox, fan, 5_000)
+    response = await http.post(
+        "/api/v1/refunds",
+        json={"payment_id": payment["id"], "amount": 1_000},
+        headers={**auth(admin, "admin"), "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert response.status_code == 201, response.text
+    refund_id = int(response.json()["id"])
+    queued = select(outbox.c.id).where(outbox.c.topic == "refund.send", outbox.c.ref == refund_id)
+    async with sessions() as session:
+        assert len((await session.execute(queued)).all()) == 1
+    job = f"{refunds.NAME}:{refund_id}"
     queue = ArqRedis.from_url(services.redis_url)
     try:
         assert not await queue.exists(f"arq:job:{job}")

@@ -72,11 +72,20 @@ Said = tuple[int, dict[str, Any], list[tuple[str, str, dict[str, Any]]]]
 
 def said(status: int, body: str, events: Any) -> Said:
     """An answer without what differs between two requests of one payout: id, reference, times."""
+    unique = ("id", "reference", "created_at", "updated_at")
     document = json.loads(body)
     if status == 201:
-        for name in ("id", "reference", "created_at", "updated_at"):
+        for name in unique:
             del document[name]
-    return status, document, [(e.user_id, e.type, dict(e.data)) for e in events]
+    shown = [
+        (
+            e.user_id,
+            e.type,
+            {k: v for k, v in e.data.items() if e.type == "balance.updated" or k not in unique},
+        )
+        for e in events
+    ]
+    return status, document, shown
 
 
 async def by_sqlalchemy(

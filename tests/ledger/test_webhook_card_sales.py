@@ -146,11 +146,6 @@ async def by_sqlalchemy(
                         [shown(e.user_id, e.type, e.data) for e in settled.events],
                     )
                 )
-                if settled.succeeded_payment is not None:  # as the route adds it
-                    await session.execute(
-                        text("INSERT INTO outbox (topic, ref) VALUES ('payment.verify', :p)"),
-                        {"p": settled.succeeded_payment},
-                    )
             state = await read_state(session, events, users)
             raise RolledBack
     except RolledBack:

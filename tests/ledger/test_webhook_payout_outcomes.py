@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from ledger.checks import run_checks
@@ -18,6 +19,8 @@ from ledger.provider_events import EventKind, ProviderEvent
 from ledger.settlement import apply_event
 from ledger.webhook_topups import Applied, Delivery, apply_payout_outcomes, batchable
 from tests.ledger.parties import RolledBack, earning
+
+pytestmark = pytest.mark.usefixtures("no_remote_followups")  # their payouts' sending
 
 
 async def payout(sessions, creator: str, amount: int, processing: bool = False) -> str:

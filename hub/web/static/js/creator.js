@@ -89,6 +89,8 @@ live({
         message: data.message, created_at: event.occurred_at }, { alert: true });
     } else if (type === "balance.updated") {
       earnings.apply(data);
+    } else if (type === "payout.requested") {
+      note(`Payout ${formatMoney(data.amount.amount, data.amount.currency)} requested`);
     } else if (type === "payout.paid") {
       note(`Payout ${formatMoney(data.amount.amount, data.amount.currency)} paid`);
     } else if (type === "payout.failed") {
