@@ -13,7 +13,7 @@ from starlette.routing import Route
 from hub.guard import guard, key, user, user_or_key
 from hub.http import hub_of, json_response
 from hub.metrics import metrics
-from hub.openapi import openapi_document
+from hub.openapi import openapi_document, operation
 from hub.routes import (
     admin,
     analytics,
@@ -32,10 +32,12 @@ from ledger.accounts import Role
 from ledger.apps import Scope
 
 
+@operation("Alive", {"200": "ok"})
 async def healthz(request: Request) -> Response:
     return json_response({"status": "ok"})
 
 
+@operation("Ready: PostgreSQL and Redis reachable", {"200": "ready", "503": "names what is down"})
 async def readyz(request: Request) -> Response:
     hub = hub_of(request)
 
@@ -85,9 +87,12 @@ ROUTES = [
     Route("/api/v1/payouts/{payout_id}", guard(payouts.show, user()), methods=["GET"]),
     Route("/api/v1/refunds", guard(admin.refund, user(Role.ADMIN)), methods=["POST"]),
     Route(
+        "/api/v1/admin/platform-fee", guard(admin.platform_fee, user(Role.ADMIN)), methods=["GET"]
+    ),
+    Route(
         "/api/v1/admin/platform-fee",
-        guard(admin.platform_fee, user(Role.ADMIN)),
-        methods=["GET", "PUT"],
+        guard(admin.set_platform_fee, user(Role.ADMIN)),
+        methods=["PUT"],
     ),
     Route("/api/v1/admin/jobs/failed", guard(admin.failed_jobs, user(Role.ADMIN)), methods=["GET"]),
     Route(

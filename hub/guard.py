@@ -76,6 +76,7 @@ def guard(endpoint: Endpoint, access: Access) -> Endpoint:
         return await endpoint(request)
 
     guarded.access = access  # type: ignore[attr-defined]
+    guarded.__wrapped__ = endpoint  # type: ignore[attr-defined]  # its @operation: hub.openapi
     guarded.__name__ = getattr(endpoint, "__name__", "endpoint")
     guarded.__doc__ = endpoint.__doc__
     return guarded

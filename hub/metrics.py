@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hub.auth import AuthError, bearer
+from hub.openapi import operation
 from ledger.operations import last_reconciliation
 from ledger.payments import count_unconfirmed
 from ledger.schema import failed_jobs
@@ -268,6 +269,15 @@ def _authorize(request: Request) -> None:
         raise AuthError("invalid_token", "this is not the metrics token")
 
 
+@operation(
+    "Prometheus metrics (text format); with HUB_METRICS_TOKEN set, only for "
+    "`Authorization: Bearer <that token>`",
+    {
+        "200": "metrics",
+        "401": "HUB_METRICS_TOKEN is set and the request does not carry it",
+    },
+    security=[{}, {"metricsToken": []}],
+)
 async def metrics(request: Request) -> Response:
     _authorize(request)
     sampler: Sampler = request.app.state.sampler

@@ -21,6 +21,7 @@ from hub.http import (
     respond_once,
 )
 from hub.idempotency import idempotency_key
+from hub.openapi import operation
 from jobs import deadletter
 from ledger.db import BIGINT_MAX, UnitOfWork, unit_of_work
 from ledger.errors import UnknownFailedJob
@@ -42,6 +43,19 @@ class FeeRequest(BaseModel):
     bps: StrictInt = Field(ge=0, le=MAX_FEE_BPS)
 
 
+@operation(
+    "Refund a payment, fully or in part (admins)",
+    {
+        "201": "The refund",
+        "402": "A top-up whose money the wallet has already spent",
+        "403": "Not an admin",
+        "404": "payment_not_found",
+        "409": "refund_not_allowed (not succeeded, nothing left), or the key in flight",
+        "422": "refund_exceeds_payment",
+    },
+    body=RefundRequest,
+    idempotent=True,
+)
 async def refund(request: Request) -> Response:
     hub = hub_of(request)
     principal = principal_of(request)
@@ -62,20 +76,39 @@ async def refund(request: Request) -> Response:
     return await respond_once(hub, request, principal, key, payload, command)
 
 
+@operation(
+    "The platform fee in force, in basis points (admins)", {"200": "{bps}", "403": "Not an admin"}
+)
 async def platform_fee(request: Request) -> Response:
     hub = hub_of(request)
-    principal = principal_of(request)
-    if request.method == "PUT":
-        body = parse(FeeRequest, await json_object(request))
-        async with unit_of_work(hub.sessions) as uow:
-            await set_fee_bps(uow.session, body.bps, principal.user_id)
-            uow.after_commit(lambda: hub.fees.changed(body.bps))
-        return json_response({"bps": body.bps})
     async with unit_of_work(hub.sessions) as uow:
         bps = await current_fee_bps(uow.session, hub.settings.platform_fee_bps)
     return json_response({"bps": bps})
 
 
+@operation(
+    "Change the platform fee (admins); every node applies it at once",
+    {"200": "{bps}", "403": "Not an admin"},
+    body=FeeRequest,
+)
+async def set_platform_fee(request: Request) -> Response:
+    hub = hub_of(request)
+    principal = principal_of(request)
+    body = parse(FeeRequest, await json_object(request))
+    async with unit_of_work(hub.sessions) as uow:
+        await set_fee_bps(uow.session, body.bps, principal.user_id)
+        uow.after_commit(lambda: hub.fees.changed(body.bps))
+    return json_response({"bps": body.bps})
+
+
+@operation(
+    "Jobs that failed for good, newest first (admins)",
+    {
+        "200": "{data: [{id, job, job_id, args, error, tries, failed_at, "
+        "retried_at, retried_by, retry_job_id}]}",
+        "403": "Not an admin",
+    },
+)
 async def failed_jobs(request: Request) -> Response:
     """Jobs that failed for good, newest first (admins)."""
     hub = hub_of(request)
@@ -84,6 +117,17 @@ async def failed_jobs(request: Request) -> Response:
     return json_response({"data": jobs})
 
 
+@operation(
+    "Enqueue a failed job again with its arguments; each entry once (admins)",
+    {
+        "202": "The entry, with retried_at, retried_by and retry_job_id",
+        "403": "Not an admin",
+        "404": "failed_job_not_found",
+        "409": "failed_job_already_retried, or failed_job_not_retriable (a job "
+        "this release does not run)",
+        "503": "service_unavailable: Redis did not take the job; nothing changed",
+    },
+)
 async def retry_failed_job(request: Request) -> Response:
     """Enqueue a dead-lettered job again with its arguments, once per entry (admins)."""
     hub = hub_of(request)

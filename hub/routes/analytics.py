@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from hub.errors import ApiError
 from hub.http import check_currency, day, hub_of, json_response, query_int
+from hub.openapi import operation, query
 from ledger.analytics import PERIODS, payment_success, revenue, top_creators
 from ledger.db import unit_of_work
 
@@ -23,6 +24,20 @@ def _range(request: Request) -> tuple[date, date]:
     return start, end
 
 
+@operation(
+    "Gross volume and platform fees per day, week or month (admins; from rollups)",
+    {
+        "200": "{period, from, to, data: [{period_start, currency, gross, ...}]}",
+        "403": "Not an admin",
+        "422": "A bad period, date or currency",
+    },
+    params=[
+        query("period", {"enum": ["day", "week", "month"]}, "Default day"),
+        query("from", {"type": "string", "format": "date"}, "Default 30 days ago"),
+        query("to", {"type": "string", "format": "date"}, "Default today (UTC)"),
+        query("currency", {"type": "string"}, "All when absent"),
+    ],
+)
 async def revenue_report(request: Request) -> Response:
     """Gross volume and platform fees per day, week or month over a range."""
     hub = hub_of(request)
@@ -40,6 +55,14 @@ async def revenue_report(request: Request) -> Response:
     )
 
 
+@operation(
+    "Top creators by earnings over a range (admins; from rollups)",
+    {
+        "200": "{currency, from, to, data: [{creator_id, earnings}]}",
+        "403": "Not an admin",
+        "422": "A bad date, currency or limit",
+    },
+)
 async def top_creators_report(request: Request) -> Response:
     hub = hub_of(request)
     currency = request.query_params.get("currency", hub.settings.currencies[0])
@@ -55,6 +78,14 @@ async def top_creators_report(request: Request) -> Response:
     )
 
 
+@operation(
+    "Payment success rate per provider over a range (admins)",
+    {
+        "200": "{from, to, data: [{provider, started, succeeded, failed, ...}]}",
+        "403": "Not an admin",
+        "422": "A bad date",
+    },
+)
 async def payments_report(request: Request) -> Response:
     """Payment success rate per provider over a range (users connected now: /api/v1/presence)."""
     hub = hub_of(request)

@@ -25,6 +25,7 @@ from hub.http import (
     respond_once,
 )
 from hub.idempotency import idempotency_key
+from hub.openapi import PAGE, operation
 from hub.routes.payments import provider_named, start_payment
 from ledger.content import (
     create_content,
@@ -61,6 +62,11 @@ def _content_id(request: Request) -> int:
     return path_id(request, "content_id", UnknownContent("no such content", param="content_id"))
 
 
+@operation(
+    "Register pay-per-view content with a price (creators)",
+    {"201": "The content", "403": "Not a creator"},
+    body=ContentRequest,
+)
 async def create(request: Request) -> Response:
     hub = hub_of(request)
     principal = principal_of(request)
@@ -77,6 +83,13 @@ async def create(request: Request) -> Response:
     return json_response({**item.as_json(), "body": item.body}, 201)
 
 
+@operation(
+    "Content and whether the caller has access; its body only with access",
+    {
+        "200": "The content with has_access, and body when has_access is true",
+        "404": "content_not_found",
+    },
+)
 async def show(request: Request) -> Response:
     hub = hub_of(request)
     principal = principal_of(request)
@@ -88,6 +101,16 @@ async def show(request: Request) -> Response:
     return json_response(item.as_seen(access))
 
 
+@operation(
+    "A creator's content, newest first (keyset pagination), as the caller sees it",
+    {
+        "200": "A page: data (each with has_access, and body when it is true), "
+        "next_cursor, has_more",
+        "404": "creator_not_found",
+        "422": "A bad query parameter",
+    },
+    params=[*PAGE],
+)
 async def by_creator(request: Request) -> Response:
     """A creator's content, newest first, as the caller sees it; `?limit=&before=`."""
     hub = hub_of(request)
@@ -103,6 +126,20 @@ async def by_creator(request: Request) -> Response:
     return page_response(page, cursor)
 
 
+@operation(
+    "Buy access at the server's price, from the wallet (201) or by card (202)",
+    {
+        "201": "The purchase's transfer",
+        "202": "A pending card payment with its checkout_url",
+        "402": "insufficient_funds",
+        "404": "content_not_found",
+        "409": "already_purchased (never a second charge), or the key is in flight",
+        "502": "provider_error (card): nothing was charged",
+    },
+    body=PurchaseRequest,
+    idempotent=True,
+    limited=True,
+)
 async def buy(request: Request) -> Response:
     hub = hub_of(request)
     principal = principal_of(request)

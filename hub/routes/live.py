@@ -16,6 +16,7 @@ from hub.http import (
     parse,
     path_id,
 )
+from hub.openapi import operation, query
 from hub.routes import platform
 from ledger.db import unit_of_work
 from ledger.overlays import UnknownOverlayKey, create_key, list_keys, revoke_key
@@ -33,6 +34,11 @@ def _key_id(request: Request) -> int:
     return path_id(request, "key_id", UnknownOverlayKey("no such overlay key", param="key_id"))
 
 
+@operation(
+    "A new overlay key for the public tip-alert page (creators); shown once",
+    {"201": "The key record with `key`", "403": "Not a creator"},
+    body=OverlayKeyRequest,
+)
 async def create(request: Request) -> Response:
     """A new overlay key; the key itself is in this answer only."""
     hub = hub_of(request)
@@ -45,6 +51,7 @@ async def create(request: Request) -> Response:
     return json_response({**record.as_json(), "key": key}, 201)
 
 
+@operation("The creator's overlay keys (never the keys themselves)", {"200": "Keys"})
 async def index(request: Request) -> Response:
     hub = hub_of(request)
     principal = principal_of(request)
@@ -53,6 +60,10 @@ async def index(request: Request) -> Response:
     return json_response({"data": [key.as_json() for key in keys]})
 
 
+@operation(
+    "Revoke: refused from now on, live overlays cut on every node",
+    {"200": "The revoked key", "404": "overlay_key_not_found"},
+)
 async def revoke(request: Request) -> Response:
     """Revoke a key: new connections with it are refused, live ones are cut on every node."""
     hub = hub_of(request)
@@ -68,6 +79,10 @@ async def revoke(request: Request) -> Response:
     return json_response(record.as_json())
 
 
+@operation(
+    "A new key in place of this one (revoked in the same transaction)",
+    {"201": "The new key record with `key`", "404": "overlay_key_not_found"},
+)
 async def rotate(request: Request) -> Response:
     """A new key in place of this one, which is revoked in the same transaction."""
     hub = hub_of(request)
@@ -86,6 +101,17 @@ async def rotate(request: Request) -> Response:
     return json_response({**record.as_json(), "key": key}, 201)
 
 
+@operation(
+    "Users connected now across the cluster; ?user_id= adds one user's connections. "
+    "With an API key (read): users: [{id, connections}] for each user_id (1-100, "
+    "repeated), counting only the app's users",
+    {
+        "200": "{connected_users, user?: {id, connections}} (token) or "
+        "{users: [{id, connections}]} (API key)",
+        "403": "Not an admin, or the key lacks `read`",
+    },
+    params=[query("user_id", {"type": "string"}, "A user to count (repeatable)")],
+)
 async def presence(request: Request) -> Response:
     """Cluster-wide: users connected now, and with `?user_id=` one user's connections
     (admins). With an API key (`read`): the connections of the app's users named by `user_id`
@@ -101,6 +127,10 @@ async def presence(request: Request) -> Response:
     return json_response(body)
 
 
+@operation(
+    "A creator's live overlays and viewers (that creator or an admin)",
+    {"200": "{creator_id, overlays, viewers}", "403": "Neither"},
+)
 async def creator_presence(request: Request) -> Response:
     """A creator's live overlays and viewers (the creator, or an admin)."""
     hub = hub_of(request)

@@ -26,6 +26,7 @@ from hub.http import (
     when,
 )
 from hub.idempotency import idempotency_key
+from hub.openapi import ID, PAGE, operation, query
 from hub.routes.payments import provider_named, start_payment
 from ledger.accounts import Role, balances
 from ledger.db import UnitOfWork, unit_of_work
@@ -49,6 +50,19 @@ class TipRequest(BaseModel):
     provider: StrictStr | None = None  # with source "card"
 
 
+@operation(
+    "Tip a creator from the wallet (201) or by card through a provider (202)",
+    {
+        "201": "The tip's transfer",
+        "202": "A pending card payment with its checkout_url",
+        "402": "insufficient_funds: nothing was posted",
+        "404": "creator_not_found",
+        "502": "provider_error (card): nothing was charged",
+    },
+    body=TipRequest,
+    idempotent=True,
+    limited=True,
+)
 async def create_tip(request: Request) -> Response:
     hub = hub_of(request)
     principal = principal_of(request)
@@ -96,6 +110,23 @@ async def create_tip(request: Request) -> Response:
     return await respond_once(hub, request, principal, key, payload, by_provider, headers)
 
 
+@operation(
+    "The caller's tips, newest first (keyset pagination): received as the creator, "
+    "or sent as the fan",
+    {
+        "200": "A page: data [{id, fan_id, fan_name, creator_id, creator_name, "
+        "amount, fee, net, message, payment_id, created_at}], next_cursor, has_more",
+        "422": "A bad query parameter",
+    },
+    params=[
+        query(
+            "direction",
+            {"enum": ["received", "sent"]},
+            "Default received for creators, sent for everyone else",
+        ),
+        *PAGE,
+    ],
+)
 async def tips(request: Request) -> Response:
     """The caller's tips, newest first; `?direction=received|sent&limit=&before=`."""
     hub = hub_of(request)
@@ -118,6 +149,17 @@ async def tips(request: Request) -> Response:
     return page_response(page, cursor)
 
 
+@operation(
+    "The caller's balances: posted, held and available per account",
+    {"200": "Balances", "422": "as_of is not an ISO 8601 time with a zone"},
+    params=[
+        query(
+            "as_of",
+            {"type": "string", "format": "date-time"},
+            "Posted balances as of this time",
+        )
+    ],
+)
 async def wallet(request: Request) -> Response:
     """The caller's balances now, or with `?as_of=<ISO 8601 time>` the posted balances then."""
     hub = hub_of(request)
@@ -145,6 +187,17 @@ async def wallet(request: Request) -> Response:
     return json_response(body)
 
 
+@operation(
+    "The caller's entries, newest first (keyset pagination)",
+    {"200": "A page: data, next_cursor, has_more", "422": "A bad query parameter"},
+    params=[
+        query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "Page size"),
+        query("before", ID, "The next_cursor of the previous page"),
+        query("kind", {"type": "string"}, "Transfer kind: tip, topup, purchase, ..."),
+        query("account", {"enum": ["wallet", "earnings"]}, "Which account"),
+        query("currency", {"type": "string"}, "ISO 4217 code"),
+    ],
+)
 async def transactions(request: Request) -> Response:
     """The caller's entries, newest first; `?limit=&before=&kind=&account=&currency=`."""
     hub = hub_of(request)

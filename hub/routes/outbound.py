@@ -19,6 +19,7 @@ from hub.http import (
     parse,
     path_id,
 )
+from hub.openapi import PAGE, operation, query
 from hub.routes.platform import TYPE_PATTERN
 from jobs.webhooks import url_problem
 from ledger import webhooks
@@ -84,6 +85,16 @@ def _endpoint_id(request: Request) -> int:
     )
 
 
+@operation(
+    "A webhook endpoint of the app: Hub's events of its users (all, or "
+    "`event_types`) POSTed to `url`, signed the Standard Webhooks way with "
+    "`secret` (shown here and on rotation)",
+    {
+        "201": "The endpoint and its secret",
+        "409": "too_many_webhook_endpoints (20 an app)",
+    },
+    body=EndpointRequest,
+)
 async def create(request: Request) -> Response:
     """POST /api/v1/webhook-endpoints: a new endpoint and its signing secret (201)."""
     hub = hub_of(request)
@@ -98,6 +109,7 @@ async def create(request: Request) -> Response:
     return json_response({**endpoint.as_json(), "secret": secret}, 201)
 
 
+@operation("The app's webhook endpoints", {"200": "{data: [endpoint]}"})
 async def index(request: Request) -> Response:
     hub = hub_of(request)
     key = key_of(request)
@@ -106,6 +118,10 @@ async def index(request: Request) -> Response:
     return json_response({"data": [endpoint.as_json() for endpoint in endpoints]})
 
 
+@operation(
+    "One endpoint (enabled, failing_since, disabled_reason)",
+    {"200": "The endpoint", "404": "webhook_endpoint_not_found"},
+)
 async def show(request: Request) -> Response:
     hub = hub_of(request)
     key = key_of(request)
@@ -114,6 +130,12 @@ async def show(request: Request) -> Response:
     return json_response(endpoint.as_json())
 
 
+@operation(
+    "Change url, event_types, description; enabled: false turns it off, true "
+    "back on (and clears its failure record)",
+    {"200": "The endpoint", "404": "webhook_endpoint_not_found"},
+    body=EndpointChange,
+)
 async def change(request: Request) -> Response:
     """PATCH: url, event_types, description; `enabled` turns it off or back on."""
     hub = hub_of(request)
@@ -136,6 +158,10 @@ async def change(request: Request) -> Response:
     return json_response(endpoint.as_json())
 
 
+@operation(
+    "Delete the endpoint and its delivery log",
+    {"204": "Deleted", "404": "webhook_endpoint_not_found"},
+)
 async def delete(request: Request) -> Response:
     hub = hub_of(request)
     key = key_of(request)
@@ -144,6 +170,12 @@ async def delete(request: Request) -> Response:
     return Response(status_code=204)
 
 
+@operation(
+    "A new secret; deliveries carry a signature with each secret for "
+    "overlap_seconds (default 86400)",
+    {"200": "The endpoint and its new secret", "404": "webhook_endpoint_not_found"},
+    body=RotateRequest,
+)
 async def rotate_secret(request: Request) -> Response:
     """A new secret; for `overlap_seconds` (default a day) deliveries carry both signatures."""
     hub = hub_of(request)
@@ -156,6 +188,21 @@ async def rotate_secret(request: Request) -> Response:
     return json_response({**endpoint.as_json(), "secret": secret})
 
 
+@operation(
+    "The endpoint's delivery log, newest first; ?status=pending|delivered|failed",
+    {
+        "200": "{data: [delivery with last_attempt], next_cursor, has_more}",
+        "404": "webhook_endpoint_not_found",
+    },
+    params=[
+        *PAGE,
+        query(
+            "status",
+            {"type": "string", "enum": ["pending", "delivered", "failed"]},
+            "Only these",
+        ),
+    ],
+)
 async def deliveries(request: Request) -> Response:
     """The endpoint's delivery log, newest first: `?status=pending|delivered|failed`."""
     hub = hub_of(request)
@@ -171,6 +218,11 @@ async def deliveries(request: Request) -> Response:
     return json_response({"data": page, "next_cursor": cursor, "has_more": cursor is not None})
 
 
+@operation(
+    "Send every delivery made since `since` again (each user's in order)",
+    {"202": "{redelivering: n}", "404": "webhook_endpoint_not_found"},
+    body=RedeliverRequest,
+)
 async def redeliver_since(request: Request) -> Response:
     """POST .../redeliver {since}: every delivery made since then, sent again in order."""
     hub = hub_of(request)
@@ -192,6 +244,11 @@ def _delivery_id(request: Request) -> int:
     )
 
 
+@operation(
+    "One delivery: its body and every attempt (status code, first 1 KiB of "
+    "the response, duration, error)",
+    {"200": "The delivery", "404": "webhook_delivery_not_found"},
+)
 async def delivery(request: Request) -> Response:
     """One delivery with its body and every attempt."""
     hub = hub_of(request)
@@ -201,6 +258,10 @@ async def delivery(request: Request) -> Response:
     return json_response(found)
 
 
+@operation(
+    "Send the delivery again now, with a fresh round of retries",
+    {"202": "The delivery, pending", "404": "webhook_delivery_not_found"},
+)
 async def redeliver(request: Request) -> Response:
     hub = hub_of(request)
     key = key_of(request)

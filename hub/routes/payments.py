@@ -26,6 +26,7 @@ from hub.http import (
     respond_once,
 )
 from hub.idempotency import idempotency_key
+from hub.openapi import operation
 from hub.state import Hub
 from ledger.db import UnitOfWork, unit_of_work
 from ledger.errors import UnknownPayment
@@ -93,6 +94,13 @@ async def start_payment(
     return payment.as_json()
 
 
+@operation(
+    "Top up the wallet through a provider: a pending payment and its checkout_url",
+    {"201": "The pending payment", "502": "provider_error"},
+    body=PaymentRequest,
+    idempotent=True,
+    limited=True,
+)
 async def create(request: Request) -> Response:
     hub = hub_of(request)
     principal = principal_of(request)
@@ -118,6 +126,7 @@ async def create(request: Request) -> Response:
     return await respond_once(hub, request, principal, key, payload, command, headers)
 
 
+@operation("One of the caller's payments", {"200": "The payment", "404": "payment_not_found"})
 async def show(request: Request) -> Response:
     hub = hub_of(request)
     principal = principal_of(request)

@@ -21,6 +21,7 @@ from hub.http import (
     rate_limit,
 )
 from hub.idempotency import idempotency_key
+from hub.openapi import operation
 from hub.routes.payments import provider_named
 from ledger.db import unit_of_work
 from ledger.errors import UnknownPayout
@@ -37,6 +38,17 @@ class PayoutRequest(BaseModel):
     provider: StrictStr | None = None  # default: HUB_PAYOUT_PROVIDER
 
 
+@operation(
+    "Pay out earnings (creators): held now, sent by a job, settled by webhook",
+    {
+        "201": "The pending payout",
+        "402": "More than the available earnings",
+        "403": "Not a creator",
+    },
+    body=PayoutRequest,
+    idempotent=True,
+    limited=True,
+)
 async def create(request: Request) -> Response:
     hub = hub_of(request)
     principal = principal_of(request)
@@ -59,6 +71,7 @@ async def create(request: Request) -> Response:
     return answered(await hub.payouts.submit(command), headers)
 
 
+@operation("One of the caller's payouts", {"200": "The payout", "404": "payout_not_found"})
 async def show(request: Request) -> Response:
     hub = hub_of(request)
     principal = principal_of(request)

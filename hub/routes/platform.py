@@ -27,6 +27,7 @@ from hub.http import (
     query_int,
 )
 from hub.idempotency import idempotency_key, run_once
+from hub.openapi import operation, query
 from ledger.accounts import Role, ensure_user
 from ledger.apps import (
     MAX_ROTATION_OVERLAP,
@@ -90,6 +91,20 @@ def _recipients(body: NotificationRequest) -> tuple[list[str], bool]:
     return users, False
 
 
+@operation(
+    "Publish a platform event into users' logs (user_id or user_ids, up to "
+    "1000; missing users of the app are created as fans) or a creator's public "
+    "channel (channel): delivered live, recovered by cursor, readable by "
+    "GET /api/v1/events; the type is stored as app.<type> (public.app.<type> "
+    "on a channel)",
+    {
+        "201": "{type, channel, events: [{id, user_id, seq}]}",
+        "404": "creator_not_found (channel)",
+        "409": "user_id_taken: a user of another app has this id",
+    },
+    body=NotificationRequest,
+    idempotent=True,
+)
 async def publish(request: Request) -> Response:
     """POST /api/v1/notifications: one event into each named user's log (missing users of the
     app are created as fans), or into a creator's log for their public channel."""
@@ -132,6 +147,24 @@ async def publish(request: Request) -> Response:
     return outcome_response(outcome)
 
 
+@operation(
+    "A user's event log in order, after the event `after` (the cursor the "
+    "sockets keep; 0: from the oldest kept)",
+    {
+        "200": "{user_id, data: [{id, seq, type, occurred_at, data}], has_more, next_after}",
+        "404": "user_not_found (in this app)",
+        "410": "cursor_expired: `after` is not in the log (or no longer kept)",
+    },
+    params=[
+        {**query("user_id", {"type": "string"}, "The user"), "required": True},
+        query("after", {"type": "integer", "minimum": 0}, "An event id, or 0"),
+        query(
+            "limit",
+            {"type": "integer", "minimum": 1, "maximum": 1000},
+            "Default 100",
+        ),
+    ],
+)
 async def events(request: Request) -> Response:
     """GET /api/v1/events?user_id=&after=&limit=: a user's log in order, from the event after
     `after` (an event id, the cursor a socket keeps; 0 or none: from the oldest kept)."""
@@ -189,6 +222,16 @@ class UserRequest(BaseModel):
     email: StrictStr | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
 
 
+@operation(
+    "Create the app's user (and their accounts) ahead of their first request, or "
+    "update their name and email; a fan may become a creator, not the reverse",
+    {
+        "200": "Updated: {id, role, name, email, created_at}",
+        "201": "Created",
+        "409": "user_id_taken (another app's), or role_change_refused",
+    },
+    body=UserRequest,
+)
 async def put_user(request: Request) -> Response:
     """PUT /api/v1/users/{user_id}: create the app's user (and accounts) ahead of their first
     request, or update their name and email; a fan may become a creator, never the reverse."""
@@ -217,6 +260,10 @@ async def put_user(request: Request) -> Response:
     return json_response(user.as_json(), 200 if known is not None else 201)
 
 
+@operation(
+    "One of the app's users",
+    {"200": "{id, role, name, email, created_at}", "404": "user_not_found"},
+)
 async def get_user(request: Request) -> Response:
     hub = hub_of(request)
     key = key_of(request)
@@ -228,6 +275,13 @@ async def get_user(request: Request) -> Response:
     return json_response(user.as_json())
 
 
+@operation(
+    "Close the user's sockets on every node (hub.error `disconnected` first)",
+    {
+        "200": "{user_id, connections}: the sockets open before",
+        "404": "user_not_found",
+    },
+)
 async def disconnect(request: Request) -> Response:
     """POST /api/v1/users/{user_id}/disconnect: close the user's sockets on every node (the
     official client does not reconnect by itself after a server's disconnect)."""
@@ -267,6 +321,11 @@ def _key_id(request: Request) -> int:
     return path_id(request, "key_id", UnknownApiKey("no such API key", param="key_id"))
 
 
+@operation(
+    "The app's API keys: prefix, scopes, label, created, expires, revoked, last "
+    "used; never a secret",
+    {"200": "{data: [key]}"},
+)
 async def list_api_keys(request: Request) -> Response:
     """GET /api/v1/api-keys: the app's keys (prefixes, scopes, use; never a secret)."""
     hub = hub_of(request)
@@ -276,6 +335,11 @@ async def list_api_keys(request: Request) -> Response:
     return json_response({"data": [record.as_json() for record in keys]})
 
 
+@operation(
+    "A new key of the app; `secret` is in this answer only (kept as a hash)",
+    {"201": "The key and its secret"},
+    body=KeyRequest,
+)
 async def create_api_key(request: Request) -> Response:
     """POST /api/v1/api-keys: a new key of the app; its secret is in this answer only."""
     hub = hub_of(request)
@@ -288,6 +352,16 @@ async def create_api_key(request: Request) -> Response:
     return json_response({**record.as_json(), "secret": secret}, 201)
 
 
+@operation(
+    "A successor with the same scopes and label; the old key works "
+    "overlap_seconds more (default 86400; 0: it ends now)",
+    {
+        "201": "The new key and its secret",
+        "404": "api_key_not_found",
+        "409": "api_key_not_rotatable: revoked, expired or rotated already",
+    },
+    body=KeyRotation,
+)
 async def rotate_api_key(request: Request) -> Response:
     """POST /api/v1/api-keys/{id}/rotate: a successor with the same scopes; the old key works
     `overlap_seconds` more (default a day)."""
@@ -301,6 +375,10 @@ async def rotate_api_key(request: Request) -> Response:
     return json_response({**record.as_json(), "secret": secret}, 201)
 
 
+@operation(
+    "Revoke the key: refused on every node within 5 seconds",
+    {"200": "The key, with revoked_at", "404": "api_key_not_found"},
+)
 async def revoke_api_key(request: Request) -> Response:
     """DELETE /api/v1/api-keys/{id}: ended at once (every node within 5 s)."""
     hub = hub_of(request)

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from hub.errors import ApiError
 from hub.guard import principal_of
 from hub.http import hub_of, json_object, json_response, parse
+from hub.openapi import operation
 from hub.state import Hub
 from hub.vapid import b64url_decode, public_key_of
 from jobs.push import endpoint_problem
@@ -45,6 +46,10 @@ def _public_key(hub: Hub) -> str | None:
     return public_key_of(key.get_secret_value()) if key is not None else None
 
 
+@operation(
+    "Whether Web Push is on, and the hub's VAPID public key (applicationServerKey)",
+    {"200": "{enabled, public_key}"},
+)
 async def config(request: Request) -> Response:
     """Whether push is on, and the applicationServerKey to subscribe with (public)."""
     public_key = _public_key(hub_of(request))
@@ -74,6 +79,16 @@ def _check(body: SubscriptionRequest, hosts: tuple[str, ...]) -> None:
         raise _invalid("keys.auth", "must be 16 bytes, base64url")
 
 
+@operation(
+    "Save the browser's push subscription (PushSubscription.toJSON()) for the "
+    "caller; creators get a push per tip while no page of theirs is open",
+    {
+        "201": "{id, endpoint, created_at}; the caller's oldest beyond 10 are dropped",
+        "409": "push_disabled: no VAPID key on this hub",
+        "422": "An endpoint that is not an allowed push service, or bad keys",
+    },
+    body=SubscriptionRequest,
+)
 async def subscribe(request: Request) -> Response:
     """Save the browser's subscription for the caller (the same endpoint again moves or renews
     it); the caller's oldest beyond ten are dropped."""
@@ -90,6 +105,11 @@ async def subscribe(request: Request) -> Response:
     return json_response(saved.as_json(), 201)
 
 
+@operation(
+    "Delete one of the caller's push subscriptions by its endpoint",
+    {"204": "Deleted", "404": "push_subscription_not_found"},
+    body=UnsubscribeRequest,
+)
 async def unsubscribe(request: Request) -> Response:
     hub = hub_of(request)
     principal = principal_of(request)

@@ -15,11 +15,13 @@ from hub.http import (
     json_response,
     parse,
 )
+from hub.openapi import operation
 from ledger.creators import end_goal, goal_of, live_of, set_goal, set_live
 from ledger.db import unit_of_work
 from ledger.users import find_user, get_creator
 
 
+@operation("The caller: {id, role, name}", {"200": "The caller"})
 async def me(request: Request) -> Response:
     """The caller: `role` from the token (what this request may do), `name` as stored."""
     hub = hub_of(request)
@@ -30,6 +32,10 @@ async def me(request: Request) -> Response:
     return json_response({"id": principal.user_id, "role": principal.role.value, "name": name})
 
 
+@operation(
+    "A creator's public profile: name, goal with what it raised, live state",
+    {"200": "{id, name, goal, live}", "404": "creator_not_found"},
+)
 async def creator(request: Request) -> Response:
     """A creator's public profile: name, goal (with what it raised so far) and live state."""
     hub = hub_of(request)
@@ -56,6 +62,15 @@ class LiveRequest(BaseModel):
     title: StrictStr | None = Field(default=None, min_length=1, max_length=80)
 
 
+@operation(
+    "The creator's tipping goal, counted from now (replaces any); its progress is "
+    "the tips received in its currency since; goes out as public.goal",
+    {
+        "200": "{goal: {title, target, currency, raised, started_at}}",
+        "403": "Not a creator",
+    },
+    body=GoalRequest,
+)
 async def put_goal(request: Request) -> Response:
     """PUT /api/v1/goal: the creator's tipping goal, counted from now (replaces any)."""
     hub = hub_of(request)
@@ -70,6 +85,10 @@ async def put_goal(request: Request) -> Response:
     return json_response({"goal": goal})
 
 
+@operation(
+    "End the goal (public.goal {goal: null})",
+    {"204": "Ended (or there was none)", "403": "Not a creator"},
+)
 async def delete_goal(request: Request) -> Response:
     hub = hub_of(request)
     principal = principal_of(request)
@@ -78,6 +97,12 @@ async def delete_goal(request: Request) -> Response:
     return Response(status_code=204)
 
 
+@operation(
+    "The creator is live now, with a title, or not any more; goes out as "
+    "public.live when it changes",
+    {"200": "{live: {since, title} | null}", "403": "Not a creator"},
+    body=LiveRequest,
+)
 async def put_live(request: Request) -> Response:
     """PUT /api/v1/live: the creator is live now (with a title), or not any more."""
     hub = hub_of(request)

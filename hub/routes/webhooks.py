@@ -11,6 +11,7 @@ from starlette.responses import Response
 from hub.errors import ApiError
 from hub.http import hub_of, json_response, rate_limit
 from hub.metrics import WEBHOOKS
+from hub.openapi import operation
 from ledger.db import unit_of_work
 from ledger.inbox import malformed_event_id, record_delivery
 from ledger.provider_events import EventKind
@@ -21,6 +22,16 @@ from providers.base import BadSignature, MalformedPayload
 log = logging.getLogger(__name__)
 
 
+@operation(
+    "Provider webhooks: paystack, stripe, or a Standard Webhooks sender",
+    {
+        "200": "Recorded (applied, duplicate, ignored, mismatch or unknown)",
+        "400": "Signed, but not a valid event: stored as rejected",
+        "401": "Bad signature: nothing stored",
+        "404": "No sender by that name",
+    },
+    limited=True,
+)
 async def receive(request: Request) -> Response:
     hub = hub_of(request)
     name = request.path_params["provider"]
