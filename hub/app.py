@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from hub.api import ROUTES
+from hub.apps import AppDirectory
 from hub.auth import HS256Verifier, Verifiers
 from hub.errors import EXCEPTION_HANDLERS
 from hub.fees import FeeCache
@@ -29,7 +30,7 @@ from hub.serving import settle_garbage_collector
 from hub.settings import Settings
 from hub.state import Hub
 from ledger.answers import Answer
-from ledger.apps import TokenConfig, token_configs
+from ledger.apps import AppSettings, TokenConfig, all_app_settings, token_configs
 from ledger.db import make_engine, make_pool, make_sessions, run_after_commit
 from ledger.group_commit import GroupCommit
 from ledger.payout_requests import post_payout_requests
@@ -76,8 +77,20 @@ def create_app(runtime: Runtime) -> ASGIApp:
         default_tokens, token_settings, jwks_client, settings.jwt_max_lifetime_seconds
     )
 
-    async def authenticate_socket(auth: object) -> Identity:
-        return await holder["hub"].authenticate_socket(auth)
+    async def authenticate_socket(auth: object, environ: dict[str, Any]) -> Identity:
+        return await holder["hub"].authenticate_socket(auth, environ)
+
+    async def app_settings() -> list[AppSettings]:
+        async with sessions() as session:
+            return await all_app_settings(session)
+
+    apps = AppDirectory(app_settings)
+    deployment_origins = origin_policy(settings)
+
+    def origin_allowed(origin: str | None, environ: dict[str, Any] | None = None) -> bool:
+        """The handshake's check: the deployment's origins, or one some app allows (which
+        app the socket is of is checked at connect: Hub.check_origin)."""
+        return deployment_origins(origin, environ) or origin in apps.origins()
 
     async def claim_socket_user(user_id: str, app_id: str) -> None:
         await holder["hub"].claim_user(user_id, app_id)
@@ -87,7 +100,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
         database_url=runtime.database_url,
         sessions=sessions,
         authenticate=authenticate_socket,
-        origin_allowed=origin_policy(settings),
+        origin_allowed=origin_allowed,
         transports=settings.socket_transports,
         lean=settings.socket_engine == "hub",
         limits=SocketLimits(
@@ -146,6 +159,8 @@ def create_app(runtime: Runtime) -> ASGIApp:
             publisher=publisher,
             limiter=limiter,
             fees=fees,
+            apps=apps,
+            origins=deployment_origins,
             providers=providers,
         )
         holder["hub"] = hub
@@ -159,6 +174,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
                 "to browsers on this machine; never set it in production"
             )
         fees.start()
+        apps.start()
         publisher.start()
         await realtime.start()
         sampler.start()
@@ -172,6 +188,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
             await realtime.stop()
             await publisher.stop()
             await fees.stop()
+            await apps.stop()
             await limiter.close()
             await http_client.aclose()
             await jwks_client.aclose()

@@ -3,6 +3,8 @@
     hub apps list
     hub apps create ID [--name NAME]
     hub apps tokens APP --issuer ISS (--new-secret | --jwks-url URL) [--audience AUD]
+    hub apps set APP [--fee-bps N] [--currencies NGN,USD] [--rate-limit 50/second]
+                     [--origins https://a.example,https://b.example]   ("default": the deployment's)
     hub apps keys APP list
     hub apps keys APP create --scope publish --scope read [--label TEXT]
     hub apps keys APP rotate KEY_ID [--overlap SECONDS]
@@ -49,6 +51,18 @@ def add_arguments(apps: argparse.ArgumentParser) -> None:
     )
     how.add_argument("--jwks-url", help="RS256/ES256 with the keys published at this URL")
     tokens.add_argument("--audience", help="the `aud` the tokens must carry, if any")
+    change = actions.add_parser(
+        "set",
+        help="what the app sets for itself (fee, currencies, server API limit, origins); "
+        "`default` gives a setting back to the deployment",
+    )
+    change.add_argument("app_id", metavar="APP")
+    change.add_argument("--fee-bps", help="the platform fee on its users' tips and sales, 0-5000")
+    change.add_argument("--currencies", help="comma-separated, among HUB_CURRENCIES")
+    change.add_argument("--rate-limit", help="its server API's limit, such as 50/second")
+    change.add_argument(
+        "--origins", help="comma-separated browser origins of its pages (`default`: none)"
+    )
     keys = actions.add_parser("keys", help="an app's API keys: list, create, rotate, revoke")
     keys.add_argument("app_id", metavar="APP")
     keys.add_argument("key_action", choices=["list", "create", "rotate", "revoke"])
@@ -74,6 +88,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from hub.runtime import resolve
 
     runtime = resolve(settings)
+    if args.apps_action == "set":
+        args.changes = _changes(settings, args)
     if args.apps_action == "keys" and args.key_action in ("rotate", "revoke") and not args.key_id:
         raise AppsCommandError(f"`hub apps keys APP {args.key_action}` needs a KEY_ID")
     try:
@@ -92,12 +108,23 @@ async def _run(database_url: str, args: argparse.Namespace) -> int:
         async with unit_of_work(make_sessions(engine)) as uow:
             session = uow.session
             if args.apps_action == "list":
+                own = {a.app_id: a for a in await apps.all_app_settings(session)}
                 for app in await apps.list_apps(session):
-                    _line(app.as_json())
+                    _line({**app.as_json(), **own[app.id].as_json()})
                 return 0
             if args.apps_action == "create":
                 app = await apps.create_app(session, args.app_id, args.name or args.app_id)
                 _line(app.as_json())
+                return 0
+            if args.apps_action == "set":
+                _line(
+                    {
+                        "app_id": args.app_id,
+                        **(
+                            await apps.set_app_settings(session, args.app_id, **args.changes)
+                        ).as_json(),
+                    }
+                )
                 return 0
             if args.apps_action == "tokens":
                 secret = secrets.token_urlsafe(48) if args.new_secret else None
@@ -135,6 +162,51 @@ async def _run(database_url: str, args: argparse.Namespace) -> int:
         raise AppsCommandError(exc.message) from None
     finally:
         await engine.dispose()
+
+
+def _changes(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    """The settings `hub apps set` was given, checked against what the deployment allows."""
+    from hub.ratelimit import parse_limits
+
+    changes: dict[str, Any] = {}
+    if args.fee_bps is not None:
+        try:
+            changes["fee_bps"] = None if args.fee_bps == "default" else int(args.fee_bps)
+        except ValueError:
+            raise AppsCommandError(
+                "--fee-bps: a whole number of basis points, or default"
+            ) from None
+    if args.currencies is not None:
+        listed = None
+        if args.currencies != "default":
+            listed = [c.strip().upper() for c in args.currencies.split(",") if c.strip()]
+            unknown = [c for c in listed if c not in settings.currencies]
+            if unknown:
+                raise AppsCommandError(
+                    f"--currencies: {', '.join(unknown)} not among HUB_CURRENCIES "
+                    f"({', '.join(settings.currencies)})"
+                )
+        changes["currencies"] = listed
+    if args.rate_limit is not None:
+        if args.rate_limit != "default":
+            try:
+                parse_limits(args.rate_limit)
+            except ValueError:
+                raise AppsCommandError(
+                    f"--rate-limit: {args.rate_limit!r} is not a rate limit such as 50/second"
+                ) from None
+        changes["rate_limit_server"] = None if args.rate_limit == "default" else args.rate_limit
+    if args.origins is not None:
+        changes["allowed_origins"] = (
+            []
+            if args.origins == "default"
+            else [o.strip().rstrip("/") for o in args.origins.split(",") if o.strip()]
+        )
+    if not changes:
+        raise AppsCommandError(
+            "`hub apps set APP` needs --fee-bps, --currencies, --rate-limit or --origins"
+        )
+    return changes
 
 
 def _line(record: dict[str, Any]) -> None:

@@ -83,12 +83,12 @@ def guard(endpoint: Endpoint, access: Access) -> Endpoint:
 
 
 async def _app_limit(hub: Any, app_id: str) -> dict[str, str]:
-    """One unit of the app's server-API limit (HUB_RATE_LIMIT_SERVER, all its keys together):
-    its RateLimit-* headers, or RateLimited (429)."""
+    """One unit of the app's server-API limit (its own, `hub apps set APP --rate-limit`, else
+    HUB_RATE_LIMIT_SERVER; all its keys together): its RateLimit-* headers, or RateLimited
+    (429)."""
     try:
-        headers: dict[str, str] = await hub.limiter.hit(
-            "server", f"app:{app_id}", hub.settings.rate_limit_server
-        )
+        tier = (await hub.apps.get(app_id)).rate_limit_server or hub.settings.rate_limit_server
+        headers: dict[str, str] = await hub.limiter.hit("server", f"app:{app_id}", tier)
         return headers
     except RateLimited:
         RATE_LIMITED.labels("server").inc()

@@ -157,12 +157,15 @@ def day(request: Request, name: str, default: date) -> date:
     return value
 
 
-def check_currency(hub: Hub, currency: str) -> None:
-    if currency not in hub.settings.currencies:
+async def check_currency(hub: Hub, currency: str, app_id: str | None = None) -> None:
+    """422 unless `currency` is one the app's users may use (the deployment's, without an
+    app)."""
+    accepted = hub.settings.currencies if app_id is None else await hub.currencies(app_id)
+    if currency not in accepted:
         raise ApiError(
             422,
             "invalid_request",
-            f"currency: must be one of {', '.join(hub.settings.currencies)}",
+            f"currency: must be one of {', '.join(accepted)}",
             "currency",
         )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +13,7 @@ from arq.connections import ArqRedis
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from hub.apps import AppDirectory
 from hub.auth import CONTROL, AuthError, Principal, TokenVerifier, bearer
 from hub.fees import FeeCache
 from hub.keys import KeyVerifier
@@ -65,6 +66,8 @@ class Hub:
     publisher: Publisher
     limiter: RateLimiter
     fees: FeeCache
+    apps: AppDirectory  # what each app set for itself (fee, currencies, limit, origins)
+    origins: Callable[..., bool]  # the deployment's own origin policy (hub.app.origin_policy)
     providers: dict[str, Provider]
     _known: set[Principal] = field(default_factory=set)
     # (app, creator) seen to exist, for `viewing`
@@ -109,7 +112,7 @@ class Hub:
         facts = (
             principal.user_id,
             principal.role,
-            self.settings.currencies,
+            await self.currencies(principal.app_id),
             principal.name,
             principal.email,
             principal.app_id,
@@ -135,12 +138,35 @@ class Hub:
         try:
             async with unit_of_work(self.sessions) as uow:
                 await ensure_user(
-                    uow.session, user_id, Role.FAN, self.settings.currencies, app_id=app_id
+                    uow.session, user_id, Role.FAN, await self.currencies(app_id), app_id=app_id
                 )
         except UserOfAnotherApp:
             raise ForeignLog(f"the user {user_id[:64]} belongs to another app") from None
 
-    async def authenticate_socket(self, auth: Any) -> Identity:
+    async def fee_bps(self, app_id: str) -> int:
+        """The platform fee on a tip or sale by a user of `app_id`: the app's, else the
+        deployment's."""
+        own = (await self.apps.get(app_id)).fee_bps
+        return own if own is not None else await self.fees.get()
+
+    async def currencies(self, app_id: str) -> tuple[str, ...]:
+        """The currencies the app's users may use: the app's among the deployment's."""
+        own = (await self.apps.get(app_id)).currencies
+        deployment = self.settings.currencies
+        if own is None:
+            return deployment
+        return tuple(c for c in own if c in deployment) or deployment
+
+    async def check_origin(self, app_id: str, environ: dict[str, Any]) -> None:
+        """A socket's page must be served from the deployment's origins or its app's own
+        (the handshake let in every app's: it did not know the socket's app yet)."""
+        origin = environ.get("HTTP_ORIGIN")
+        if origin is None or self.origins(origin, environ):
+            return
+        if origin not in (await self.apps.get(app_id)).allowed_origins:
+            raise Refused("origin_not_allowed", f"this app's pages are not served from {origin}")
+
+    async def authenticate_socket(self, auth: Any, environ: dict[str, Any]) -> Identity:
         if not isinstance(auth, dict):
             auth = {}
         overlay = auth.get("overlay_key")
@@ -157,6 +183,7 @@ class Hub:
             principal = await self.verifier.verify(token)
         except AuthError as exc:
             raise Refused(exc.type, exc.message) from None
+        await self.check_origin(principal.app_id, environ)
         # No identify(): a socket only reads the user's events (none for a user not yet
         # written), and the user's first HTTP request writes them. A connect writes nothing.
         viewing = auth.get("viewing")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -338,3 +339,132 @@ async def token_configs(session: AsyncSession) -> list[TokenConfig]:
         .order_by(apps.c.id)
     )
     return [TokenConfig(*row) for row in rows]
+
+
+# ---- what an app sets for itself -------------------------------------------------------------
+
+_CURRENCY = re.compile(r"[A-Z]{3}")
+_ORIGIN = re.compile(
+    r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AppSettings:
+    """What an app sets for itself; None (no origins) leaves the deployment's setting:
+    `fee_bps` the platform fee on its users' tips and sales, `currencies` the ones its users
+    may pay in (among the deployment's), `rate_limit_server` its server API's limit (all its
+    keys together, "50/second"), `allowed_origins` the browser origins its pages may open
+    sockets from, besides the deployment's."""
+
+    app_id: str
+    fee_bps: int | None = None
+    currencies: tuple[str, ...] | None = None
+    rate_limit_server: str | None = None
+    allowed_origins: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "fee_bps": self.fee_bps,
+            "currencies": list(self.currencies) if self.currencies is not None else None,
+            "rate_limit_server": self.rate_limit_server,
+            "allowed_origins": list(self.allowed_origins),
+        }
+
+
+class _Unset:
+    """An argument not given (None means: back to the deployment's)."""
+
+
+_UNSET = _Unset()
+
+
+async def all_app_settings(session: AsyncSession) -> list[AppSettings]:
+    rows = await session.execute(
+        select(
+            apps.c.id,
+            apps.c.fee_bps,
+            apps.c.currencies,
+            apps.c.rate_limit_server,
+            apps.c.allowed_origins,
+        ).order_by(apps.c.id)
+    )
+    return [_settings(row) for row in rows]
+
+
+def _settings(row: object) -> AppSettings:
+    return AppSettings(
+        row.id,  # type: ignore[attr-defined]
+        row.fee_bps,  # type: ignore[attr-defined]
+        tuple(row.currencies) if row.currencies is not None else None,  # type: ignore[attr-defined]
+        row.rate_limit_server,  # type: ignore[attr-defined]
+        tuple(row.allowed_origins),  # type: ignore[attr-defined]
+    )
+
+
+async def set_app_settings(
+    session: AsyncSession,
+    app_id: str,
+    *,
+    fee_bps: int | _Unset | None = _UNSET,
+    currencies: Sequence[str] | _Unset | None = _UNSET,
+    rate_limit_server: str | _Unset | None = _UNSET,
+    allowed_origins: Sequence[str] | _Unset = _UNSET,
+) -> AppSettings:
+    """Change what is given (None: back to the deployment's; origins: () for none). The
+    caller checks what only the deployment knows (its currencies, the rate-limit syntax)."""
+    if app_id == "default":
+        raise LedgerError(
+            "the default app's settings are the deployment's (HUB_PLATFORM_FEE_BPS and "
+            "PUT /api/v1/admin/platform-fee, HUB_CURRENCIES, HUB_RATE_LIMIT_SERVER, "
+            "HUB_CORS_ORIGINS)",
+            param="app_id",
+        )
+    await get_app(session, app_id)
+    values: dict[str, object] = {}
+    if not isinstance(fee_bps, _Unset):
+        if fee_bps is not None and not (isinstance(fee_bps, int) and 0 <= fee_bps <= 5_000):
+            raise LedgerError("a fee is 0 to 5000 basis points", param="fee_bps")
+        values["fee_bps"] = fee_bps
+    if not isinstance(currencies, _Unset):
+        if currencies is not None:
+            listed = tuple(currencies)
+            if not 1 <= len(listed) <= 20 or not all(
+                isinstance(c, str) and _CURRENCY.fullmatch(c) for c in listed
+            ):
+                raise LedgerError(
+                    "currencies are 1 to 20 ISO 4217 codes such as NGN", param="currencies"
+                )
+            currencies = list(dict.fromkeys(listed))
+        values["currencies"] = currencies
+    if not isinstance(rate_limit_server, _Unset):
+        if rate_limit_server is not None and not (
+            isinstance(rate_limit_server, str) and 0 < len(rate_limit_server) <= 100
+        ):
+            raise LedgerError("a rate limit such as 50/second", param="rate_limit_server")
+        values["rate_limit_server"] = rate_limit_server
+    if not isinstance(allowed_origins, _Unset):
+        origins = list(dict.fromkeys(allowed_origins))
+        for origin in origins:
+            if not (isinstance(origin, str) and _ORIGIN.fullmatch(origin)):
+                raise LedgerError(
+                    f"{str(origin)[:100]!r} is not an origin such as https://app.example.com",
+                    param="allowed_origins",
+                )
+        if len(origins) > 20:
+            raise LedgerError("at most 20 origins", param="allowed_origins")
+        values["allowed_origins"] = origins
+    if values:
+        await session.execute(update(apps).where(apps.c.id == app_id).values(**values))
+    row = (
+        await session.execute(
+            select(
+                apps.c.id,
+                apps.c.fee_bps,
+                apps.c.currencies,
+                apps.c.rate_limit_server,
+                apps.c.allowed_origins,
+            ).where(apps.c.id == app_id)
+        )
+    ).one()
+    return _settings(row)

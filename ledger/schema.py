@@ -38,6 +38,10 @@ apps = Table(
     Column("jwt_audience", Text),
     Column("jwt_secret", Text),
     Column("jwks_url", Text),
+    Column("fee_bps", Integer),
+    Column("currencies", ARRAY(Text)),
+    Column("rate_limit_server", Text),
+    Column("allowed_origins", ARRAY(Text), nullable=False),
 )
 
 users = Table(

@@ -108,6 +108,7 @@ class SocketProtocol(asyncio.Protocol):
         "_server_state",
         "closed",
         "connected",
+        "environ",
         "sid",
         "transport",
     )
@@ -126,6 +127,7 @@ class SocketProtocol(asyncio.Protocol):
         self.connected = False
         self.closed = False
         self.sid = ""
+        self.environ: dict[str, Any] = {}
 
     # asyncio.Protocol
 
@@ -193,7 +195,10 @@ class SocketProtocol(asyncio.Protocol):
             "HTTP_HOST": headers.get(b"host", b"").decode("latin-1"),
             "wsgi.url_scheme": (headers.get(b"x-forwarded-proto") or b"http").decode("latin-1"),
         }
-        if not realtime.origin_allowed(origin.decode("latin-1") if origin else None, environ):
+        if origin:
+            environ["HTTP_ORIGIN"] = origin.decode("latin-1")
+        self.environ = environ  # its app's own origins are checked at connect
+        if not realtime.origin_allowed(environ.get("HTTP_ORIGIN"), environ):
             self._refuse(400, "Bad Request")
             return
         accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
@@ -355,7 +360,7 @@ class SocketProtocol(asyncio.Protocol):
         realtime = self._realtime
         assert realtime is not None
         try:
-            refusal = await realtime.connect_socket(self.sid, auth)
+            refusal = await realtime.connect_socket(self.sid, auth, self.environ)
         finally:
             self._connecting = False
         if refusal is not None:

@@ -51,7 +51,8 @@ class Refused(Exception):
         self.message = message
 
 
-Authenticate = Callable[[Any], Awaitable[Identity]]
+# The CONNECT packet's auth and the handshake's environ (its HTTP_ORIGIN) → who it is.
+Authenticate = Callable[[Any, dict[str, Any]], Awaitable[Identity]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,12 +219,14 @@ class Realtime:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def connect_socket(self, sid: str, auth: Any) -> dict[str, Any] | None:
+    async def connect_socket(
+        self, sid: str, auth: Any, environ: dict[str, Any]
+    ) -> dict[str, Any] | None:
         """A socket of Hub's own endpoint asks to connect: None when it may (its CONNECT
         answer goes out next, then `socket_connected`), else the refusal's {message, data}."""
         self._lean_connecting += 1
         try:
-            await self._connect(sid, {}, auth)
+            await self._connect(sid, environ, auth)
         except socketio.exceptions.ConnectionRefusedError as refused:
             return dict(refused.error_args)
         finally:
@@ -271,7 +274,7 @@ class Realtime:
 
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         try:
-            identity = await self._authenticate(auth)
+            identity = await self._authenticate(auth, environ)
             last_event_id = _last_event_id(auth)
             viewing_last_event_id = _last_event_id(auth, "viewing_last_event_id")
             user: str | None

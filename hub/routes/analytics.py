@@ -46,7 +46,7 @@ async def revenue_report(request: Request) -> Response:
         raise ApiError(422, "invalid_request", "period: day, week or month", "period")
     currency = request.query_params.get("currency")
     if currency is not None:
-        check_currency(hub, currency)
+        await check_currency(hub, currency)
     start, end = _range(request)
     async with unit_of_work(hub.read_sessions) as uow:
         rows = await revenue(uow.session, period, start, end, currency)
@@ -66,7 +66,7 @@ async def revenue_report(request: Request) -> Response:
 async def top_creators_report(request: Request) -> Response:
     hub = hub_of(request)
     currency = request.query_params.get("currency", hub.settings.currencies[0])
-    check_currency(hub, currency)
+    await check_currency(hub, currency)
     limit = query_int(request, "limit", 10)
     if limit is None or not 1 <= limit <= 100:
         raise ApiError(422, "invalid_request", "limit: 1 to 100", "limit")

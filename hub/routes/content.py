@@ -71,7 +71,7 @@ async def create(request: Request) -> Response:
     hub = hub_of(request)
     principal = principal_of(request)
     body = parse(ContentRequest, await json_object(request))
-    check_currency(hub, body.currency)
+    await check_currency(hub, body.currency, principal.app_id)
     async with unit_of_work(hub.sessions) as uow:
         item = await create_content(
             uow.session,
@@ -151,7 +151,7 @@ async def buy(request: Request) -> Response:
     provider = provider_named(hub, body.provider) if by_card else None
     headers = await rate_limit(hub, request, "payments" if by_card else "transfers", principal)
     await hub.check_content(content_id, principal.app_id)
-    fee_bps = await hub.fees.get()
+    fee_bps = await hub.fee_bps(principal.app_id)
 
     async def by_provider(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
         assert provider is not None

@@ -69,13 +69,13 @@ async def create_tip(request: Request) -> Response:
     key = idempotency_key(request.headers.get("idempotency-key"))
     payload = await json_object(request)
     tip = parse(TipRequest, payload)
-    check_currency(hub, tip.currency)
+    await check_currency(hub, tip.currency, principal.app_id)
     amount = Money(tip.amount, tip.currency)
     by_card = tip.source == "card"
     provider = provider_named(hub, tip.provider) if by_card else None
     headers = await rate_limit(hub, request, "payments" if by_card else "transfers", principal)
     await hub.check_creator(tip.creator_id, principal.app_id)
-    fee_bps = await hub.fees.get()
+    fee_bps = await hub.fee_bps(principal.app_id)
 
     async def by_provider(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
         assert provider is not None

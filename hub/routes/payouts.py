@@ -55,7 +55,7 @@ async def create(request: Request) -> Response:
     key = idempotency_key(request.headers.get("idempotency-key"))
     payload = await json_object(request)
     body = parse(PayoutRequest, payload)
-    check_currency(hub, body.currency)
+    await check_currency(hub, body.currency, principal.app_id)
     provider = provider_named(hub, body.provider or hub.settings.payout_provider)
     headers = await rate_limit(hub, request, "transfers", principal)
 

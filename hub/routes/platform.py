@@ -34,6 +34,7 @@ from ledger.apps import (
     ApiKey,
     Scope,
     create_key,
+    get_app,
     list_keys,
     revoke_key,
     rotate_key,
@@ -118,6 +119,7 @@ async def publish(request: Request) -> Response:
     if len(data.encode()) > MAX_DATA_BYTES:
         raise ApiError(422, "invalid_request", f"data: at most {MAX_DATA_BYTES} bytes", "data")
     type_ = f"{PUBLIC_APP_PREFIX if channel else 'app.'}{body.type}"
+    currencies = await hub.currencies(key.app_id)
 
     async def command(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
         if channel:
@@ -126,9 +128,7 @@ async def publish(request: Request) -> Response:
                 raise UnknownCreator(f"no creator {users[0]}", param="channel")
         else:
             for user in await missing_users(uow.session, users, key.app_id):
-                await ensure_user(
-                    uow.session, user, Role.FAN, hub.settings.currencies, app_id=key.app_id
-                )
+                await ensure_user(uow.session, user, Role.FAN, currencies, app_id=key.app_id)
         events = await record_events(uow.session, [(user, type_, body.data) for user in users])
         hub.publish_after_commit(uow, events)
         return 201, {
@@ -240,6 +240,7 @@ async def put_user(request: Request) -> Response:
     user_id = _path_user(request)
     body = parse(UserRequest, await json_object(request))
     role = Role(body.role)
+    currencies = await hub.currencies(key.app_id)
     async with unit_of_work(hub.sessions) as uow:
         known = await user_of_app(uow.session, user_id, key.app_id)
         if known is not None and known.role is Role.CREATOR and role is Role.FAN:
@@ -250,7 +251,7 @@ async def put_user(request: Request) -> Response:
             uow.session,
             user_id,
             role,
-            hub.settings.currencies,
+            currencies,
             body.name,
             body.email,
             app_id=key.app_id,
@@ -315,6 +316,30 @@ class KeyRotation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     overlap_seconds: StrictInt = Field(default=24 * 3600, ge=0, le=MAX_ROTATION_OVERLAP)
+
+
+@operation(
+    "The caller's app: its id and name, what it set for itself (`own`: null is the "
+    "deployment's) and what applies (`effective`)",
+    {
+        "200": "{id, name, created_at, own: {fee_bps, currencies, rate_limit_server, "
+        "allowed_origins}, effective: {fee_bps, currencies, rate_limit_server, allowed_origins}}"
+    },
+)
+async def show_app(request: Request) -> Response:
+    hub = hub_of(request)
+    key = key_of(request)
+    async with hub.sessions() as session:
+        app = await get_app(session, key.app_id)
+    own = await hub.apps.get(key.app_id)
+    effective = {
+        "fee_bps": await hub.fee_bps(key.app_id),
+        "currencies": list(await hub.currencies(key.app_id)),
+        "rate_limit_server": own.rate_limit_server or hub.settings.rate_limit_server,
+        # the deployment's (HUB_CORS_ORIGINS) are allowed too
+        "allowed_origins": list(own.allowed_origins),
+    }
+    return json_response({**app.as_json(), "own": own.as_json(), "effective": effective})
 
 
 def _key_id(request: Request) -> int:

@@ -76,7 +76,7 @@ async def put_goal(request: Request) -> Response:
     hub = hub_of(request)
     principal = principal_of(request)
     body = parse(GoalRequest, await json_object(request))
-    check_currency(hub, body.currency)
+    await check_currency(hub, body.currency, principal.app_id)
     async with unit_of_work(hub.sessions) as uow:
         goal, events = await set_goal(
             uow.session, principal.user_id, body.title, body.target, body.currency

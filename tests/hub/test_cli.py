@@ -257,3 +257,56 @@ def test_an_apps_own_tokens_from_the_shell(services: Services) -> None:
     assert neither.returncode == 2  # argparse: --new-secret or --jwks-url
     none = hub("token", "--sub", "a", "--role", "fan", "--app", "no-such-app", env=env)
     assert none.returncode == 1 and "no tokens of its own" in none.stderr
+
+
+def test_what_an_app_sets_for_itself_from_the_shell(services: Services) -> None:
+    """`hub apps set APP`: its fee, currencies (among HUB_CURRENCIES), server API limit and
+    origins, each given back to the deployment with `default`; `hub apps list` shows them;
+    what cannot be is one line and exit 1."""
+    import json
+    import uuid
+
+    env = {
+        "HUB_DATABASE_URL": services.database_url,
+        "HUB_REDIS_URL": services.redis_url,
+        "HUB_JWT_SECRET": JWT_SECRET,
+        "HUB_CURRENCIES": "NGN,USD",
+    }
+    app_id = f"cli-{uuid.uuid4().hex[:8]}"
+    assert hub("apps", "create", app_id, env=env).returncode == 0
+    changed = hub(
+        "apps", "set", app_id, "--fee-bps", "300", "--currencies", "ngn",
+        "--rate-limit", "20/second", "--origins", "https://app.example.com/", env=env,
+    )  # fmt: skip
+    assert changed.returncode == 0, changed.stderr
+    assert json.loads(changed.stdout) == {
+        "app_id": app_id,
+        "fee_bps": 300,
+        "currencies": ["NGN"],
+        "rate_limit_server": "20/second",
+        "allowed_origins": ["https://app.example.com"],
+    }
+    back = hub("apps", "set", app_id, "--fee-bps", "default", "--origins", "default", env=env)
+    assert back.returncode == 0, back.stderr
+    [listed] = [
+        record
+        for record in map(json.loads, hub("apps", "list", env=env).stdout.splitlines())
+        if record["id"] == app_id
+    ]
+    assert (listed["fee_bps"], listed["currencies"], listed["allowed_origins"]) == (
+        None,
+        ["NGN"],
+        [],
+    )
+    for wrong, said in (
+        (["--currencies", "EUR"], "--currencies: EUR not among HUB_CURRENCIES (NGN, USD)"),
+        (["--rate-limit", "often"], "--rate-limit: 'often' is not a rate limit such as 50/second"),
+        (["--fee-bps", "5001"], "a fee is 0 to 5000 basis points"),
+        (["--origins", "ftp://x.example"], "'ftp://x.example' is not an origin"),
+        ([], "needs --fee-bps, --currencies, --rate-limit or --origins"),
+    ):
+        refused = hub("apps", "set", app_id, *wrong, env=env)
+        assert refused.returncode == 1 and said in refused.stderr, (wrong, refused.stderr)
+        assert "Traceback" not in refused.stderr
+    default = hub("apps", "set", "default", "--fee-bps", "100", env=env)
+    assert default.returncode == 1 and "the deployment's" in default.stderr
