@@ -6,7 +6,7 @@ model, query parameters); the route table says where it is served and who may ca
 (hub.guard). The document reads both: paths and methods from the table, path parameters from
 the path, security and its 401/403 from the access declared, request bodies from the same
 pydantic models the routes validate with. So it cannot drift from what the server accepts, and
-a route without an `@operation` is not in it (tests/hub/test_reads.py names any /api/v1 one).
+a route without an `@operation` is not in it (tests/hub/test_reads.py names any such route).
 """
 
 from __future__ import annotations
