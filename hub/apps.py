@@ -34,10 +34,16 @@ class AppDirectory:
         self._task: asyncio.Task[None] | None = None
 
     async def get(self, app_id: str) -> AppSettings:
-        """The app's settings (the deployment's everywhere for an app with none, or unknown)."""
+        """The app's settings (the deployment's everywhere for an app with none, or unknown).
+        A request waits for a query only for an app not read yet (at most every
+        UNKNOWN_REFRESH), or when no background task keeps the copy fresh: a known app's
+        copy is served as it is meanwhile, even while the database hangs."""
         age = time.monotonic() - self._loaded_at
-        if age > self.REFRESH or (app_id not in self._apps and age > self.UNKNOWN_REFRESH):
-            await self._reload(self.REFRESH if app_id in self._apps else self.UNKNOWN_REFRESH)
+        if app_id not in self._apps:
+            if age > self.UNKNOWN_REFRESH:
+                await self._reload(self.UNKNOWN_REFRESH)
+        elif self._task is None and age > self.REFRESH:
+            await self._reload(self.REFRESH)
         return self._apps.get(app_id) or AppSettings(app_id)
 
     def origins(self) -> frozenset[str]:

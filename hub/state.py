@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,7 @@ from hub.metrics import count_postings
 from hub.ratelimit import RateLimiter
 from hub.runtime import Runtime
 from hub.settings import Settings
-from ledger.accounts import Role, ensure_user, user_is_current
+from ledger.accounts import DEFAULT_APP, Role, ensure_user, user_is_current
 from ledger.answers import Answer
 from ledger.content import content_app
 from ledger.db import AfterCommit, UnitOfWork, unit_of_work
@@ -31,7 +32,7 @@ from ledger.events import Event
 from ledger.group_commit import GroupCommit
 from ledger.overlays import find_active
 from ledger.payout_requests import PayoutCommand
-from ledger.users import find_user
+from ledger.users import app_of, find_user
 from ledger.wallet_purchases import PurchaseCommand
 from ledger.wallet_tips import TipCommand
 from ledger.webhook_topups import Applied, Delivery
@@ -40,6 +41,8 @@ from providers.jsontext import JsonLimits
 from realtime.delivery import ForeignLog
 from realtime.publisher import Publisher
 from realtime.server import Identity, Realtime, Refused
+
+log = logging.getLogger(__name__)
 
 _KNOWN_USERS_MAX = 100_000
 
@@ -69,7 +72,9 @@ class Hub:
     apps: AppDirectory  # what each app set for itself (fee, currencies, limit, origins)
     origins: Callable[..., bool]  # the deployment's own origin policy (hub.app.origin_policy)
     providers: dict[str, Provider]
-    _known: set[Principal] = field(default_factory=set)
+    # (principal, its app's currencies): a user seen with the currencies they hold accounts in
+    # (an app given a currency more has its users' accounts made at their next request)
+    _known: set[tuple[Principal, tuple[str, ...]]] = field(default_factory=set)
     # (app, creator) seen to exist, for `viewing`
     _creators: set[tuple[str, str]] = field(default_factory=set)
     _content_apps: dict[int, str] = field(default_factory=dict)  # content id → its app
@@ -106,13 +111,15 @@ class Hub:
         return (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
 
     async def identify(self, principal: Principal) -> None:
-        """Create the principal's user and accounts the first time this process sees them."""
-        if principal in self._known:
+        """Create the principal's user and accounts the first time this process sees them (and
+        the accounts of a currency their app allows since)."""
+        currencies = await self.currencies(principal.app_id)
+        if (principal, currencies) in self._known:
             return
         facts = (
             principal.user_id,
             principal.role,
-            await self.currencies(principal.app_id),
+            currencies,
             principal.name,
             principal.email,
             principal.app_id,
@@ -124,7 +131,7 @@ class Hub:
                 await ensure_user(uow.session, *facts)
         if len(self._known) >= _KNOWN_USERS_MAX:
             self._known.clear()
-        self._known.add(principal)
+        self._known.add((principal, currencies))
 
     async def authenticate(self, authorization: str | None) -> Principal:
         principal = await self.verifier.verify(bearer(authorization))
@@ -155,7 +162,10 @@ class Hub:
         deployment = self.settings.currencies
         if own is None:
             return deployment
-        return tuple(c for c in own if c in deployment) or deployment
+        kept = tuple(c for c in own if c in deployment)
+        if len(kept) < len(own):  # HUB_CURRENCIES lost one the app lists: none more, not all
+            log.warning("app %s lists currencies HUB_CURRENCIES has not: %s", app_id, own)
+        return kept
 
     async def check_origin(self, app_id: str, environ: dict[str, Any]) -> None:
         """A socket's page must be served from the deployment's origins or its app's own
@@ -173,8 +183,10 @@ class Hub:
         if isinstance(overlay, str) and overlay:
             async with self.sessions() as session:
                 key = await find_active(session, overlay)
+                app_id = await app_of(session, key.creator_id) if key is not None else None
             if key is None:
                 raise Refused("invalid_overlay_key", "this overlay key is unknown or revoked")
+            await self.check_origin(app_id or DEFAULT_APP, environ)  # its creator's app's
             return Identity(key.creator_id, "overlay", overlay_key_id=key.id)
         token = auth.get("token")
         if not isinstance(token, str) or not token:

@@ -27,6 +27,14 @@ async def find_user(session: AsyncSession, user_id: str, app_id: str = DEFAULT_A
     return User(row.id, Role(row.role), row.display_name) if row is not None else None
 
 
+async def app_of(session: AsyncSession, user_id: str) -> str | None:
+    """The app the user `user_id` belongs to (None: no such user)."""
+    found: str | None = await session.scalar(
+        text("SELECT app_id FROM users WHERE id = :user_id"), {"user_id": user_id}
+    )
+    return found
+
+
 async def get_creator(session: AsyncSession, creator_id: str, app_id: str = DEFAULT_APP) -> User:
     """The creator `creator_id` of the app; UnknownCreator when there is no such user there or
     not a creator."""

@@ -55,12 +55,13 @@ async def create(request: Request) -> Response:
     key = idempotency_key(request.headers.get("idempotency-key"))
     payload = await json_object(request)
     body = parse(PayoutRequest, payload)
-    await check_currency(hub, body.currency, principal.app_id)
+    # Any of the deployment's: earnings in a currency the app no longer takes can still leave.
+    await check_currency(hub, body.currency)
     provider = provider_named(hub, body.provider or hub.settings.payout_provider)
     headers = await rate_limit(hub, request, "transfers", principal)
 
-    # The payout joins the next group commit: its hold, its row and its `payout.send` outbox
-    # row (the worker asks the provider) commit in one call, with the answer under the key.
+    # The payout joins the next group commit: its hold, its row and its events commit in one
+    # call, with the answer under the key (the events' trigger queues `payout.send`).
     command = PayoutCommand(
         creator_id=principal.user_id,
         key=key,

@@ -15,11 +15,13 @@ import socketio
 
 from hub.apps import AppDirectory
 from hub.auth import Verifiers
+from ledger.accounts import Role, ensure_user
 from ledger.apps import Scope, create_app, create_key, set_app_settings, set_tokens
 from ledger.db import unit_of_work
 from ledger.errors import LedgerError
 from ledger.funding import fund_wallet_for_development
 from ledger.money import Money
+from ledger.overlays import create_key as create_overlay_key
 from tests.conftest import FEE_BPS, SocketProbe, auth, hub_server, make_settings
 
 SECRET = "a" * 48
@@ -111,6 +113,36 @@ async def test_an_apps_fee_and_currencies_apply_to_its_users_money(
     assert shown.json()["effective"]["currencies"] == ["NGN"]
 
 
+async def test_a_currency_given_to_an_app_later_reaches_its_known_users(
+    http, sessions, uid
+) -> None:
+    """A user this node has seen gets the new currency's accounts at their next request (the
+    node reads the app's settings again within REFRESH): no card payment can succeed into a
+    wallet that does not exist. Payouts take any of the deployment's currencies."""
+    app_id, issuer, _ = await platform(sessions, currencies=["NGN"])
+    fan_token = app_token(issuer, uid("fan"), "fan")
+
+    async def currencies() -> set[str]:
+        wallet = await http.get("/api/v1/wallet", headers=bearer(fan_token))
+        assert wallet.status_code == 200, wallet.text
+        return {b["currency"] for b in wallet.json()["balances"]}
+
+    assert await currencies() == {"NGN"}
+    async with unit_of_work(sessions) as uow:
+        await set_app_settings(uow.session, app_id, currencies=["NGN", "USD"])
+    deadline = time.monotonic() + AppDirectory.REFRESH + 5
+    while await currencies() != {"NGN", "USD"}:
+        assert time.monotonic() < deadline, "the new currency never reached the node"
+        await asyncio.sleep(0.5)
+    creator_token = app_token(issuer, uid("creator"), "creator")
+    payout = await http.post(
+        "/api/v1/payouts",
+        json={"amount": 100, "currency": "USD"},
+        headers=bearer(creator_token, idempotency=True),
+    )
+    assert payout.status_code == 402  # a currency it may hold, with nothing earned in it yet
+
+
 async def test_an_apps_server_api_has_its_own_rate_limit(http, sessions, uid) -> None:
     """Its own limit, not the deployment's (unlimited in these tests) nor another app's."""
     _, _, limited = await platform(sessions, rate_limit_server="2/minute")
@@ -146,11 +178,17 @@ async def test_an_apps_pages_open_sockets_from_its_origins_for_its_users_only(
 
 async def _origins(live: Any, sessions: Any, uid: Any) -> None:
     origin = f"https://{uuid.uuid4().hex[:8]}.pages.example"
-    _, listed_issuer, _ = await platform(sessions, allowed_origins=[origin])
-    _, other_issuer, _ = await platform(sessions)
+    listed, listed_issuer, _ = await platform(sessions, allowed_origins=[origin])
+    other, other_issuer, _ = await platform(sessions)
+    overlays = {}
+    for app_id in (listed, other):  # an overlay key of a creator of each app
+        creator = uid("creator")
+        async with unit_of_work(sessions) as uow:
+            await ensure_user(uow.session, creator, Role.CREATOR, ("NGN",), app_id=app_id)
+            _, overlays[app_id] = await create_overlay_key(uow.session, creator, "OBS", limit=5)
     await asyncio.sleep(AppDirectory.REFRESH + 0.5)  # the handshake's list is read this often
 
-    async def connect(token: str, from_origin: str) -> Any:
+    async def connect(token: str, from_origin: str, as_overlay: bool = False) -> Any:
         """None when the socket connected, else what the client was told."""
         probe = SocketProbe()
         refusals: list[Any] = []
@@ -158,7 +196,7 @@ async def _origins(live: Any, sessions: Any, uid: Any) -> None:
         try:
             await probe.client.connect(
                 live.url,
-                auth={"token": token},
+                auth={"overlay_key": token} if as_overlay else {"token": token},
                 headers={"Origin": from_origin},
                 transports=["websocket"],
                 wait_timeout=5,
@@ -174,6 +212,10 @@ async def _origins(live: Any, sessions: Any, uid: Any) -> None:
     # an origin no app lists is refused at the handshake (no Socket.IO answer), whoever asks
     at_handshake = await connect(app_token(listed_issuer, uid("fan"), "fan"), "https://x.example")
     assert at_handshake == "Connection error"
+    # an overlay is held to its creator's app
+    assert await connect(overlays[listed], origin, as_overlay=True) is None
+    refused = await connect(overlays[other], origin, as_overlay=True)
+    assert refused["data"]["type"] == "origin_not_allowed"
     # the hub's own pages stay open to everyone
     assert await connect(app_token(other_issuer, uid("fan"), "fan"), live.url) is None
 
