@@ -25,6 +25,7 @@ SCENARIOS: list[tuple[str, list[str], int]] = [
     ("tips", [], 600),
     ("webhooks", [], 600),
     ("webhooks", ["--card-tips"], 600),
+    ("sender", [], 900),
     ("reconnect", [], 600),
     ("alerts", [], 600),
     ("edge", [], 600),
