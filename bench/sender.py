@@ -234,30 +234,34 @@ async def peer_run(services: Services, receiver: Server, secret: str) -> dict[st
     }
 
 
-async def main() -> None:
+async def one_run(services: Services, number: int, users: int, per_user: int) -> tuple[Any, Any]:
+    receiver = start_receiver(services)
+    try:
+        names = [f"wh-{number}-{i:05d}" for i in range(users)]
+        await create_users(services.database_url, names, "fan")
+        secret = await backlog(services, receiver, names, per_user)
+        log(f"run {number}: {users * per_user} deliveries waiting; a worker sends them")
+        hub = await hub_run(services, receiver, users * per_user)
+        log(f"  hub: {json.dumps(hub)}")
+        await receiver_call(receiver, "POST", "/reset")
+        peer = await peer_run(services, receiver, secret)
+        log(f"  node: {json.dumps(peer)}")
+        return hub, peer
+    finally:
+        receiver.stop()
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=1_000)
     parser.add_argument("--per-user", type=int, default=20)
     parser.add_argument("--runs", type=int, default=runs_wanted())
     args = parser.parse_args()
-    total = args.users * args.per_user
     hub_runs: list[dict[str, Any]] = []
     peer_runs: list[dict[str, Any]] = []
     for number in range(1, args.runs + 1):
-        with Services() as services:
-            receiver = start_receiver(services)
-            try:
-                users = [f"wh-{number}-{i:05d}" for i in range(args.users)]
-                await create_users(services.database_url, users, "fan")
-                secret = await backlog(services, receiver, users, args.per_user)
-                log(f"run {number}: {total} deliveries waiting; a worker sends them")
-                hub = await hub_run(services, receiver, total)
-                log(f"  hub: {json.dumps(hub)}")
-                await receiver_call(receiver, "POST", "/reset")
-                peer = await peer_run(services, receiver, secret)
-                log(f"  node: {json.dumps(peer)}")
-            finally:
-                receiver.stop()
+        with Services() as services:  # a fresh database each run (its migrations run here)
+            hub, peer = run(one_run(services, number, args.users, args.per_user))
         hub_runs.append(hub)
         peer_runs.append(peer)
     write_result(
@@ -265,7 +269,7 @@ async def main() -> None:
         {
             "command": f"python -m bench.sender --users {args.users} --per-user "
             f"{args.per_user} --runs {args.runs}",
-            "deliveries": total,
+            "deliveries": args.users * args.per_user,
             "hub": {"runs": hub_runs, "summary": summarise(hub_runs)},
             "node": {"runs": peer_runs, "summary": summarise(peer_runs)},
             "cpus": psutil.cpu_count(),
@@ -274,4 +278,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    run(main())
+    main()
