@@ -139,6 +139,10 @@ ROUTES = [
         guard(platform.disconnect, key(Scope.ADMIN)),
         methods=["POST"],
     ),
+    Route("/api/v1/users/{user_id}/ban", guard(platform.ban, key(Scope.ADMIN)), methods=["POST"]),
+    Route(
+        "/api/v1/users/{user_id}/ban", guard(platform.unban, key(Scope.ADMIN)), methods=["DELETE"]
+    ),
     Route("/api/v1/app", guard(platform.show_app, key(Scope.READ)), methods=["GET"]),
     Route("/api/v1/api-keys", guard(platform.list_api_keys, key(Scope.ADMIN)), methods=["GET"]),
     Route("/api/v1/api-keys", guard(platform.create_api_key, key(Scope.ADMIN)), methods=["POST"]),

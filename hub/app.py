@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,6 +19,7 @@ from starlette.types import ASGIApp
 from hub.api import ROUTES
 from hub.apps import AppDirectory
 from hub.auth import HS256Verifier, Verifiers
+from hub.bans import Bans
 from hub.errors import EXCEPTION_HANDLERS
 from hub.fees import FeeCache
 from hub.keys import KeyVerifier
@@ -34,6 +36,7 @@ from ledger.apps import AppSettings, TokenConfig, all_app_settings, token_config
 from ledger.db import make_engine, make_pool, make_sessions, run_after_commit
 from ledger.group_commit import GroupCommit
 from ledger.payout_requests import post_payout_requests
+from ledger.platform import bans_in_force
 from ledger.wallet_purchases import post_wallet_purchases
 from ledger.wallet_tips import post_wallet_tips
 from ledger.webhook_topups import (
@@ -85,6 +88,12 @@ def create_app(runtime: Runtime) -> ASGIApp:
             return await all_app_settings(session)
 
     apps = AppDirectory(app_settings)
+
+    async def bans_now() -> dict[str, datetime]:
+        async with sessions() as session:
+            return await bans_in_force(session)
+
+    bans = Bans(bans_now)
     deployment_origins = origin_policy(settings)
 
     def origin_allowed(origin: str | None, environ: dict[str, Any] | None = None) -> bool:
@@ -160,6 +169,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
             limiter=limiter,
             fees=fees,
             apps=apps,
+            bans=bans,
             origins=deployment_origins,
             providers=providers,
         )
@@ -175,6 +185,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
             )
         fees.start()
         apps.start()
+        bans.start()
         publisher.start()
         await realtime.start()
         sampler.start()
@@ -189,6 +200,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
             await publisher.stop()
             await fees.stop()
             await apps.stop()
+            await bans.stop()
             await limiter.close()
             await http_client.aclose()
             await jwks_client.aclose()

@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from hub.apps import AppDirectory
 from hub.auth import CONTROL, AuthError, Principal, TokenVerifier, bearer
+from hub.bans import Bans
+from hub.errors import ApiError
 from hub.fees import FeeCache
 from hub.keys import KeyVerifier
 from hub.logs import user_id_var
@@ -70,6 +72,7 @@ class Hub:
     limiter: RateLimiter
     fees: FeeCache
     apps: AppDirectory  # what each app set for itself (fee, currencies, limit, origins)
+    bans: Bans  # the platforms' bans of their users in force
     origins: Callable[..., bool]  # the deployment's own origin policy (hub.app.origin_policy)
     providers: dict[str, Provider]
     # (principal, its app's currencies): a user seen with the currencies they hold accounts in
@@ -136,6 +139,9 @@ class Hub:
     async def authenticate(self, authorization: str | None) -> Principal:
         principal = await self.verifier.verify(bearer(authorization))
         user_id_var.set(principal.user_id)
+        banned = self.bans.banned_until(principal.user_id)
+        if banned is not None:
+            raise ApiError(403, "user_banned", f"banned by the platform until {banned.isoformat()}")
         await self.identify(principal)
         return principal
 
@@ -195,6 +201,9 @@ class Hub:
             principal = await self.verifier.verify(token)
         except AuthError as exc:
             raise Refused(exc.type, exc.message) from None
+        banned = self.bans.banned_until(principal.user_id)
+        if banned is not None:
+            raise Refused("user_banned", f"banned by the platform until {banned.isoformat()}")
         await self.check_origin(principal.app_id, environ)
         # No identify(): a socket only reads the user's events (none for a user not yet
         # written), and the user's first HTTP request writes them. A connect writes nothing.

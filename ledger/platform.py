@@ -29,6 +29,7 @@ class AppUser:
     name: str | None
     email: str | None
     created_at: datetime
+    banned_until: datetime | None = None
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -37,11 +38,13 @@ class AppUser:
             "name": self.name,
             "email": self.email,
             "created_at": self.created_at.isoformat(),
+            "banned_until": self.banned_until.isoformat() if self.banned_until else None,
         }
 
 
 _USER = text(
-    "SELECT id, role, display_name, email, created_at FROM users "
+    "SELECT id, role, display_name, email, created_at, "
+    "CASE WHEN banned_until > now() THEN banned_until END AS banned_until FROM users "
     "WHERE id = :user_id AND app_id = :app_id"
 )
 
@@ -50,7 +53,34 @@ async def user_of_app(session: AsyncSession, user_id: str, app_id: str) -> AppUs
     row = (await session.execute(_USER, {"user_id": user_id, "app_id": app_id})).one_or_none()
     if row is None:
         return None
-    return AppUser(row.id, Role(row.role), row.display_name, row.email, row.created_at)
+    return AppUser(
+        row.id, Role(row.role), row.display_name, row.email, row.created_at, row.banned_until
+    )
+
+
+_BAN = text(
+    "UPDATE users SET banned_until = CASE WHEN CAST(:seconds AS integer) > 0 "
+    "THEN now() + make_interval(secs => CAST(:seconds AS integer)) END "
+    "WHERE id = :user_id AND app_id = :app_id RETURNING banned_until"
+)
+
+
+async def ban_user(
+    session: AsyncSession, user_id: str, app_id: str, seconds: int
+) -> tuple[bool, datetime | None]:
+    """Ban the app's user for `seconds` from now (0: lift the ban); (found, banned until)."""
+    row = (
+        await session.execute(_BAN, {"user_id": user_id, "app_id": app_id, "seconds": seconds})
+    ).one_or_none()
+    return (row is not None, row.banned_until if row is not None else None)
+
+
+_BANS = text("SELECT id, banned_until FROM users WHERE banned_until > now()")
+
+
+async def bans_in_force(session: AsyncSession) -> dict[str, datetime]:
+    """Every user banned now, and until when."""
+    return {row.id: row.banned_until for row in await session.execute(_BANS)}
 
 
 _OWNERS = text("SELECT id, app_id FROM users WHERE id = ANY(CAST(:ids AS text[]))")

@@ -56,7 +56,9 @@ users = Table(
     Column("app_id", Text, ForeignKey("apps.id"), nullable=False),
     Column("live_since", DateTime(timezone=True)),
     Column("live_title", Text),
+    Column("banned_until", DateTime(timezone=True)),
     Index("users_app", "app_id", "id"),
+    Index("users_banned", "banned_until", postgresql_where=text("banned_until IS NOT NULL")),
 )
 
 api_keys = Table(

@@ -378,10 +378,15 @@ class Realtime:
             await self._send(sid, alert_frame)
 
     async def _on_control(self, message: dict[str, Any]) -> None:
-        if message.get("type") == "user.disconnect":  # the platform's ban (server API)
+        if message.get("type") == "user.disconnect":  # the platform's disconnect or ban
             user_id = message.get("user_id")
+            banned_until = message.get("banned_until")
             if isinstance(user_id, str):
-                ended = _error("disconnected", "the platform ended this session")
+                ended = (
+                    _error("banned", f"banned by the platform until {banned_until}")
+                    if isinstance(banned_until, str)
+                    else _error("disconnected", "the platform ended this session")
+                )
                 for sid in self.delivery.sids_of(user_id):
                     await self._send(sid, frame("hub.error", ended))
                     await self.disconnect(sid)

@@ -45,6 +45,7 @@ from ledger.events import PUBLIC_APP_PREFIX, record_events
 from ledger.idempotency import request_fingerprint
 from ledger.platform import (
     UnknownUser,
+    ban_user,
     event_page,
     missing_users,
     user_of_app,
@@ -55,6 +56,7 @@ from realtime.presence import user_key
 
 TYPE_PATTERN = r"^[a-z0-9_]+(\.[a-z0-9_]+){0,3}$"
 MAX_RECIPIENTS = 1_000
+MAX_BAN_SECONDS = 365 * 24 * 3600
 MAX_DATA_BYTES = 16 * 1024
 MAX_PRESENCE_USERS = 100
 USER_ID = Field(default=None, min_length=1, max_length=255)
@@ -296,6 +298,55 @@ async def disconnect(request: Request) -> Response:
     connections = await hub.realtime.presence.count(user_key(user_id))
     await bus.publish_control(hub.redis, {"type": "user.disconnect", "user_id": user_id})
     return json_response({"user_id": user_id, "connections": connections})
+
+
+class BanRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: StrictInt = Field(ge=1, le=MAX_BAN_SECONDS)
+
+
+@operation(
+    "Ban the user for `seconds` (up to a year): their tokens are refused (403 user_banned, "
+    "connect_error user_banned) and their sockets closed on every node (hub.error `banned`); "
+    "a ban made again replaces the last",
+    {"200": "{user_id, banned_until, connections}", "404": "user_not_found"},
+    body=BanRequest,
+)
+async def ban(request: Request) -> Response:
+    hub = hub_of(request)
+    key = key_of(request)
+    user_id = _path_user(request)
+    body = parse(BanRequest, await json_object(request))
+    async with unit_of_work(hub.sessions) as uow:
+        found, until = await ban_user(uow.session, user_id, key.app_id, body.seconds)
+    if not found or until is None:
+        raise UnknownUser(f"no user {user_id}", param="user_id")
+    hub.bans.changed(user_id, until)
+    connections = await hub.realtime.presence.count(user_key(user_id))
+    await bus.publish_control(
+        hub.redis,
+        {"type": "user.disconnect", "user_id": user_id, "banned_until": until.isoformat()},
+    )
+    return json_response(
+        {"user_id": user_id, "banned_until": until.isoformat(), "connections": connections}
+    )
+
+
+@operation(
+    "Lift the user's ban (their tokens work again on every node within 5 s)",
+    {"200": "{user_id, banned_until: null}", "404": "user_not_found"},
+)
+async def unban(request: Request) -> Response:
+    hub = hub_of(request)
+    key = key_of(request)
+    user_id = _path_user(request)
+    async with unit_of_work(hub.sessions) as uow:
+        found, _ = await ban_user(uow.session, user_id, key.app_id, 0)
+    if not found:
+        raise UnknownUser(f"no user {user_id}", param="user_id")
+    hub.bans.changed(user_id, None)
+    return json_response({"user_id": user_id, "banned_until": None})
 
 
 def _path_user(request: Request) -> str:

@@ -397,3 +397,65 @@ async def test_the_server_api_is_rate_limited_per_app(services, sessions, uid) -
         assert elsewhere.status_code == 200
     finally:
         await server.stop()
+
+
+async def test_a_ban_refuses_the_users_tokens_on_every_node_until_it_ends(
+    http, live, services, sessions, sockets, uid
+) -> None:
+    """Banned through one node: the user's socket there is closed at once (hub.error
+    `banned`), their token refused over HTTP and sockets (user_banned), on another node within
+    Bans.REFRESH; lifted, it works again. Another app cannot ban them."""
+    from hub.bans import Bans
+    from tests.conftest import hub_server, make_settings
+
+    key = await new_key(sessions)
+    user = uid("fan")
+    assert (await http.get("/api/v1/me", headers=auth(user, "fan"))).status_code == 200
+    socket = sockets()
+    await socket.connect(live.url, {"token": token(user, "fan")})
+    await socket.wait_for("recovered")
+    other = await new_key(sessions, await new_app(sessions))
+    foreign = await http.post(
+        f"/api/v1/users/{user}/ban", json={"seconds": 60}, headers=with_key(other)
+    )
+    assert foreign.status_code == 404
+    bad = await http.post(f"/api/v1/users/{user}/ban", json={"seconds": 0}, headers=with_key(key))
+    assert bad.status_code == 422
+
+    second = hub_server(make_settings(services))
+    await second.start()
+    try:
+        async with httpx.AsyncClient(base_url=second.url, timeout=10) as elsewhere:
+            assert (await elsewhere.get("/api/v1/me", headers=auth(user, "fan"))).status_code == 200
+            banned = await http.post(
+                f"/api/v1/users/{user}/ban", json={"seconds": 60}, headers=with_key(key)
+            )
+            assert banned.status_code == 200, banned.text
+            assert banned.json()["connections"] == 1 and banned.json()["banned_until"]
+            [error] = await socket.wait_for("hub.error")
+            assert error["error"]["type"] == "banned"
+            refused = await http.get("/api/v1/me", headers=auth(user, "fan"))
+            assert refused.status_code == 403
+            assert refused.json()["error"]["type"] == "user_banned"
+            shown = await http.get(f"/api/v1/users/{user}", headers=with_key(key))
+            assert shown.json()["banned_until"] == banned.json()["banned_until"]
+            deadline = asyncio.get_running_loop().time() + Bans.REFRESH + 5
+            while (await elsewhere.get("/api/v1/me", headers=auth(user, "fan"))).status_code != 403:
+                assert asyncio.get_running_loop().time() < deadline, "the other node never knew"
+                await asyncio.sleep(0.2)
+            reasons: list = []
+            again = sockets()
+            again.client.on("connect_error", lambda data: reasons.append(data))
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                await again.connect(second.url, {"token": token(user, "fan")})
+            assert reasons and reasons[0]["data"]["type"] == "user_banned"
+
+            lifted = await http.delete(f"/api/v1/users/{user}/ban", headers=with_key(key))
+            assert lifted.status_code == 200 and lifted.json()["banned_until"] is None
+            assert (await http.get("/api/v1/me", headers=auth(user, "fan"))).status_code == 200
+            deadline = asyncio.get_running_loop().time() + Bans.REFRESH + 5
+            while (await elsewhere.get("/api/v1/me", headers=auth(user, "fan"))).status_code != 200:
+                assert asyncio.get_running_loop().time() < deadline, "the other node kept it"
+                await asyncio.sleep(0.2)
+    finally:
+        await second.stop()

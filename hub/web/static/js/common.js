@@ -310,10 +310,11 @@ export function live({ user, onEvent, onResync, onStatus, viewing, onPublic, onP
       cb(auth);
     },
   });
-  // The platform ended this session (POST /api/v1/users/{id}/disconnect): stay away.
+  // The platform ended this session (POST /api/v1/users/{id}/disconnect, or a ban): stay away.
   let ended = null;
   socket.on("hub.error", (event) => {
-    if (event?.error?.type === "disconnected") ended = event.error.message;
+    const type = event?.error?.type;
+    if (type === "disconnected" || type === "banned") ended = event.error.message;
   });
   socket.on("connect", () => onStatus("live"));
   socket.on("disconnect", (reason) => {
@@ -328,6 +329,11 @@ export function live({ user, onEvent, onResync, onStatus, viewing, onPublic, onP
     const type = error?.data?.type;
     if (type === "token_expired" || type === "invalid_token" || type === "missing_token") {
       expired();
+      return;
+    }
+    if (type === "user_banned") { // no use trying again before the ban ends
+      socket.disconnect();
+      onStatus("ended", error.data.message);
       return;
     }
     onStatus("reconnecting", error?.data?.message || error.message);
