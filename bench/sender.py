@@ -154,8 +154,11 @@ def start_worker(services: Services) -> Server:
     return Server("worker", 0, process, log_path)
 
 
-async def hub_run(services: Services, receiver: Server, total: int) -> dict[str, Any]:
-    """A worker against the backlog: from its first attempt to its last."""
+async def hub_run(
+    services: Services, receiver: Server, total: int, profile: bool = False
+) -> dict[str, Any]:
+    """A worker against the backlog: from its first attempt to its last (py-spied for 20 s
+    from its first attempt with `profile`)."""
     worker = start_worker(services)
     process, log_path = worker.process, worker.log_path
     try:
@@ -165,6 +168,11 @@ async def hub_run(services: Services, receiver: Server, total: int) -> dict[str,
             await asyncio.sleep(0.02)
         cpu_before = worker.usage()
         pg_before = usage(services.postgres_pids())
+        recording = None
+        if profile:
+            from bench.profiles import Recording
+
+            recording = Recording(worker.pid, "sender-worker", 20)
         deadline = time.monotonic() + WAIT_SECONDS
         delivered, pending, first, last = await progress(services)
         while pending and time.monotonic() < deadline:
@@ -172,6 +180,8 @@ async def hub_run(services: Services, receiver: Server, total: int) -> dict[str,
             delivered, pending, first, last = await progress(services)
         cpu_after = worker.usage()
         pg_after = usage(services.postgres_pids())
+        if recording is not None:
+            recording.finish()
     finally:
         worker.stop()
     assert first is not None and last is not None
@@ -234,14 +244,16 @@ async def peer_run(services: Services, receiver: Server, secret: str) -> dict[st
     }
 
 
-async def one_run(services: Services, number: int, users: int, per_user: int) -> tuple[Any, Any]:
+async def one_run(
+    services: Services, number: int, users: int, per_user: int, profile: bool
+) -> tuple[Any, Any]:
     receiver = start_receiver(services)
     try:
         names = [f"wh-{number}-{i:05d}" for i in range(users)]
         await create_users(services.database_url, names, "fan")
         secret = await backlog(services, receiver, names, per_user)
         log(f"run {number}: {users * per_user} deliveries waiting; a worker sends them")
-        hub = await hub_run(services, receiver, users * per_user)
+        hub = await hub_run(services, receiver, users * per_user, profile)
         log(f"  hub: {json.dumps(hub)}")
         await receiver_call(receiver, "POST", "/reset")
         peer = await peer_run(services, receiver, secret)
@@ -256,12 +268,14 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=1_000)
     parser.add_argument("--per-user", type=int, default=20)
     parser.add_argument("--runs", type=int, default=runs_wanted())
+    parser.add_argument("--profile", action="store_true", help="py-spy the worker (first run)")
     args = parser.parse_args()
     hub_runs: list[dict[str, Any]] = []
     peer_runs: list[dict[str, Any]] = []
     for number in range(1, args.runs + 1):
         with Services() as services:  # a fresh database each run (its migrations run here)
-            hub, peer = run(one_run(services, number, args.users, args.per_user))
+            profile = args.profile and number == 1
+            hub, peer = run(one_run(services, number, args.users, args.per_user, profile))
         hub_runs.append(hub)
         peer_runs.append(peer)
     write_result(

@@ -92,20 +92,46 @@ def url_problem(url: str, allow_private: bool) -> str | None:
     return None
 
 
-async def _pinned(url: str, allow_private: bool) -> tuple[str, str, dict[str, Any]]:
-    """The SSRF guard at send time: the name is resolved once, every address it has must be
-    public (unless allowed), and the request goes to the address checked, not to a second
-    lookup (DNS rebinding): the URL with that address, the name in `Host` and, over TLS, as
-    the server name the certificate is checked against. Returns (url, host header,
-    extensions)."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").rstrip(".")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+# A name's addresses, as last resolved: (addresses, monotonic expiry), kept RESOLVED_TTL
+# seconds. Resolving runs in a thread of the loop's executor; for every delivery it cost a
+# quarter of the worker's CPU (docs/benchmarks.md). What is kept is what was checked, and the
+# request still goes to the checked address.
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+RESOLVED_TTL = 30.0
+_RESOLVED: dict[tuple[str, int], tuple[list[IPAddress], float]] = {}
+_RESOLVED_MAX = 10_000
+
+
+async def _addresses(host: str, port: int) -> list[IPAddress]:
+    """The addresses `host` names: itself when it is one, else a lookup (kept a while)."""
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    kept = _RESOLVED.get((host, port))
+    if kept is not None and kept[1] > time.monotonic():
+        return kept[0]
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
         raise Refused(f"cannot resolve {host}: {exc}") from None
     addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    if len(_RESOLVED) >= _RESOLVED_MAX:
+        _RESOLVED.clear()
+    _RESOLVED[(host, port)] = (addresses, time.monotonic() + RESOLVED_TTL)
+    return addresses
+
+
+async def _pinned(url: str, allow_private: bool) -> tuple[str, str, dict[str, Any]]:
+    """The SSRF guard at send time: the name is resolved (at most every RESOLVED_TTL
+    seconds), every address it has must be public (unless allowed), and the request goes to
+    the address checked, not to a second lookup (DNS rebinding): the URL with that address,
+    the name in `Host` and, over TLS, as the server name the certificate is checked against.
+    Returns (url, host header, extensions)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").rstrip(".")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    addresses = await _addresses(host, port)
     if not addresses:
         raise Refused(f"cannot resolve {host}")
     for address in addresses:

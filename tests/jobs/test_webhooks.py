@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -475,3 +477,20 @@ async def test_a_name_that_resolves_to_a_private_address_is_refused_when_sent(
         attempt = row["last_attempt"]
         assert attempt is not None and attempt["status_code"] is None
         assert "private or loopback" in attempt["error"] or "cannot resolve" in attempt["error"]
+
+
+async def test_a_names_addresses_are_kept_a_while_and_an_address_needs_no_lookup() -> None:
+    """The send-time guard resolves a name at most every RESOLVED_TTL seconds (the lookup runs
+    in a thread and cost a quarter of the sender's CPU) and an address not at all."""
+    from jobs import webhooks as sender
+
+    sender._RESOLVED.clear()
+    assert await sender._addresses("127.0.0.1", 80) == [ipaddress.ip_address("127.0.0.1")]
+    assert sender._RESOLVED == {}
+    first = await sender._addresses("localhost", 80)
+    assert first and all(address.is_loopback for address in first)
+    kept, expires = sender._RESOLVED[("localhost", 80)]
+    assert kept is first and expires > time.monotonic()
+    assert await sender._addresses("localhost", 80) is first
+    sender._RESOLVED[("localhost", 80)] = (first, time.monotonic() - 1)  # expired: looked up again
+    assert await sender._addresses("localhost", 80) is not first
