@@ -48,6 +48,28 @@ async def _receipt(sessions, transfer_id: int) -> str | None:
         return None if number is None else str(number)
 
 
+async def _queued_only_by_the_drain(
+    services: Services, sessions, topic: str, ref: int, job_name: str
+) -> None:
+    """One (`topic`, `ref`) outbox row was committed and no job enqueued; the drain enqueues
+    `job_name` for it and takes the row (the job is taken back: no provider runs here)."""
+    queued = select(outbox.c.id).where(outbox.c.topic == topic, outbox.c.ref == ref)
+    async with sessions() as session:
+        assert len((await session.execute(queued)).all()) == 1
+    job = f"{job_name}:{ref}"
+    queue = ArqRedis.from_url(services.redis_url)
+    try:
+        assert not await queue.exists(f"arq:job:{job}")
+        await drain({"sessions": sessions, "redis": queue})
+        assert await queue.exists(f"arq:job:{job}")
+        async with sessions() as session:
+            assert (await session.execute(queued)).all() == []
+    finally:
+        await queue.delete(f"arq:job:{job}")
+        await queue.zrem("arq:queue", job)
+        await queue.aclose()
+
+
 async def test_a_tip_commits_its_followups_and_the_hub_enqueues_nothing(
     http, people: People, services: Services, sessions
 ) -> None:
@@ -132,22 +154,9 @@ async def test_a_payout_request_is_sent_only_through_the_outbox(
         headers={**auth(people.creator, "creator"), "Idempotency-Key": uuid.uuid4().hex},
     )
     assert response.status_code == 201, response.text
-    payout_id = int(response.json()["id"])
-    queued = select(outbox.c.id).where(outbox.c.topic == "payout.send", outbox.c.ref == payout_id)
-    async with sessions() as session:
-        assert len((await session.execute(queued)).all()) == 1
-    job = f"{payouts.NAME}:{payout_id}"
-    queue = ArqRedis.from_url(services.redis_url)
-    try:
-        assert not await queue.exists(f"arq:job:{job}")
-        await drain({"sessions": sessions, "redis": queue})
-        assert await queue.exists(f"arq:job:{job}")
-        async with sessions() as session:
-            assert (await session.execute(queued)).all() == []
-    finally:
-        await queue.delete(f"arq:job:{job}")
-        await queue.zrem("arq:queue", job)
-        await queue.aclose()
+    await _queued_only_by_the_drain(
+        services, sessions, "payout.send", int(response.json()["id"]), payouts.NAME
+    )
 
 
 async def test_the_worker_followups_are_derived_from_the_events_written(
@@ -203,19 +212,6 @@ async def test_an_admin_refund_is_asked_of_the_provider_only_through_the_outbox(
         headers={**auth(admin, "admin"), "Idempotency-Key": uuid.uuid4().hex},
     )
     assert response.status_code == 201, response.text
-    refund_id = int(response.json()["id"])
-    queued = select(outbox.c.id).where(outbox.c.topic == "refund.send", outbox.c.ref == refund_id)
-    async with sessions() as session:
-        assert len((await session.execute(queued)).all()) == 1
-    job = f"{refunds.NAME}:{refund_id}"
-    queue = ArqRedis.from_url(services.redis_url)
-    try:
-        assert not await queue.exists(f"arq:job:{job}")
-        await drain({"sessions": sessions, "redis": queue})
-        assert await queue.exists(f"arq:job:{job}")
-        async with sessions() as session:
-            assert (await session.execute(queued)).all() == []
-    finally:
-        await queue.delete(f"arq:job:{job}")
-        await queue.zrem("arq:queue", job)
-        await queue.aclose()
+    await _queued_only_by_the_drain(
+        services, sessions, "refund.send", int(response.json()["id"]), refunds.NAME
+    )
