@@ -261,15 +261,19 @@ def run_dev(settings: Settings) -> int:
         _wait_ready(url, children, timeout=60)
         print(_banner(runtime, url, sandbox_url, api_key), flush=True)
         creator_token = issue_token(runtime.jwt_secret, CREATOR.user_id, CREATOR.role, TOKEN_TTL)
-        children.append(
-            _spawn(
-                ["watch", "--url", url, "--token", creator_token, "--label", CREATOR.user_id], env
-            )
+        essential = list(children)
+        watcher = _spawn(
+            ["watch", "--url", url, "--token", creator_token, "--label", CREATOR.user_id], env
         )
+        children.append(watcher)
+        watching = True
         while not stopping:
-            if any(child.poll() is not None for child in children):
+            if any(child.poll() is not None for child in essential):
                 print("hub dev: a child process exited; stopping", file=sys.stderr)
                 return 1
+            if watching and watcher.poll() is not None:  # a disconnect or ban of the creator
+                watching = False
+                print("hub dev: the tip watcher stopped; the rest runs on", file=sys.stderr)
             time.sleep(0.2)
         return 0
     finally:

@@ -459,3 +459,30 @@ async def test_a_ban_refuses_the_users_tokens_on_every_node_until_it_ends(
                 await asyncio.sleep(0.2)
     finally:
         await second.stop()
+
+
+async def test_hub_watch_stays_away_once_the_platform_bans_the_user(
+    http, live, sessions, uid, capsys
+) -> None:
+    """`hub watch` (the CLI's socket client) stops with exit code 1 and says why when the
+    platform ends the session, rather than reconnecting as it does after a cut connection."""
+    from hub.watch import watch
+
+    key = await new_key(sessions)
+    user = uid("fan")
+    assert (await http.get("/api/v1/me", headers=auth(user, "fan"))).status_code == 200
+    watching = asyncio.create_task(watch(live.url, token(user, "fan"), label="w"))
+    for _ in range(100):
+        online = await http.get("/api/v1/presence", params={"user_id": user}, headers=with_key(key))
+        if online.json()["users"][0]["connections"] == 1:
+            break
+        await asyncio.sleep(0.05)
+    banned = await http.post(
+        f"/api/v1/users/{user}/ban", json={"seconds": 60}, headers=with_key(key)
+    )
+    assert banned.status_code == 200 and banned.json()["connections"] == 1
+    assert await asyncio.wait_for(watching, timeout=10) == 1
+    printed = capsys.readouterr()
+    assert '"type": "banned"' in printed.out
+    assert "hub watch: the platform ended this session: banned by the platform until" in printed.err
+    await http.delete(f"/api/v1/users/{user}/ban", headers=with_key(key))
