@@ -377,18 +377,17 @@ class _Unset:
 
 
 _UNSET = _Unset()
+_SETTINGS = (
+    apps.c.id,
+    apps.c.fee_bps,
+    apps.c.currencies,
+    apps.c.rate_limit_server,
+    apps.c.allowed_origins,
+)
 
 
 async def all_app_settings(session: AsyncSession) -> list[AppSettings]:
-    rows = await session.execute(
-        select(
-            apps.c.id,
-            apps.c.fee_bps,
-            apps.c.currencies,
-            apps.c.rate_limit_server,
-            apps.c.allowed_origins,
-        ).order_by(apps.c.id)
-    )
+    rows = await session.execute(select(*_SETTINGS).order_by(apps.c.id))
     return [_settings(row) for row in rows]
 
 
@@ -420,7 +419,6 @@ async def set_app_settings(
             "HUB_CORS_ORIGINS)",
             param="app_id",
         )
-    await get_app(session, app_id)
     values: dict[str, object] = {}
     if not isinstance(fee_bps, _Unset):
         if fee_bps is not None and not (isinstance(fee_bps, int) and 0 <= fee_bps <= 5_000):
@@ -456,15 +454,7 @@ async def set_app_settings(
         values["allowed_origins"] = origins
     if values:
         await session.execute(update(apps).where(apps.c.id == app_id).values(**values))
-    row = (
-        await session.execute(
-            select(
-                apps.c.id,
-                apps.c.fee_bps,
-                apps.c.currencies,
-                apps.c.rate_limit_server,
-                apps.c.allowed_origins,
-            ).where(apps.c.id == app_id)
-        )
-    ).one()
+    row = (await session.execute(select(*_SETTINGS).where(apps.c.id == app_id))).one_or_none()
+    if row is None:
+        raise UnknownApp(f"no app {app_id}", param="app_id")
     return _settings(row)
