@@ -101,9 +101,6 @@ def create_app(runtime: Runtime) -> ASGIApp:
         app the socket is of is checked at connect: Hub.check_origin)."""
         return deployment_origins(origin, environ) or origin in apps.origins()
 
-    async def claim_socket_user(user_id: str, app_id: str) -> None:
-        await holder["hub"].claim_user(user_id, app_id)
-
     realtime = Realtime(
         redis_url=runtime.redis_url,
         database_url=runtime.database_url,
@@ -118,7 +115,6 @@ def create_app(runtime: Runtime) -> ASGIApp:
         ),
         on_sent=observe_delivery,
         pool=settings.pool(),
-        claim=claim_socket_user,
     )
 
     async def committed(answers: Sequence[Answer | Applied]) -> None:

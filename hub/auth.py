@@ -18,6 +18,7 @@ import jwt
 
 from ledger.accounts import DEFAULT_APP, Role
 from ledger.apps import TokenConfig
+from ledger.ids import stored_id
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ class AuthError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    user_id: str
+    user_id: str  # the stored id (ledger.ids): the token's `sub` within its app
     role: Role
     name: str | None = None  # the optional `name` claim: shown on creators' tip alerts
     email: str | None = None  # the optional `email` claim: where receipts are sent
@@ -154,7 +155,7 @@ class HS256Verifier:
         ):
             raise AuthError("invalid_token", "the token's email is not an address")
         return Principal(
-            user_id=sub,
+            user_id=stored_id(self._app_id, sub),
             role=role,
             name=name or None,
             email=email or None,

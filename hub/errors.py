@@ -2,25 +2,37 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from typing import Any
 
 import asyncpg
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse as StarletteJSONResponse
 
 from hub.auth import AuthError
 from hub.keys import InsufficientScope
 from hub.ratelimit import LimiterUnavailable, RateLimited
 from ledger import errors as ledger
 from ledger import webhooks
+from ledger.ids import platform_json
 from ledger.overlays import TooManyOverlayKeys, UnknownOverlayKey
 from ledger.platform import CursorExpired, UnknownUser
 from ledger.push import UnknownPushSubscription
 from providers.base import ProviderError
 
 log = logging.getLogger(__name__)
+
+
+class JSONResponse(StarletteJSONResponse):
+    """Every JSON body Hub answers with: user ids shown as their platforms know them
+    (ledger.ids)."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return platform_json(text).encode()
 
 
 class ApiError(Exception):
@@ -62,7 +74,6 @@ LEDGER_ERRORS: dict[type[ledger.LedgerError], tuple[int, str]] = {
     ledger.UnknownFailedJob: (404, "failed_job_not_found"),
     ledger.FailedJobAlreadyRetried: (409, "failed_job_already_retried"),
     ledger.FailedJobNotRetriable: (409, "failed_job_not_retriable"),
-    ledger.UserOfAnotherApp: (409, "user_id_taken"),
     UnknownUser: (404, "user_not_found"),
     CursorExpired: (410, "cursor_expired"),
     webhooks.UnknownEndpoint: (404, "webhook_endpoint_not_found"),

@@ -11,10 +11,10 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from hub.auth import Principal
-from hub.errors import ApiError
+from hub.errors import ApiError, JSONResponse
 from hub.idempotency import Command, Outcome, run_once
 from hub.metrics import RATE_LIMITED
 from hub.ratelimit import RateLimited
@@ -23,6 +23,7 @@ from ledger.accounts import DEFAULT_APP, Role
 from ledger.answers import Answer
 from ledger.db import BIGINT_MAX
 from ledger.idempotency import request_fingerprint
+from ledger.ids import platform_json
 from ledger.statements import MAX_PAGE
 from providers.jsontext import JsonRefused, loads
 
@@ -36,6 +37,10 @@ LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 # (PostgreSQL stores none of them, and none belongs in a name, message or id).
 _BAD_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 _DIGITS = re.compile(r"-?[0-9]{1,19}")
+# U+001F written in a JSON string (an escape: JSON allows no raw control character there),
+# not an escaped backslash followed by "u001f". It separates a stored user id's app from the
+# platform's id (ledger.ids), so no text Hub takes in may hold it.
+_SEPARATOR_ESCAPE = re.compile(rb"(?:^|[^\\])(?:\\\\)*\\u001[fF]")
 
 
 def hub_of(request: Request) -> Hub:
@@ -49,6 +54,10 @@ async def json_object(request: Request, *, optional: bool = False) -> dict[str, 
     raw = await request.body()
     if optional and not raw.strip():
         return {}
+    if b"\\u001" in raw and _SEPARATOR_ESCAPE.search(raw):
+        raise ApiError(
+            422, "invalid_request", "the body must not hold the control character U+001F"
+        )
     try:
         payload = loads(raw, hub_of(request).json_limits)
     except JsonRefused as exc:
@@ -282,5 +291,8 @@ def outcome_response(outcome: Outcome, headers: dict[str, str] | None = None) ->
     if outcome.replayed:
         all_headers["Idempotent-Replayed"] = "true"
     return Response(
-        outcome.body, outcome.status_code, headers=all_headers, media_type="application/json"
+        platform_json(outcome.body),
+        outcome.status_code,
+        headers=all_headers,
+        media_type="application/json",
     )

@@ -29,9 +29,10 @@ from ledger.accounts import DEFAULT_APP, Role, ensure_user, user_is_current
 from ledger.answers import Answer
 from ledger.content import content_app
 from ledger.db import AfterCommit, UnitOfWork, unit_of_work
-from ledger.errors import UnknownContent, UnknownCreator, UserOfAnotherApp
+from ledger.errors import UnknownContent, UnknownCreator
 from ledger.events import Event
 from ledger.group_commit import GroupCommit
+from ledger.ids import stored_id
 from ledger.overlays import find_active
 from ledger.payout_requests import PayoutCommand
 from ledger.users import app_of, find_user
@@ -40,7 +41,6 @@ from ledger.wallet_tips import TipCommand
 from ledger.webhook_topups import Applied, Delivery
 from providers.base import Provider
 from providers.jsontext import JsonLimits
-from realtime.delivery import ForeignLog
 from realtime.publisher import Publisher
 from realtime.server import Identity, Realtime, Refused
 
@@ -145,17 +145,6 @@ class Hub:
         await self.identify(principal)
         return principal
 
-    async def claim_user(self, user_id: str, app_id: str) -> None:
-        """A socket's user that no app has yet becomes its app's (a fan with wallets; a
-        creator's first request adds the rest): ForeignLog if another app has the id."""
-        try:
-            async with unit_of_work(self.sessions) as uow:
-                await ensure_user(
-                    uow.session, user_id, Role.FAN, await self.currencies(app_id), app_id=app_id
-                )
-        except UserOfAnotherApp:
-            raise ForeignLog(f"the user {user_id[:64]} belongs to another app") from None
-
     async def fee_bps(self, app_id: str) -> int:
         """The platform fee on a tip or sale by a user of `app_id`: the app's, else the
         deployment's."""
@@ -209,7 +198,7 @@ class Hub:
         # written), and the user's first HTTP request writes them. A connect writes nothing.
         viewing = auth.get("viewing")
         if viewing is not None:
-            await self._check_viewing(viewing, principal.app_id)
+            viewing = await self._check_viewing(viewing, principal.app_id)
         return Identity(
             principal.user_id,
             principal.role.value,
@@ -218,13 +207,15 @@ class Hub:
             app_id=principal.app_id,
         )
 
-    async def _check_viewing(self, viewing: object, app_id: str) -> None:
-        """A socket may say it views a creator's page only for a creator of its app that
-        exists: each name would otherwise be a viewer count kept in Redis."""
+    async def _check_viewing(self, viewing: object, app_id: str) -> str:
+        """The stored id of the creator a socket says it views: only a creator of its app that
+        exists (each name would otherwise be a viewer count kept in Redis)."""
         if not isinstance(viewing, str) or not 0 < len(viewing) <= 255 or CONTROL.search(viewing):
             raise Refused("invalid_request", "viewing must be a creator's id")
-        if not await self.is_creator(viewing, app_id):
+        creator = stored_id(app_id, viewing)
+        if not await self.is_creator(creator, app_id):
             raise Refused("creator_not_found", f"no creator {viewing[:64]}")
+        return creator
 
     async def is_creator(self, user_id: str, app_id: str) -> bool:
         """Whether `user_id` is a creator of the app `app_id`: read once per process (a user's

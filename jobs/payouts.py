@@ -9,6 +9,7 @@ from arq import Retry
 from arq.connections import ArqRedis
 
 from ledger.db import unit_of_work
+from ledger.ids import platform_id
 from ledger.payouts import get_payout, mark_processing
 from ledger.provider_events import Provider, ProviderError, TransferRequest
 
@@ -34,7 +35,9 @@ async def execute(ctx: dict[str, Any], payout_id: int) -> str | None:
                 reference=payout.reference,
                 amount=payout.amount.amount,
                 currency=payout.amount.currency,
-                recipient=payout.creator_id,
+                recipient=platform_id(
+                    payout.creator_id
+                ),  # the creator as their platform names them
             )
         )
     except ProviderError as exc:

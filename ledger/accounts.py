@@ -9,7 +9,7 @@ from sqlalchemy import Text, bindparam, func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger.errors import UnknownAccount, UserOfAnotherApp
+from ledger.errors import UnknownAccount
 from ledger.schema import accounts, users
 
 
@@ -73,7 +73,7 @@ async def user_is_current(
 ) -> bool:
     """Whether `ensure_user` would change nothing: one read, so that a known user's connect or
     request writes nothing (a socket reconnect storm after a restart is mostly known users).
-    A user of another app is not current (ensure_user refuses it)."""
+    """
     row = (
         await session.execute(
             select(users.c.role, users.c.display_name, users.c.email, func.count(accounts.c.id))
@@ -112,9 +112,9 @@ async def ensure_user(
     """Create the user and their accounts on first sight; later calls change nothing.
 
     A creator gets earnings accounts; anyone may hold a wallet. A user first seen as a fan who
-    later presents a creator token gains earnings accounts then. A user id of another app is
-    refused (UserOfAnotherApp), after the insert so that two apps creating one id at once
-    cannot both pass.
+    later presents a creator token gains earnings accounts then. `user_id` is the stored id
+    (ledger.ids), which names its app: the table refuses one that is not of `app_id`
+    (users_id_of_app).
     """
     values = {
         "id": user_id,
@@ -133,12 +133,9 @@ async def ensure_user(
             upsert.on_conflict_do_update(
                 index_elements=[users.c.id],
                 set_=known,
-                where=or_(*changed) & (users.c.app_id == app_id),
+                where=or_(*changed),
             )
         )
-    owner = await session.scalar(select(users.c.app_id).where(users.c.id == user_id))
-    if owner != app_id:
-        raise UserOfAnotherApp(f"the user id {user_id} is taken by another app", param="user_id")
     if role is Role.CREATOR:
         await session.execute(
             users.update()

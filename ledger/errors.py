@@ -88,10 +88,6 @@ class FailedJobNotRetriable(LedgerError):
     """The entry names a job this release's worker does not run."""
 
 
-class UserOfAnotherApp(LedgerError):
-    """The user id is taken by a user of another app (user ids are unique in a deployment)."""
-
-
 class UnknownApp(LedgerError):
     pass
 

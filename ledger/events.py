@@ -142,7 +142,6 @@ class Position:
     oldest_seq: int | None  # the oldest kept
     since_seq: int | None  # the seq of the client's last event id, if it is theirs and kept
     newest_public_id: int | None = None  # asked for a public view: its newest event's id
-    app_id: str | None = None  # the app of the log's user (None: no such user yet)
 
 
 # Read on every socket connect, on the driver's connection itself: one round trip for every
@@ -159,7 +158,6 @@ _POSITIONS = f"""
     ), ends AS MATERIALIZED (
         SELECT logs.user_id, newest.id AS newest_id, newest.seq AS newest_seq,
                (SELECT min(seq) FROM events WHERE user_id = logs.user_id) AS oldest_seq,
-               (SELECT app_id FROM users WHERE id = logs.user_id) AS app_id,
                CASE WHEN logs.public THEN (
                    SELECT id FROM events
                    WHERE user_id = logs.user_id AND (type = ANY($4::text[]) OR {_PUBLIC_APP})
@@ -170,7 +168,7 @@ _POSITIONS = f"""
             SELECT id, seq FROM events WHERE user_id = logs.user_id ORDER BY seq DESC LIMIT 1
         ) AS newest ON true
     )
-    SELECT ends.newest_id, ends.newest_seq, ends.oldest_seq, ends.newest_public_id, ends.app_id,
+    SELECT ends.newest_id, ends.newest_seq, ends.oldest_seq, ends.newest_public_id,
            (SELECT seq FROM events
             WHERE id = asked.last_id AND user_id = asked.user_id
               AND (NOT asked.public OR type = ANY($4::text[]) OR {_PUBLIC_APP})) AS since_seq
@@ -202,7 +200,6 @@ async def positions(
             oldest_seq=row["oldest_seq"],
             since_seq=row["since_seq"],
             newest_public_id=row["newest_public_id"],
-            app_id=row["app_id"],
         )
         for row in rows
     ]

@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger.accounts import Role
-from ledger.errors import LedgerError, UserOfAnotherApp
+from ledger.errors import LedgerError
 
 
 class UnknownUser(LedgerError):
@@ -96,14 +96,10 @@ async def users_of_app(session: AsyncSession, user_ids: Sequence[str], app_id: s
 
 
 async def missing_users(session: AsyncSession, user_ids: Sequence[str], app_id: str) -> list[str]:
-    """Which of `user_ids` do not exist yet, in order; UserOfAnotherApp for one that does, in
-    another app."""
-    owners = {row.id: row.app_id for row in await session.execute(_OWNERS, {"ids": list(user_ids)})}
-    for user_id, owner in owners.items():
-        if owner != app_id:
-            raise UserOfAnotherApp(
-                f"the user id {user_id} is taken by another app", param="user_id"
-            )
+    """Which of `user_ids` (stored ids of the app's users) do not exist yet, in order."""
+    rows = await session.execute(_OWNERS, {"ids": list(user_ids)})
+    owners = {row.id: row.app_id for row in rows}
+    assert all(owner == app_id for owner in owners.values())  # a stored id names its app
     return [user_id for user_id in user_ids if user_id not in owners]
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import (
     CHAR,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     Date,
     DateTime,
@@ -58,6 +59,12 @@ users = Table(
     Column("live_title", Text),
     Column("banned_until", DateTime(timezone=True)),
     Index("users_app", "app_id", "id"),
+    # the stored id names the user's app (ledger.ids)
+    CheckConstraint(
+        "CASE WHEN app_id = 'default' THEN strpos(id, E'\\x1f') = 0 "
+        "ELSE starts_with(id, app_id || E'\\x1f') END",
+        name="users_id_of_app",
+    ),
     Index("users_banned", "banned_until", postgresql_where=text("banned_until IS NOT NULL")),
 )
 

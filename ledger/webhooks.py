@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger.errors import LedgerError
+from ledger.ids import platform_json
 
 MAX_ENDPOINTS_PER_APP = 20
 RESPONSE_KEPT = 1024  # characters of a response body kept with its attempt
@@ -309,7 +310,7 @@ def _due(row: Any) -> Due:
         user_id=row.user_id,
         app_id=row.app_id,
         url=row.url,
-        payload=row.payload,
+        payload=platform_json(row.payload),  # what the platform is sent: its own user ids
         attempts=row.attempts,
         secrets=tuple(s for s in (row.secret, row.previous_secret) if s),
     )
@@ -514,7 +515,7 @@ async def get_delivery(session: AsyncSession, app_id: str, delivery_id: int) -> 
     )
     return {
         **_delivery(row),
-        "payload": row.payload,
+        "payload": platform_json(row.payload),
         "attempt_log": [
             {
                 "at": _iso(a.attempted_at),

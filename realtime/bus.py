@@ -22,6 +22,7 @@ import hiredis
 from redis.asyncio import Redis
 
 from ledger.events import Event
+from ledger.ids import platform_json
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,10 @@ class Frame:
 
 
 def frame(type_: str, data: Any, occurred: float | None = None) -> Frame:
-    return Frame(type_, "2" + json.dumps([type_, data], separators=(",", ":")), occurred)
+    """The packet of one event, with its user ids as their platforms know them (ledger.ids):
+    built once per event, not per socket."""
+    packet = platform_json(json.dumps([type_, data], separators=(",", ":")))
+    return Frame(type_, "2" + packet, occurred)
 
 
 @dataclass(frozen=True, slots=True)

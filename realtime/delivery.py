@@ -29,7 +29,6 @@ from typing import Any
 
 import asyncpg
 
-from ledger.accounts import DEFAULT_APP
 from ledger.events import Event, Position, events_between, positions
 from realtime.bus import BusEvent, Frame, bus_event, frame
 from realtime.channels import PUBLIC_TYPES, public_frame
@@ -44,13 +43,6 @@ Send = Callable[[str, Frame], Awaitable[bool]]  # (sid, frame) → still open
 # The same, at once, for a socket that takes a frame without waiting (Hub's own endpoint):
 # None for one that must be awaited.
 SendNow = Callable[[str, Frame], bool | None]
-# Make a user id that no app has yet the given app's (user_id, app_id); ForeignLog if another
-# app took it meanwhile.
-Claim = Callable[[str, str], Awaitable[None]]
-
-
-class ForeignLog(Exception):
-    """The log asked for is of a user of another app than the socket's token."""
 
 
 @dataclass(eq=False)
@@ -58,7 +50,6 @@ class Connection:
     sid: str
     user_id: str  # whose log it follows
     public: bool = False  # only that log's public view: a creator's channel
-    app_id: str = DEFAULT_APP  # the app of the socket's token: the log's user must be of it
     delivered: int = 0  # the seq of the last event sent (or passed, for a public view)
     recovering: bool = True
     buffer: list[BusEvent] = field(default_factory=list)
@@ -76,12 +67,8 @@ class Delivery:
         *,
         send_now: SendNow | None = None,
         acquire_timeout: float = 2.0,
-        claim: Claim | None = None,
     ) -> None:
         self._pool: asyncpg.Pool | None = None
-        # A socket for a user id no app has yet makes it its app's before anything is sent
-        # (else a socket of one app could wait for another's user to appear under that id).
-        self._claim = claim
         self._acquire_timeout = acquire_timeout
         self._send = send
         self._send_now = send_now
@@ -104,12 +91,10 @@ class Delivery:
     def count(self) -> int:
         return len(self._by_sid)
 
-    def attach(
-        self, sid: str, user_id: str, *, public: bool = False, app_id: str = DEFAULT_APP
-    ) -> Connection:
+    def attach(self, sid: str, user_id: str, *, public: bool = False) -> Connection:
         """Register before anything is read from the log, so no live event can slip between
         the replay and the live stream (it is buffered meanwhile)."""
-        connection = Connection(sid=sid, user_id=user_id, public=public, app_id=app_id)
+        connection = Connection(sid=sid, user_id=user_id, public=public)
         self._by_sid.setdefault(sid, []).append(connection)
         self._by_user.setdefault(user_id, set()).add(connection)
         return connection
@@ -149,10 +134,6 @@ class Delivery:
         user = connection.user_id
         where = await self._positions.submit((user, last_event_id, connection.public))
         # nothing is sent before this: live events wait in the buffer until the recovery ends
-        if where.app_id is None and self._claim is not None and not connection.public:
-            await self._claim(user, connection.app_id)  # raises ForeignLog if another's
-        elif where.app_id is not None and where.app_id != connection.app_id:
-            raise ForeignLog(f"the user {user[:64]} belongs to another app")
         newest_seq = where.newest_seq
         # the cursor a client keeps: for a public view, the newest public event (0: none yet,
         # so a later replay from 0 brings everything public that came after)

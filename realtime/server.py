@@ -20,7 +20,7 @@ from ledger.accounts import DEFAULT_APP
 from ledger.db import BIGINT_MAX, PoolSettings, make_pool
 from realtime.bus import BusEvent, Frame, Subscriber, frame
 from realtime.channels import public_tip
-from realtime.delivery import Claim, Delivery, ForeignLog
+from realtime.delivery import Delivery
 from realtime.manager import HubManager
 from realtime.presence import Presence, overlay_key, overlay_key_field, user_key, viewer_key
 from realtime.sweeper import Sweeper
@@ -149,7 +149,6 @@ class Realtime:
         on_sent: Callable[[Frame], None] | None = None,
         lean: bool = True,
         pool: PoolSettings | None = None,
-        claim: Claim | None = None,
     ) -> None:
         self.limits = limits or SocketLimits()
         self._database_url = database_url
@@ -191,7 +190,6 @@ class Realtime:
             self._send,
             send_now=self._send_now,
             acquire_timeout=self._pool_settings.acquire_timeout,
-            claim=claim,
         )
         self.subscriber = Subscriber(
             redis_url, self._on_event, self.delivery.fill_gaps, self._on_control
@@ -309,12 +307,10 @@ class Realtime:
             assert identity.overlay_key_id is not None
             self._overlays.setdefault(identity.user_id, {})[sid] = identity.overlay_key_id
             return
-        own = self.delivery.attach(sid, identity.user_id, app_id=identity.app_id)
+        own = self.delivery.attach(sid, identity.user_id)
         recoveries = [(own, last_event_id)]
         if identity.viewing:  # the creator's public channel, recovered after the user's own
-            channel = self.delivery.attach(
-                sid, identity.viewing, public=True, app_id=identity.app_id
-            )
+            channel = self.delivery.attach(sid, identity.viewing, public=True)
             recoveries.append((channel, viewing_last_event_id))
         self._recoveries[sid] = recoveries
 
@@ -329,9 +325,6 @@ class Realtime:
         try:
             for connection, last_event_id in recoveries:
                 await self.delivery.recover(connection, last_event_id)
-        except ForeignLog as exc:
-            await self._send(sid, frame("hub.error", _error("user_id_taken", str(exc))))
-            await self.disconnect(sid)
         except Exception:
             log.exception("recovery for %s failed; disconnecting so the client retries", sid)
             await self.disconnect(sid)

@@ -36,6 +36,7 @@ from ledger.content import (
 )
 from ledger.db import UnitOfWork, unit_of_work
 from ledger.errors import UnknownContent
+from ledger.ids import stored_id
 from ledger.money import Money
 from ledger.payments import Purpose
 from ledger.users import get_creator
@@ -118,7 +119,9 @@ async def by_creator(request: Request) -> Response:
     limit, before = page_query(request)
     async with unit_of_work(hub.sessions) as uow:  # the primary: access right after a purchase
         creator = await get_creator(
-            uow.session, request.path_params["creator_id"], principal.app_id
+            uow.session,
+            stored_id(principal.app_id, request.path_params["creator_id"]),
+            principal.app_id,
         )
         page, cursor = await list_content(
             uow.session, creator.id, principal.user_id, limit=limit, before=before

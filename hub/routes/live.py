@@ -19,6 +19,7 @@ from hub.http import (
 from hub.openapi import operation, query
 from hub.routes import platform
 from ledger.db import unit_of_work
+from ledger.ids import stored_id
 from ledger.overlays import UnknownOverlayKey, create_key, list_keys, revoke_key
 from realtime import bus
 from realtime.presence import online_key, overlay_key, user_key, viewer_key
@@ -122,7 +123,9 @@ async def presence(request: Request) -> Response:
     body: dict[str, object] = {"connected_users": await hub.realtime.presence.count(online_key())}
     user_id = request.query_params.get("user_id")
     if user_id:
-        connections = await hub.realtime.presence.count(user_key(user_id))
+        principal = principal_of(request)
+        user = stored_id(principal.app_id, user_id)
+        connections = await hub.realtime.presence.count(user_key(user))
         body["user"] = {"id": user_id, "connections": connections}
     return json_response(body)
 
@@ -135,7 +138,7 @@ async def creator_presence(request: Request) -> Response:
     """A creator's live overlays and viewers (the creator, or an admin)."""
     hub = hub_of(request)
     principal = principal_of(request)
-    creator_id = request.path_params["creator_id"]
+    creator_id = stored_id(principal.app_id, request.path_params["creator_id"])
     if not is_operator(principal) and principal.user_id != creator_id:
         raise ApiError(403, "forbidden", "only the creator or an admin sees these counts")
     return json_response(

@@ -31,6 +31,7 @@ from hub.routes.payments import provider_named, start_payment
 from ledger.accounts import Role, balances
 from ledger.db import UnitOfWork, unit_of_work
 from ledger.errors import InvalidTransfer
+from ledger.ids import stored_id
 from ledger.money import Money
 from ledger.payments import Purpose
 from ledger.sales import creator_earnings
@@ -74,14 +75,15 @@ async def create_tip(request: Request) -> Response:
     by_card = tip.source == "card"
     provider = provider_named(hub, tip.provider) if by_card else None
     headers = await rate_limit(hub, request, "payments" if by_card else "transfers", principal)
-    await hub.check_creator(tip.creator_id, principal.app_id)
+    creator = stored_id(principal.app_id, tip.creator_id)
+    await hub.check_creator(creator, principal.app_id)
     fee_bps = await hub.fee_bps(principal.app_id)
 
     async def by_provider(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
         assert provider is not None
-        if principal.user_id == tip.creator_id:
+        if principal.user_id == creator:
             raise InvalidTransfer("you cannot pay yourself", param="creator_id")
-        await creator_earnings(uow.session, tip.creator_id, tip.currency)  # 404 before paying
+        await creator_earnings(uow.session, creator, tip.currency)  # 404 before paying
         payment = await start_payment(
             hub,
             uow,
@@ -89,7 +91,7 @@ async def create_tip(request: Request) -> Response:
             provider=provider,
             amount=amount,
             purpose=Purpose.TIP,
-            details={"creator_id": tip.creator_id, "message": tip.message, "fee_bps": fee_bps},
+            details={"creator_id": creator, "message": tip.message, "fee_bps": fee_bps},
         )
         return 202, {"payment": payment, "checkout_url": payment["checkout_url"]}
 
@@ -98,7 +100,7 @@ async def create_tip(request: Request) -> Response:
             fan_id=principal.user_id,
             key=key,
             fingerprint=fingerprint(request, payload),
-            creator_id=tip.creator_id,
+            creator_id=creator,
             amount=amount,
             fee_bps=fee_bps,
             message=tip.message,

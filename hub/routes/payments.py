@@ -30,6 +30,7 @@ from hub.openapi import operation
 from hub.state import Hub
 from ledger.db import UnitOfWork, unit_of_work
 from ledger.errors import UnknownPayment
+from ledger.ids import owner_of
 from ledger.money import Money
 from ledger.payments import (
     Purpose,
@@ -77,6 +78,7 @@ async def start_payment(
         purpose=purpose,
         details=details,
     )
+    app_id, platform_user = owner_of(user_id)  # what the provider's dashboard shows
     checkout = await hub.providers[provider].initialize(
         CheckoutRequest(
             reference=payment.reference,
@@ -85,7 +87,7 @@ async def start_payment(
             # Paystack insists on an email; Hub knows none, so it sends a stable stand-in.
             email=f"{hashlib.sha256(user_id.encode()).hexdigest()[:16]}@customers.hub.invalid",
             callback_url=f"{hub.public_url}/checkout/return?reference={payment.reference}",
-            metadata={"user_id": user_id, "purpose": purpose.value},
+            metadata={"app_id": app_id, "user_id": platform_user, "purpose": purpose.value},
         )
     )
     payment = await attach_checkout(

@@ -43,6 +43,7 @@ from ledger.db import UnitOfWork, unit_of_work
 from ledger.errors import UnknownApiKey, UnknownCreator
 from ledger.events import PUBLIC_APP_PREFIX, record_events
 from ledger.idempotency import request_fingerprint
+from ledger.ids import SEPARATOR, stored_id
 from ledger.platform import (
     UnknownUser,
     ban_user,
@@ -64,8 +65,8 @@ USER_ID = Field(default=None, min_length=1, max_length=255)
 
 def idempotency_caller(key: ApiKey) -> str:
     """The keys of one app share their Idempotency-Keys (a rotated key replays the old one's);
-    the separator is a character no user id may hold, so no user shares them."""
-    return f"app\x1f{key.app_id}"
+    no stored user id starts with the separator (ledger.ids), so no user shares them."""
+    return f"{SEPARATOR}{key.app_id}"
 
 
 class NotificationRequest(BaseModel):
@@ -116,7 +117,8 @@ async def publish(request: Request) -> Response:
     idempotency = idempotency_key(request.headers.get("idempotency-key"))
     payload = await json_object(request)
     body = parse(NotificationRequest, payload)
-    users, channel = _recipients(body)
+    named, channel = _recipients(body)
+    users = [stored_id(key.app_id, user) for user in named]
     data = json.dumps(body.data, ensure_ascii=False, separators=(",", ":"))
     if len(data.encode()) > MAX_DATA_BYTES:
         raise ApiError(422, "invalid_request", f"data: at most {MAX_DATA_BYTES} bytes", "data")
@@ -189,7 +191,7 @@ def _user_param(request: Request) -> str:
     user_id = request.query_params.get("user_id")
     if not user_id or len(user_id) > 255 or CONTROL.search(user_id):
         raise ApiError(422, "invalid_request", "user_id: a user's id", "user_id")
-    return user_id
+    return stored_id(key_of(request).app_id, user_id)
 
 
 async def presence(request: Request) -> Response:
@@ -197,7 +199,10 @@ async def presence(request: Request) -> Response:
     every node."""
     hub = hub_of(request)
     key = key_of(request)
-    asked = list(dict.fromkeys(request.query_params.getlist("user_id")))
+    asked = [
+        stored_id(key.app_id, user)
+        for user in dict.fromkeys(request.query_params.getlist("user_id"))
+    ]
     if not asked or len(asked) > MAX_PRESENCE_USERS:
         raise ApiError(
             422, "invalid_request", f"user_id: 1 to {MAX_PRESENCE_USERS} of them", "user_id"
@@ -353,7 +358,7 @@ def _path_user(request: Request) -> str:
     user_id: str = request.path_params["user_id"]
     if not 0 < len(user_id) <= 255 or CONTROL.search(user_id):
         raise ApiError(422, "invalid_request", "user_id: 1-255 characters", "user_id")
-    return user_id
+    return stored_id(key_of(request).app_id, user_id)
 
 
 class KeyRequest(BaseModel):

@@ -18,6 +18,7 @@ from hub.http import (
 from hub.openapi import operation
 from ledger.creators import end_goal, goal_of, live_of, set_goal, set_live
 from ledger.db import unit_of_work
+from ledger.ids import stored_id
 from ledger.users import find_user, get_creator
 
 
@@ -41,7 +42,8 @@ async def creator(request: Request) -> Response:
     hub = hub_of(request)
     principal = principal_of(request)
     async with unit_of_work(hub.sessions) as uow:
-        found = await get_creator(uow.session, request.path_params["creator_id"], principal.app_id)
+        asked = stored_id(principal.app_id, request.path_params["creator_id"])
+        found = await get_creator(uow.session, asked, principal.app_id)
         goal = await goal_of(uow.session, found.id)
         live = await live_of(uow.session, found.id)
     return json_response({"id": found.id, "name": found.name, "goal": goal, "live": live})

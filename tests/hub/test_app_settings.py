@@ -20,6 +20,7 @@ from ledger.apps import Scope, create_app, create_key, set_app_settings, set_tok
 from ledger.db import unit_of_work
 from ledger.errors import LedgerError
 from ledger.funding import fund_wallet_for_development
+from ledger.ids import stored_id
 from ledger.money import Money
 from ledger.overlays import create_key as create_overlay_key
 from tests.conftest import FEE_BPS, SocketProbe, auth, hub_server, make_settings
@@ -68,7 +69,7 @@ async def test_an_apps_fee_and_currencies_apply_to_its_users_money(
     assert {b["currency"] for b in wallet.json()["balances"]} == {"NGN"}
     async with unit_of_work(sessions) as uow:
         await fund_wallet_for_development(
-            uow.session, fan, Money(10_000, "NGN"), reference=f"funding:{fan}"
+            uow.session, stored_id(app_id, fan), Money(10_000, "NGN"), reference=f"funding:{fan}"
         )
 
     tip = await http.post(
@@ -184,8 +185,12 @@ async def _origins(live: Any, sessions: Any, uid: Any) -> None:
     for app_id in (listed, other):  # an overlay key of a creator of each app
         creator = uid("creator")
         async with unit_of_work(sessions) as uow:
-            await ensure_user(uow.session, creator, Role.CREATOR, ("NGN",), app_id=app_id)
-            _, overlays[app_id] = await create_overlay_key(uow.session, creator, "OBS", limit=5)
+            await ensure_user(
+                uow.session, stored_id(app_id, creator), Role.CREATOR, ("NGN",), app_id=app_id
+            )
+            _, overlays[app_id] = await create_overlay_key(
+                uow.session, stored_id(app_id, creator), "OBS", limit=5
+            )
     await asyncio.sleep(AppDirectory.REFRESH + 0.5)  # the handshake's list is read this often
 
     async def connect(token: str, from_origin: str, as_overlay: bool = False) -> Any:

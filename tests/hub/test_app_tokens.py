@@ -24,6 +24,7 @@ from ledger.accounts import Role
 from ledger.apps import Scope, create_app, create_key, set_tokens
 from ledger.db import unit_of_work
 from ledger.funding import fund_wallet_for_development
+from ledger.ids import stored_id
 from ledger.money import Money
 from tests.conftest import JWT_SECRET, LiveServer, auth, create_user, token
 
@@ -53,7 +54,8 @@ async def test_an_apps_hs256_tokens_make_its_own_users(http, live, sessions, soc
     creator_token = signed(SECRET, "HS256", {"sub": creator, "role": "creator", "iss": issuer})
 
     me = await http.get("/api/v1/me", headers={"Authorization": f"Bearer {fan_token}"})
-    assert me.status_code == 200, me.text and me.json()["id"] == fan
+    assert me.status_code == 200, me.text
+    assert me.json()["id"] == fan  # the platform's id, not the one Hub stores
     assert (
         await http.get("/api/v1/me", headers={"Authorization": f"Bearer {creator_token}"})
     ).status_code == 200
@@ -64,16 +66,16 @@ async def test_an_apps_hs256_tokens_make_its_own_users(http, live, sessions, soc
             (
                 await session.execute(
                     text("SELECT id, app_id FROM users WHERE id = ANY(:ids)"),
-                    {"ids": [fan, creator]},
+                    {"ids": [stored_id(app_id, fan), stored_id(app_id, creator)]},
                 )
             ).all()
         )
-    assert owners == {fan: app_id, creator: app_id}
+    assert owners == {stored_id(app_id, fan): app_id, stored_id(app_id, creator): app_id}
 
     # money inside the app: the app's fan tips the app's creator
     async with unit_of_work(sessions) as uow:
         await fund_wallet_for_development(
-            uow.session, fan, Money(10_000, "NGN"), reference=f"funding:{fan}"
+            uow.session, stored_id(app_id, fan), Money(10_000, "NGN"), reference=f"funding:{fan}"
         )
     tip = await http.post(
         "/api/v1/tips",
@@ -115,9 +117,13 @@ async def test_an_apps_hs256_tokens_make_its_own_users(http, live, sessions, soc
     assert published.status_code == 201
     await watching.wait_for("app.stream.started")
 
-    # the same ids under the deployment's secret are not these users
-    forged = await http.get("/api/v1/wallet", headers=auth(fan, "fan"))
-    assert forged.status_code == 409 and forged.json()["error"]["type"] == "user_id_taken"
+    # the same ids under the deployment's secret are the default app's users, not these
+    theirs = await http.get("/api/v1/wallet", headers={"Authorization": f"Bearer {fan_token}"})
+    other = await http.get("/api/v1/wallet", headers=auth(fan, "fan"))
+    assert theirs.status_code == other.status_code == 200
+    assert theirs.json()["user_id"] == other.json()["user_id"] == fan
+    assert {b["currency"]: b["balance"] for b in theirs.json()["balances"]}["NGN"] == 9_000
+    assert {b["currency"]: b["balance"] for b in other.json()["balances"]}["NGN"] == 0
     wrong_key = signed(JWT_SECRET, "HS256", {"sub": fan, "role": "fan", "iss": issuer})
     refused = await http.get("/api/v1/wallet", headers={"Authorization": f"Bearer {wrong_key}"})
     assert refused.status_code == 401
@@ -232,9 +238,11 @@ async def test_another_apps_admins_and_fans_reach_nothing_of_the_deployment(
     async with unit_of_work(sessions) as uow:
         from ledger.accounts import ensure_user
 
-        await ensure_user(uow.session, fan, Role.FAN, ("NGN", "USD"), app_id=app_id)
+        await ensure_user(
+            uow.session, stored_id(app_id, fan), Role.FAN, ("NGN", "USD"), app_id=app_id
+        )
         await fund_wallet_for_development(
-            uow.session, fan, Money(10_000, "NGN"), reference=f"funding:{fan}"
+            uow.session, stored_id(app_id, fan), Money(10_000, "NGN"), reference=f"funding:{fan}"
         )
     as_fan = {"Authorization": f"Bearer {fan_token}"}
     assert (await http.get(f"/api/v1/content/{content}", headers=as_fan)).status_code == 404
@@ -253,28 +261,36 @@ async def test_another_apps_admins_and_fans_reach_nothing_of_the_deployment(
     assert ok.status_code == 201, ok.text
 
 
-async def test_a_socket_claims_a_new_user_id_for_its_app(
-    http, live, sessions, sockets, uid
-) -> None:
-    """A socket of one app for a user id nobody has yet makes it that app's at once: another
-    app's user cannot later appear under it and be followed by that socket."""
-    _, issuer = await app_with_tokens(sessions, secret=SECRET)
+async def test_one_user_id_in_two_apps_is_two_users(http, live, sessions, sockets, uid) -> None:
+    """A user id is unique within its app: the default app's user "x" and another app's user "x"
+    are two users, each with their own money and their own log, over HTTP and sockets."""
+    app_id, issuer = await app_with_tokens(sessions, secret=SECRET)
     await asyncio.sleep(Verifiers.UNKNOWN_ISSUER_REFRESH)
-    future = uid("future")
-    theirs = signed(SECRET, "HS256", {"sub": future, "role": "fan", "iss": issuer})
-    early = sockets()
-    await early.connect(live.url, {"token": theirs})
-    [outcome] = await early.wait_for("recovered")
-    assert outcome["recovered"] is True
-    late = await http.get("/api/v1/wallet", headers=auth(future, "fan"))  # the default app's
-    assert late.status_code == 409 and late.json()["error"]["type"] == "user_id_taken"
-    # and the other way round: a default-app user's id is not this app's to follow
-    taken = uid("fan")
-    await create_user(sessions, taken, Role.FAN)
-    intruder = sockets()
-    await intruder.connect(
-        live.url, {"token": signed(SECRET, "HS256", {"sub": taken, "role": "fan", "iss": issuer})}
-    )
-    [error] = await intruder.wait_for("hub.error")
-    assert error["error"]["type"] == "user_id_taken"
-    assert intruder.of_type("recovered") == []
+    shared = uid("fan")
+    await create_user(sessions, shared, Role.FAN, fund=Money(5_000, "NGN"))  # the default app's
+    theirs = signed(SECRET, "HS256", {"sub": shared, "role": "fan", "iss": issuer})
+    follower = sockets()
+    await follower.connect(live.url, {"token": theirs, "last_event_id": 0})
+    [outcome] = await follower.wait_for("recovered")
+    assert outcome == {"recovered": True, "missed": 0, "last_event_id": 0}  # not the funding's
+    wallet = await http.get("/api/v1/wallet", headers={"Authorization": f"Bearer {theirs}"})
+    assert wallet.status_code == 200 and wallet.json()["user_id"] == shared
+    assert {b["currency"]: b["balance"] for b in wallet.json()["balances"]}["NGN"] == 0
+    async with unit_of_work(sessions) as uow:
+        await fund_wallet_for_development(
+            uow.session, stored_id(app_id, shared), Money(700, "NGN"), reference=uid("funding")
+        )
+    [updated] = await follower.wait_for("balance.updated")
+    assert updated["data"]["balance"] == 700
+    default = await http.get("/api/v1/wallet", headers=auth(shared, "fan"))
+    assert {b["currency"]: b["balance"] for b in default.json()["balances"]}["NGN"] == 5_000
+    async with sessions() as session:
+        from sqlalchemy import text
+
+        owners = (
+            await session.execute(
+                text("SELECT app_id FROM users WHERE id = ANY(:ids) ORDER BY app_id"),
+                {"ids": [shared, stored_id(app_id, shared)]},
+            )
+        ).scalars()
+        assert sorted(owners) == sorted([app_id, "default"])

@@ -277,7 +277,7 @@ async def test_two_apps_never_see_each_other(http, live, sessions, sockets, uid,
         assert made.status_code == 201
     await notify(http, theirs, user_id=b_user, type="secret", data={"b": True})
 
-    # B's key: the default app's users do not exist for it, and their ids are not B's to take
+    # B's key: the default app's users do not exist for it; an id they have names B's own user
     for path in (f"/api/v1/users/{people.fan}", f"/api/v1/users/{people.fan}/disconnect"):
         method = http.get if path.endswith(people.fan) else http.post
         assert (await method(path, headers=with_key(theirs))).status_code == 404
@@ -285,8 +285,13 @@ async def test_two_apps_never_see_each_other(http, live, sessions, sockets, uid,
         "/api/v1/events", params={"user_id": people.fan}, headers=with_key(theirs)
     )
     assert page.status_code == 404 and page.json()["error"]["type"] == "user_not_found"
-    taken = await notify(http, theirs, user_id=people.fan, type="x")
-    assert taken.status_code == 409 and taken.json()["error"]["type"] == "user_id_taken"
+    same_id = await notify(http, theirs, user_id=people.fan, type="b.only")
+    assert same_id.status_code == 201 and same_id.json()["events"][0]["user_id"] == people.fan
+    assert same_id.json()["events"][0]["seq"] == 1  # B's new user's log, not the default fan's
+    ours_of_fan = await http.get(
+        "/api/v1/events", params={"user_id": people.fan}, headers=with_key(ours)
+    )
+    assert "app.b.only" not in [e["type"] for e in ours_of_fan.json()["data"]]
     channel = await notify(http, theirs, channel=people.creator, type="x")
     assert channel.status_code == 404
     presence = await http.get(
@@ -297,14 +302,15 @@ async def test_two_apps_never_see_each_other(http, live, sessions, sockets, uid,
     mine = await http.get("/api/v1/events", params={"user_id": b_user}, headers=with_key(ours))
     assert mine.status_code == 404
 
-    # the default app's tokens: B's users are not theirs, over HTTP or a socket
-    as_b = await http.get("/api/v1/wallet", headers=auth(b_user, "fan"))
-    assert as_b.status_code == 409 and as_b.json()["error"]["type"] == "user_id_taken"
+    # the default app's tokens: B's ids name the default app's users, over HTTP or a socket
     probe = sockets()
     await probe.connect(live.url, {"token": token(b_user, "fan"), "last_event_id": 0})
-    [error] = await probe.wait_for("hub.error")
-    assert error["error"]["type"] == "user_id_taken"
-    assert probe.of_type("app.secret") == [] and probe.of_type("recovered") == []
+    [recovered] = await probe.wait_for("recovered")
+    assert recovered == {"recovered": True, "missed": 0, "last_event_id": 0}
+    as_b = await http.get("/api/v1/wallet", headers=auth(b_user, "fan"))
+    assert as_b.status_code == 200 and as_b.json()["user_id"] == b_user
+    await asyncio.sleep(0.3)
+    assert probe.of_type("app.secret") == []
     viewer = sockets()
     reasons: list[Any] = []
     viewer.client.on("connect_error", lambda data: reasons.append(data))

@@ -12,8 +12,10 @@ import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 
 from ledger.accounts import Role, ensure_user, user_is_current
+from ledger.apps import create_app
 from ledger.checks import run_checks
 from ledger.content import create_content, purchase
 from ledger.db import make_engine, make_sessions, unit_of_work
@@ -340,5 +342,93 @@ async def test_migration_0018_puts_every_existing_user_in_the_default_app(
                     )
                 )
             assert columns == 0
+        finally:
+            await engine.dispose()
+
+
+async def test_migration_0025_gives_an_apps_users_ids_of_their_own(services: Services) -> None:
+    """Before 0025 user ids were unique across apps; after it, another app's users (and every
+    row naming them) are stored as `<app>\\x1f<id>`, the default app's keep theirs, and the app
+    may then have a user of an id the default app has too. The downgrade restores the old ids."""
+    async with scratch_database(services, "hub_migrations") as scratch:
+        engine = make_engine(scratch)
+        sessions = make_sessions(engine)
+        try:
+            await asyncio.to_thread(upgrade, scratch, "0024")
+            async with unit_of_work(sessions) as uow:
+                await create_app(uow.session, "acme", "Acme")
+                await ensure_user(uow.session, "alice", Role.FAN, ("NGN",), app_id="acme")
+                await ensure_user(uow.session, "bob", Role.CREATOR, ("NGN",), app_id="acme")
+                await ensure_user(uow.session, "carol", Role.FAN, ("NGN",))
+                await fund_wallet_for_development(
+                    uow.session, "alice", Money(5_000, "NGN"), reference="funding:alice"
+                )
+                await send_tip(
+                    uow.session,
+                    fan_id="alice",
+                    creator_id="bob",
+                    amount=Money(1_000, "NGN"),
+                    message=None,
+                    fee_bps=0,
+                    reference="tip:alice:1",
+                )
+                await create_payment(  # a card tip still pending: its creator is read later
+                    uow.session,
+                    user_id="alice",
+                    provider="sandbox",
+                    amount=Money(700, "NGN"),
+                    purpose=Purpose.TIP,
+                    details={"creator_id": "bob", "message": None, "fee_bps": 0},
+                )
+                await uow.session.execute(
+                    text(
+                        "INSERT INTO idempotency_keys (caller_id, key, request_hash, created_at) "
+                        "VALUES ('alice', 'k1', 'f', now()), (E'app\\x1facme', 'k2', 'f', now())"
+                    )
+                )
+
+            async def stored() -> dict[str, object]:
+                async with sessions() as session:
+
+                    async def column(sql: str) -> list[str]:
+                        return sorted((await session.execute(text(sql))).scalars())
+
+                    return {
+                        "users": await column("SELECT id FROM users"),
+                        "owners": await column(
+                            "SELECT DISTINCT owner_id FROM accounts WHERE owner_id IS NOT NULL"
+                        ),
+                        "logs": await column("SELECT DISTINCT user_id FROM events"),
+                        "tips": await column("SELECT fan_id || ' ' || creator_id FROM tips"),
+                        "details": await column(
+                            "SELECT details->>'creator_id' FROM payments WHERE purpose = 'tip'"
+                        ),
+                        "callers": await column("SELECT caller_id FROM idempotency_keys"),
+                    }
+
+            before = await stored()
+            await asyncio.to_thread(upgrade, scratch)
+            alice, bob = "acme\x1falice", "acme\x1fbob"
+            assert await stored() == {
+                "users": sorted([alice, bob, "carol"]),
+                "owners": sorted([alice, bob, "carol"]),
+                "logs": sorted([alice, bob]),
+                "tips": [f"{alice} {bob}"],
+                "details": [bob],
+                "callers": sorted([alice, "\x1facme"]),
+            }
+            async with sessions() as session:
+                assert await run_checks(session) == []
+            await asyncio.to_thread(downgrade, scratch, "0024")
+            assert await stored() == before
+            await asyncio.to_thread(upgrade, scratch)
+            async with unit_of_work(sessions) as uow:  # the default app may now have an alice
+                await ensure_user(uow.session, "alice", Role.FAN, ("NGN",))
+                with pytest.raises(IntegrityError):  # and no id that names no app, or another
+                    async with uow.session.begin_nested():
+                        await ensure_user(uow.session, "dave", Role.FAN, ("NGN",), app_id="acme")
+            async with sessions() as session:
+                owners = dict((await session.execute(text("SELECT id, app_id FROM users"))).all())
+            assert owners == {alice: "acme", bob: "acme", "carol": "default", "alice": "default"}
         finally:
             await engine.dispose()
