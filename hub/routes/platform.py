@@ -104,7 +104,6 @@ def _recipients(body: NotificationRequest) -> tuple[list[str], bool]:
     {
         "201": "{type, channel, events: [{id, user_id, seq}]}",
         "404": "creator_not_found (channel)",
-        "409": "user_id_taken: a user of another app has this id",
     },
     body=NotificationRequest,
     idempotent=True,
@@ -235,7 +234,7 @@ class UserRequest(BaseModel):
     {
         "200": "Updated: {id, role, name, email, created_at}",
         "201": "Created",
-        "409": "user_id_taken (another app's), or role_change_refused",
+        "409": "role_change_refused",
     },
     body=UserRequest,
 )
