@@ -214,6 +214,7 @@ ROUTES = [
     Route("/api/v1/push/subscriptions", guard(push.subscribe, user()), methods=["POST"]),
     Route("/api/v1/push/subscriptions", guard(push.unsubscribe, user()), methods=["DELETE"]),
     Route("/webhooks/{provider}", webhooks.receive, methods=["POST"]),
+    Route("/apps/{app_id}/webhooks/{provider}", webhooks.receive, methods=["POST"]),
     Route("/checkout/return", payments.checkout_return, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),

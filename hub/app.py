@@ -128,6 +128,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
         # Not arq's create_pool: it insists on reaching Redis at once.
         queue = ArqRedis.from_url(runtime.redis_url, socket_connect_timeout=2, socket_timeout=5)
         providers, http_client = build_provider_clients(settings)
+        providers.read_apps_from(sessions)
         limiter = RateLimiter(runtime.redis_url, fail_open=settings.rate_limit_fail_open)
         fees = FeeCache(redis, sessions, settings.platform_fee_bps)
         publisher = Publisher(redis, sessions)

@@ -9,6 +9,10 @@
     hub apps keys APP create --scope publish --scope read [--label TEXT]
     hub apps keys APP rotate KEY_ID [--overlap SECONDS]
     hub apps keys APP revoke KEY_ID
+    hub apps providers APP list
+    hub apps providers APP set paystack|stripe [--base-url URL]   (secrets on stdin, one a line)
+    hub apps providers APP remove paystack|stripe
+    hub apps secrets-key                                          (a new HUB_SECRETS_KEY)
 
 A new key's secret is printed alone on stdout (shown once: only its hash is kept), what it is
 on stderr; listings are JSON lines.
@@ -25,6 +29,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from hub.settings import Settings
+from ledger.app_providers import SECRETS
 from ledger.apps import Scope
 
 DEFAULT_OVERLAP = 24 * 3600
@@ -80,6 +85,54 @@ def add_arguments(apps: argparse.ArgumentParser) -> None:
         default=DEFAULT_OVERLAP,
         help=f"(rotate) seconds the old key keeps working (default {DEFAULT_OVERLAP})",
     )
+    _provider_arguments(actions)
+
+
+def _provider_arguments(actions: Any) -> None:
+    providers = actions.add_parser(
+        "providers",
+        help="the app's own Paystack or Stripe account (instead of the deployment's): list, "
+        "set (its secrets read from stdin, one a line), remove",
+    )
+    providers.add_argument("app_id", metavar="APP")
+    providers.add_argument("provider_action", choices=["list", "set", "remove"])
+    providers.add_argument("provider", nargs="?", choices=sorted(SECRETS), help="(set, remove)")
+    providers.add_argument(
+        "--base-url", help="(set) the provider's API elsewhere than its own (a test server)"
+    )
+    actions.add_parser(
+        "secrets-key", help="a new HUB_SECRETS_KEY, which encrypts the apps' provider secrets"
+    )
+
+
+def _provider_secrets(settings: Settings, args: argparse.Namespace) -> None:
+    """What `hub apps providers APP set` needs from outside the database: the cipher, and the
+    secrets, read from stdin (never from the command line, which other users can see)."""
+    from hub.runtime import resolve_secrets_key
+    from ledger.app_providers import secrets_cipher
+
+    if args.provider is None:
+        raise AppsCommandError(f"`hub apps providers APP {args.provider_action}` needs a PROVIDER")
+    if args.provider_action != "set":
+        return
+    key = resolve_secrets_key(settings)
+    if key is None:
+        raise AppsCommandError(
+            "set HUB_SECRETS_KEY (`hub apps secrets-key` prints one) here and on every node "
+            "and worker: an app's provider secrets are stored encrypted with it"
+        )
+    args.cipher = secrets_cipher(key)
+    args.secrets = {}
+    for name in SECRETS[args.provider]:
+        if sys.stdin.isatty():
+            print(f"{args.provider} {name}: ", end="", file=sys.stderr, flush=True)
+        args.secrets[name] = sys.stdin.readline().strip()
+        if not args.secrets[name]:
+            raise AppsCommandError(
+                f"{args.provider} needs {', '.join(SECRETS[args.provider])} on stdin, one a line"
+            )
+    public = settings.public_url or f"http://{settings.host}:{settings.port}"
+    args.webhook_url = f"{public.rstrip('/')}/apps/{args.app_id}/webhooks/{args.provider}"
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
@@ -87,7 +140,14 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
     from hub.runtime import resolve
 
+    if args.apps_action == "secrets-key":
+        from cryptography.fernet import Fernet
+
+        print(Fernet.generate_key().decode())
+        return 0
     runtime = resolve(settings)
+    if args.apps_action == "providers" and args.provider_action != "list":
+        _provider_secrets(settings, args)
     if args.apps_action == "set":
         args.changes = _changes(settings, args)
     if args.apps_action == "keys" and args.key_action in ("rotate", "revoke") and not args.key_id:
@@ -126,6 +186,8 @@ async def _run(database_url: str, args: argparse.Namespace) -> int:
                     }
                 )
                 return 0
+            if args.apps_action == "providers":
+                return await _providers(session, args)
             if args.apps_action == "tokens":
                 secret = secrets.token_urlsafe(48) if args.new_secret else None
                 config = await apps.set_tokens(
@@ -162,6 +224,26 @@ async def _run(database_url: str, args: argparse.Namespace) -> int:
         raise AppsCommandError(exc.message) from None
     finally:
         await engine.dispose()
+
+
+async def _providers(session: Any, args: argparse.Namespace) -> int:
+    from ledger import app_providers
+
+    if args.provider_action == "list":
+        for account in await app_providers.list_app_providers(session, args.app_id):
+            _line(account.as_json())
+        return 0
+    if args.provider_action == "remove":
+        if not await app_providers.remove_app_provider(session, args.app_id, args.provider):
+            raise AppsCommandError(f"the app {args.app_id} has no {args.provider} account")
+        _line({"app_id": args.app_id, "provider": args.provider, "removed": True})
+        return 0
+    account = await app_providers.set_app_provider(
+        session, args.cipher, args.app_id, args.provider, args.secrets, args.base_url
+    )
+    # where the provider's dashboard must send this account's webhooks
+    _line({**account.as_json(), "webhook_url": args.webhook_url})
+    return 0
 
 
 def _changes(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:

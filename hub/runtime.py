@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 import httpx
+from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
 from hub.embedded import Embedded
@@ -16,8 +17,8 @@ from hub.vapid import load_private_key
 from jobs.mail import SmtpConfig
 from jobs.maintenance import Retention
 from jobs.push import PushConfig
-from providers.base import Provider
-from providers.registry import ProviderConfig, build_providers
+from ledger.app_providers import secrets_cipher
+from providers.registry import ProviderConfig, Providers, build_providers
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,21 @@ def resolve_secret(settings: Settings) -> str:
     raise SettingsError(
         "missing setting HUB_JWT_SECRET: required when HUB_DATABASE_URL or HUB_REDIS_URL is set"
     )
+
+
+def resolve_secrets_key(settings: Settings) -> str | None:
+    """HUB_SECRETS_KEY, or on the fully embedded default a development key kept under `home`;
+    None elsewhere (the apps' own provider accounts are then not used)."""
+    if settings.secrets_key is not None:
+        return settings.secrets_key.get_secret_value()
+    if settings.database_url is not None or settings.redis_url is not None:
+        return None
+    path = settings.home / "secrets-key"
+    if not path.exists():
+        settings.home.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(Fernet.generate_key().decode())
+    return path.read_text().strip()
 
 
 def resolve(settings: Settings) -> Runtime:
@@ -87,8 +103,9 @@ def provider_config(settings: Settings) -> ProviderConfig:
 KEEPALIVE_SECONDS = 4.0
 
 
-def build_provider_clients(settings: Settings) -> tuple[dict[str, Provider], httpx.AsyncClient]:
-    """The configured providers and the HTTP client they share (the caller closes it)."""
+def build_provider_clients(settings: Settings) -> tuple[Providers, httpx.AsyncClient]:
+    """The deployment's providers, and the apps' own once given a database
+    (Providers.read_apps_from), with the HTTP client they share (the caller closes it)."""
     # An idle connection is dropped after 4 s, before a server's own keep-alive timeout (5 s
     # is uvicorn's, and common): reusing one the server is closing at that moment fails the
     # request with a read error, and a provider call is not retried (it may not be idempotent).
@@ -97,9 +114,11 @@ def build_provider_clients(settings: Settings) -> tuple[dict[str, Provider], htt
         limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS),
     )
     try:
-        return build_providers(provider_config(settings), http), http
+        deployment = build_providers(provider_config(settings), http)
     except ValueError as exc:
         raise SettingsError(f"invalid setting HUB_STANDARD_WEBHOOK_SECRETS: {exc}") from None
+    key = resolve_secrets_key(settings)
+    return Providers(deployment, http, secrets_cipher(key) if key else None), http
 
 
 def smtp_config(settings: Settings) -> SmtpConfig | None:

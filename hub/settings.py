@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
+from cryptography.fernet import Fernet
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -33,6 +34,9 @@ class Settings(BaseSettings):
     # Unset on the embedded default → a random development secret kept under `home`.
     jwt_secret: SecretStr | None = None
     jwt_issuer: str | None = None
+    # Encrypts the apps' own provider keys (`hub apps providers`); a Fernet key, such as
+    # `hub apps secrets-key` prints. Unset on the embedded default → one kept under `home`.
+    secrets_key: SecretStr | None = None
     jwt_audience: str | None = None
     # Basis points of each tip kept by the platform (250 = 2.5 %).
     platform_fee_bps: int = Field(default=1000, ge=0, le=5_000)
@@ -173,6 +177,19 @@ class Settings(BaseSettings):
     def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value().encode()) < 32:
             raise ValueError("must be at least 32 bytes for HS256")
+        return value
+
+    @field_validator("secrets_key")
+    @classmethod
+    def _fernet_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                Fernet(value.get_secret_value().encode())
+            except ValueError:
+                raise ValueError(
+                    "must be a Fernet key, 32 url-safe base64 bytes "
+                    "(`hub apps secrets-key` prints one)"
+                ) from None
         return value
 
     @field_validator("currencies", mode="before")

@@ -39,8 +39,8 @@ from ledger.users import app_of, find_user
 from ledger.wallet_purchases import PurchaseCommand
 from ledger.wallet_tips import TipCommand
 from ledger.webhook_topups import Applied, Delivery
-from providers.base import Provider
 from providers.jsontext import JsonLimits
+from providers.registry import Providers
 from realtime.publisher import Publisher
 from realtime.server import Identity, Realtime, Refused
 
@@ -74,7 +74,7 @@ class Hub:
     apps: AppDirectory  # what each app set for itself (fee, currencies, limit, origins)
     bans: Bans  # the platforms' bans of their users in force
     origins: Callable[..., bool]  # the deployment's own origin policy (hub.app.origin_policy)
-    providers: dict[str, Provider]
+    providers: Providers  # the deployment's accounts and the apps' own
     # (principal, its app's currencies): a user seen with the currencies they hold accounts in
     # (an app given a currency more has its users' accounts made at their next request)
     _known: set[tuple[Principal, tuple[str, ...]]] = field(default_factory=set)

@@ -100,7 +100,7 @@ async def _settle_stale_payments(ctx: dict[str, Any]) -> int:
         ).all()
     done = 0
     for reference, provider_name in rows:
-        provider = ctx.get("providers", {}).get(provider_name)
+        provider = await ctx["providers"].get(provider_name)
         verify = getattr(provider, "verify_transaction", None)
         status, data = "unknown", {}
         if verify is not None:

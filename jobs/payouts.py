@@ -25,7 +25,7 @@ async def execute(ctx: dict[str, Any], payout_id: int) -> str | None:
         payout = await get_payout(uow.session, payout_id=payout_id)
     if payout.status != "pending":
         return payout.provider_ref
-    provider: Provider | None = ctx["providers"].get(payout.provider)
+    provider: Provider | None = await ctx["providers"].get(payout.provider)
     if provider is None:
         log.error("payout %s: provider %s is not configured here", payout.id, payout.provider)
         raise Retry(defer=60)
@@ -35,9 +35,8 @@ async def execute(ctx: dict[str, Any], payout_id: int) -> str | None:
                 reference=payout.reference,
                 amount=payout.amount.amount,
                 currency=payout.amount.currency,
-                recipient=platform_id(
-                    payout.creator_id
-                ),  # the creator as their platform names them
+                # the creator as their platform names them
+                recipient=platform_id(payout.creator_id),
             )
         )
     except ProviderError as exc:

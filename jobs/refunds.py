@@ -26,7 +26,7 @@ async def execute(ctx: dict[str, Any], refund_id: int) -> str | None:
         payment = await get_payment(uow.session, row.payment_id)
     if row.provider_ref is not None or row.status != "pending":
         return str(row.provider_ref)
-    provider: Provider | None = ctx["providers"].get(payment.provider)
+    provider: Provider | None = await ctx["providers"].get(payment.provider)
     if provider is None:
         log.error("refund %s: provider %s is not configured here", refund_id, payment.provider)
         raise Retry(defer=60)

@@ -28,7 +28,7 @@ NAME = "payments.verify"
 async def verify(ctx: dict[str, Any], payment_id: int) -> str:
     async with unit_of_work(ctx["sessions"]) as uow:
         payment = await get_payment(uow.session, payment_id)
-    provider = ctx.get("providers", {}).get(payment.provider)
+    provider = await ctx["providers"].get(payment.provider)
     check = getattr(provider, "verify_transaction", None)
     if payment.status != "succeeded":
         return "not succeeded"

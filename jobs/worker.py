@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -31,7 +30,7 @@ from jobs.maintenance import Retention
 from jobs.push import PushConfig
 from jobs.webhooks import WebhookConfig
 from ledger.db import make_engine, make_sessions
-from ledger.provider_events import Provider
+from providers.registry import Providers
 from realtime.publisher import Publisher
 
 
@@ -82,7 +81,7 @@ def build_worker(
     *,
     database_url: str,
     redis_url: str,
-    providers: Mapping[str, Provider] | None = None,
+    providers: Providers | None = None,
     smtp: SmtpConfig | None = None,
     retention: Retention | None = None,
     push: PushConfig | None = None,
@@ -98,7 +97,9 @@ def build_worker(
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["engine"] = make_engine(database_url, pool_size=5, max_overflow=5)
         ctx["sessions"] = make_sessions(ctx["engine"])
-        ctx["providers"] = dict(providers or {})
+        # the deployment's accounts, and the apps' own as the database has them
+        ctx["providers"] = providers if providers is not None else Providers({}, None)
+        ctx["providers"].read_apps_from(ctx["sessions"])
         ctx["smtp"] = smtp
         ctx["retention"] = retention or Retention()
         ctx["push"] = push

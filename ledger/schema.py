@@ -45,6 +45,20 @@ apps = Table(
     Column("allowed_origins", ARRAY(Text), nullable=False),
 )
 
+# An app's own provider accounts (ledger/migrations/versions/0026_app_providers.py).
+app_providers = Table(
+    "app_providers",
+    metadata,
+    Column("app_id", Text, ForeignKey("apps.id"), primary_key=True),
+    Column("provider", Text, primary_key=True),
+    Column("secrets", Text, nullable=False),  # Fernet, with HUB_SECRETS_KEY
+    Column("base_url", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("provider IN ('paystack', 'stripe')"),
+    CheckConstraint("app_id <> 'default'"),
+)
+
 users = Table(
     "users",
     metadata,

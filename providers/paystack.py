@@ -42,7 +42,11 @@ _TRANSFER_KINDS = {
 class Paystack:
     name = "paystack"
 
-    def __init__(self, secret_key: str, base_url: str, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self, secret_key: str, base_url: str, http: httpx.AsyncClient, name: str | None = None
+    ) -> None:
+        if name is not None:  # an app's own account: its stored name (ledger.app_providers)
+            self.name = name
         self._secret = secret_key
         self._base = base_url.rstrip("/")
         self._http = http

@@ -33,8 +33,15 @@ class Stripe:
     name = "stripe"
 
     def __init__(
-        self, secret_key: str, webhook_secret: str, base_url: str, http: httpx.AsyncClient
+        self,
+        secret_key: str,
+        webhook_secret: str,
+        base_url: str,
+        http: httpx.AsyncClient,
+        name: str | None = None,
     ) -> None:
+        if name is not None:  # an app's own account: its stored name (ledger.app_providers)
+            self.name = name
         self._secret = secret_key
         self._webhook_secret = webhook_secret
         self._base = base_url.rstrip("/")

@@ -45,6 +45,7 @@ DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
 JWT_SECRET = "test-secret-" + "x" * 40
 PAYSTACK_SECRET = "sk_test_paystack_" + "p" * 24
+SECRETS_KEY = base64.urlsafe_b64encode(b"the tests' key for app secrets!!").decode()
 STRIPE_SECRET = "sk_test_stripe_" + "s" * 24
 STRIPE_WEBHOOK_SECRET = "whsec_stripe" + "w" * 24
 SANDBOX_WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"sandbox-signing-key-0123456789").decode()
@@ -100,6 +101,7 @@ def make_settings(services: Services, sandbox_url: str | None = None, **override
         "database_url": services.database_url,
         "redis_url": services.redis_url,
         "jwt_secret": JWT_SECRET,
+        "secrets_key": SECRETS_KEY,
         "platform_fee_bps": FEE_BPS,
         "currencies": "NGN,USD",
         "host": "127.0.0.1",

@@ -26,7 +26,7 @@ from hub.http import (
 )
 from hub.idempotency import idempotency_key
 from hub.openapi import PAGE, operation
-from hub.routes.payments import provider_named, start_payment
+from hub.routes.payments import provider_account, start_payment
 from ledger.content import (
     create_content,
     ensure_purchasable,
@@ -151,7 +151,7 @@ async def buy(request: Request) -> Response:
     payload = await json_object(request, optional=True)
     body = parse(PurchaseRequest, payload)
     by_card = body.source == "card"
-    provider = provider_named(hub, body.provider) if by_card else None
+    provider = await provider_account(hub, body.provider, principal.app_id) if by_card else None
     headers = await rate_limit(hub, request, "payments" if by_card else "transfers", principal)
     await hub.check_content(content_id, principal.app_id)
     fee_bps = await hub.fee_bps(principal.app_id)

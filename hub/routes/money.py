@@ -27,7 +27,7 @@ from hub.http import (
 )
 from hub.idempotency import idempotency_key
 from hub.openapi import ID, PAGE, operation, query
-from hub.routes.payments import provider_named, start_payment
+from hub.routes.payments import provider_account, start_payment
 from ledger.accounts import Role, balances
 from ledger.db import UnitOfWork, unit_of_work
 from ledger.errors import InvalidTransfer
@@ -73,7 +73,7 @@ async def create_tip(request: Request) -> Response:
     await check_currency(hub, tip.currency, principal.app_id)
     amount = Money(tip.amount, tip.currency)
     by_card = tip.source == "card"
-    provider = provider_named(hub, tip.provider) if by_card else None
+    provider = await provider_account(hub, tip.provider, principal.app_id) if by_card else None
     headers = await rate_limit(hub, request, "payments" if by_card else "transfers", principal)
     creator = stored_id(principal.app_id, tip.creator_id)
     await hub.check_creator(creator, principal.app_id)

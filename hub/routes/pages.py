@@ -135,7 +135,7 @@ async def config(request: Request) -> Response:
     return json_response(
         {
             "currencies": list(settings.currencies),
-            "providers": sorted(hub.providers),
+            "providers": sorted(hub.providers.deployment),
             "dev_signin": _dev_signin_here(request),
         }
     )

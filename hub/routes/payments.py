@@ -50,11 +50,14 @@ class PaymentRequest(BaseModel):
     provider: StrictStr
 
 
-def provider_named(hub: Hub, name: str | None) -> str:
-    if not name or name not in hub.providers:
-        available = ", ".join(sorted(hub.providers)) or "none configured"
+async def provider_account(hub: Hub, name: str | None, app_id: str) -> str:
+    """The account the app's users pay through at the provider `name`: the app's own if it has
+    one (ledger.app_providers), else the deployment's; 422 naming those it may use."""
+    account = await hub.providers.of_app(app_id, name) if name else None
+    if account is None:
+        available = ", ".join(hub.providers.offered(app_id)) or "none configured"
         raise ApiError(422, "invalid_request", f"provider: must be one of: {available}", "provider")
-    return name
+    return account
 
 
 async def start_payment(
@@ -79,7 +82,10 @@ async def start_payment(
         details=details,
     )
     app_id, platform_user = owner_of(user_id)  # what the provider's dashboard shows
-    checkout = await hub.providers[provider].initialize(
+    account = await hub.providers.get(provider)
+    if account is None:  # removed since provider_account chose it
+        raise ApiError(422, "invalid_request", "provider: no longer configured", "provider")
+    checkout = await account.initialize(
         CheckoutRequest(
             reference=payment.reference,
             amount=amount.amount,
@@ -110,7 +116,7 @@ async def create(request: Request) -> Response:
     payload = await json_object(request)
     body = parse(PaymentRequest, payload)
     await check_currency(hub, body.currency, principal.app_id)
-    provider = provider_named(hub, body.provider)
+    provider = await provider_account(hub, body.provider, principal.app_id)
     headers = await rate_limit(hub, request, "payments", principal)
 
     async def command(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:

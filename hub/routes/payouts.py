@@ -22,7 +22,7 @@ from hub.http import (
 )
 from hub.idempotency import idempotency_key
 from hub.openapi import operation
-from hub.routes.payments import provider_named
+from hub.routes.payments import provider_account
 from ledger.db import unit_of_work
 from ledger.errors import UnknownPayout
 from ledger.money import Money
@@ -57,7 +57,8 @@ async def create(request: Request) -> Response:
     body = parse(PayoutRequest, payload)
     # Any of the deployment's: earnings in a currency the app no longer takes can still leave.
     await check_currency(hub, body.currency)
-    provider = provider_named(hub, body.provider or hub.settings.payout_provider)
+    named = body.provider or hub.settings.payout_provider
+    provider = await provider_account(hub, named, principal.app_id)
     headers = await rate_limit(hub, request, "transfers", principal)
 
     # The payout joins the next group commit: its hold, its row and its events commit in one

@@ -12,7 +12,9 @@ from hub.errors import ApiError
 from hub.http import hub_of, json_response, rate_limit
 from hub.metrics import WEBHOOKS
 from hub.openapi import operation
+from ledger.accounts import DEFAULT_APP
 from ledger.db import unit_of_work
+from ledger.ids import stored_id
 from ledger.inbox import malformed_event_id, record_delivery
 from ledger.provider_events import EventKind
 from ledger.settlement import apply_event
@@ -34,16 +36,19 @@ log = logging.getLogger(__name__)
 )
 async def receive(request: Request) -> Response:
     hub = hub_of(request)
-    name = request.path_params["provider"]
-    provider = hub.providers.get(name)
+    # /webhooks/{provider}: the deployment's account; /apps/{app_id}/webhooks/{provider}: the
+    # app's own, whose payments, payouts and refunds alone it can touch (ledger.app_providers)
+    kind = request.path_params["provider"]
+    name = stored_id(request.path_params.get("app_id", DEFAULT_APP), kind)
+    provider = await hub.providers.get(name)
     if provider is None:
-        raise ApiError(404, "not_found", f"no webhook sender named {name!r}")
+        raise ApiError(404, "not_found", f"no webhook sender named {kind!r} here")
     headers = await rate_limit(hub, request, "webhooks", None)
     body = await request.body()
     try:
         provider.verify(request.headers, body, time.time())
     except BadSignature as exc:
-        WEBHOOKS.labels(name, "invalid_signature").inc()
+        WEBHOOKS.labels(kind, "invalid_signature").inc()
         # Nothing is stored: an unsigned body is noise, and storing it would let anyone fill
         # the inbox.
         raise ApiError(401, "invalid_signature", str(exc) or "signature mismatch") from None
@@ -52,7 +57,7 @@ async def receive(request: Request) -> Response:
     try:
         event = provider.parse(request.headers, body)
     except MalformedPayload as exc:
-        WEBHOOKS.labels(name, "rejected").inc()
+        WEBHOOKS.labels(kind, "rejected").inc()
         async with unit_of_work(hub.sessions) as uow:
             await record_delivery(
                 uow.session,
@@ -81,11 +86,11 @@ async def receive(request: Request) -> Response:
                 log.warning(
                     "webhook mismatch from %s, event %s: %s", name, event.event_id, applied.detail
                 )
-            WEBHOOKS.labels(name, applied.outcome).inc()
+            WEBHOOKS.labels(kind, applied.outcome).inc()
             return json_response({"received": True, "outcome": applied.outcome}, 200, headers)
     async with unit_of_work(hub.sessions) as uow:
         settled = await apply_event(uow.session, event, text)
         if settled.events:
             hub.publish_after_commit(uow, settled.events)
-    WEBHOOKS.labels(name, settled.outcome).inc()
+    WEBHOOKS.labels(kind, settled.outcome).inc()
     return json_response({"received": True, "outcome": settled.outcome}, 200, headers)

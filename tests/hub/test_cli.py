@@ -310,3 +310,57 @@ def test_what_an_app_sets_for_itself_from_the_shell(services: Services) -> None:
         assert "Traceback" not in refused.stderr
     default = hub("apps", "set", "default", "--fee-bps", "100", env=env)
     assert default.returncode == 1 and "the deployment's" in default.stderr
+
+
+def test_apps_providers_keep_an_apps_own_keys_sealed(services: Services) -> None:
+    """`hub apps providers`: the secrets come on stdin (not the command line), are stored
+    sealed with HUB_SECRETS_KEY, never printed back; the webhook URL to give the provider is."""
+    import json
+    import uuid
+
+    from tests.conftest import SECRETS_KEY
+
+    env = {
+        "HUB_DATABASE_URL": services.database_url,
+        "HUB_REDIS_URL": services.redis_url,
+        "HUB_JWT_SECRET": JWT_SECRET,
+        "HUB_PUBLIC_URL": "https://hub.example.com",
+    }
+    app_id = f"cli-{uuid.uuid4().hex[:8]}"
+    assert hub("apps", "create", app_id, env=env).returncode == 0
+    keyless = hub("apps", "providers", app_id, "set", "paystack", env=env)
+    assert keyless.returncode == 1 and "HUB_SECRETS_KEY" in keyless.stderr
+    new_key = hub("apps", "secrets-key", env=env)
+    assert new_key.returncode == 0 and len(new_key.stdout.strip()) == 44
+    env["HUB_SECRETS_KEY"] = SECRETS_KEY
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    made = subprocess.run(
+        [sys.executable, "-m", "hub", "apps", "providers", app_id, "set", "stripe"],
+        env={**clean, **env},
+        input="sk_live_abc\nwhsec_def\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    shown = json.loads(made.stdout)
+    assert shown["webhook_url"] == f"https://hub.example.com/apps/{app_id}/webhooks/stripe"
+    assert "sk_live_abc" not in made.stdout + made.stderr
+    listed = hub("apps", "providers", app_id, "list", env=env)
+    assert [json.loads(line)["provider"] for line in listed.stdout.splitlines()] == ["stripe"]
+    assert "sk_live_abc" not in listed.stdout and "whsec_def" not in listed.stdout
+    short = subprocess.run(
+        [sys.executable, "-m", "hub", "apps", "providers", app_id, "set", "stripe"],
+        env={**clean, **env},
+        input="sk_only\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert short.returncode == 1 and "webhook_secret" in short.stderr
+    gone = hub("apps", "providers", app_id, "remove", "stripe", env=env)
+    assert gone.returncode == 0, gone.stderr
+    again = hub("apps", "providers", app_id, "remove", "stripe", env=env)
+    assert again.returncode == 1 and "has no stripe account" in again.stderr
