@@ -107,7 +107,7 @@ ID = {"type": "integer", "format": "int64", "minimum": 1, "maximum": 2**63 - 1}
 
 # Path parameters that are ids a person or a platform chose (text); every other one names a
 # row by its bigint id.
-TEXT_PARAMS = frozenset({"user_id", "creator_id", "provider"})
+TEXT_PARAMS = frozenset({"user_id", "creator_id", "provider", "app_id"})
 
 # Models nested in request bodies, by name: pydantic's $defs, moved to components.schemas (a
 # `#/$defs/...` reference inside a path's schema resolves against the document, not the body).

@@ -125,7 +125,7 @@ async def test_an_apps_own_paystack_takes_its_payments_and_payouts(
             {
                 "event": "charge.success",
                 "data": {
-                    "id": 424242,
+                    "id": 700_000_000 + uuid.uuid4().int % 100_000_000,  # an event of its own
                     "reference": payment["reference"],
                     "amount": 9_000,
                     "currency": "NGN",

@@ -20,6 +20,7 @@ from jobs import maintenance
 from jobs.verification import verify
 from ledger.payments import count_unconfirmed
 from ledger.schema import reconciliations
+from providers.registry import Providers
 from providers.signatures import sign_paystack
 from tests.conftest import (
     NGINX,
@@ -110,7 +111,8 @@ async def test_unconfirmed_payments_are_counted(
 
 
 async def test_the_last_reconciliation_time_is_exported(http, sessions) -> None:
-    report = await maintenance.run_reconciliation({"sessions": sessions, "providers": {}})
+    ctx = {"sessions": sessions, "providers": Providers({}, None)}
+    report = await maintenance.run_reconciliation(ctx)
     async with sessions() as session:
         finished = await session.scalar(
             select(func.extract("epoch", reconciliations.c.finished_at)).where(

@@ -18,13 +18,14 @@ from ledger.events import record_events
 from ledger.operations import last_reconciliation, list_failed_jobs
 from ledger.payments import count_unconfirmed
 from ledger.schema import events, idempotency_keys
+from providers.registry import Providers
 from tests.conftest import auth, create_user, make_settings, run_burst_worker
 from tests.hub.test_cli import hub
 from tests.money import balance, deliver, start_topup
 
 
 async def test_reconciliation_is_recorded(services, sessions) -> None:
-    ctx = {"sessions": sessions, "providers": {}}
+    ctx = {"sessions": sessions, "providers": Providers({}, None)}
     report = await maintenance.run_reconciliation(ctx)
     assert report["ok"] is True, report["violations"]
     async with sessions() as session:
@@ -90,7 +91,9 @@ async def test_a_stale_pending_payment_is_failed_and_a_late_success_still_credit
             text("UPDATE payments SET created_at = now() - interval '2 days' WHERE id = :id"),
             {"id": payment["id"]},
         )
-    report = await maintenance.run_reconciliation({"sessions": sessions, "providers": {}})
+    report = await maintenance.run_reconciliation(
+        {"sessions": sessions, "providers": Providers({}, None)}
+    )
     assert report["stale_payments_settled"] >= 1
     shown = await http.get(
         f"/api/v1/payments/{payment['id']}",
