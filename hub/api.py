@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from hub import responses
 from hub.guard import guard, key, user, user_or_key
 from hub.http import hub_of, json_response
 from hub.metrics import metrics
@@ -32,12 +33,16 @@ from ledger.accounts import Role
 from ledger.apps import Scope
 
 
-@operation("Alive", {"200": "ok"})
+@operation("Alive", {"200": "ok"}, returns=responses.Health)
 async def healthz(request: Request) -> Response:
     return json_response({"status": "ok"})
 
 
-@operation("Ready: PostgreSQL and Redis reachable", {"200": "ready", "503": "names what is down"})
+@operation(
+    "Ready: PostgreSQL and Redis reachable",
+    {"200": "ready", "503": "names what is down"},
+    returns=responses.Readiness,
+)
 async def readyz(request: Request) -> Response:
     hub = hub_of(request)
 

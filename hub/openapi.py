@@ -5,8 +5,9 @@ Each endpoint says what it does where it is written (`@operation`: its summary, 
 model, query parameters); the route table says where it is served and who may call it
 (hub.guard). The document reads both: paths and methods from the table, path parameters from
 the path, security and its 401/403 from the access declared, request bodies from the same
-pydantic models the routes validate with. So it cannot drift from what the server accepts, and
-a route without an `@operation` is not in it (tests/hub/test_reads.py names any such route).
+pydantic models the routes validate with, the success answer's body from its model in
+hub.responses. So it cannot drift from what the server accepts, and a route without an
+`@operation` is not in it (tests/hub/test_reads.py names any such route).
 """
 
 from __future__ import annotations
@@ -37,10 +38,6 @@ ERROR = {
         }
     },
 }
-MONEY = {
-    "type": "object",
-    "properties": {"amount": {"type": "integer"}, "currency": {"type": "string"}},
-}
 IDEMPOTENCY = {
     "name": "Idempotency-Key",
     "in": "header",
@@ -68,6 +65,7 @@ class Operation:
     limited: bool = False
     params: tuple[dict[str, Any], ...] = ()
     security: list[dict[str, list[str]]] | None = None  # an open route's own (the metrics token)
+    returns: type[BaseModel] | None = None
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -82,13 +80,15 @@ def operation(
     limited: bool = False,
     params: list[dict[str, Any]] | None = None,
     security: list[dict[str, list[str]]] | None = None,
+    returns: type[BaseModel] | None = None,
 ) -> Callable[[F], F]:
     """What an endpoint does, for the document: `summary`, its answers by status code (the
     route table's access adds 401/403, `body` 400/422, `idempotent` the Idempotency-Key header
     and its answers, `limited` 429), the pydantic model of its JSON body, its query
-    parameters (path parameters come from the route's path)."""
+    parameters (path parameters come from the route's path), and `returns`: the model
+    (hub.responses) of the body of its success answer, the lowest 2xx of `responses`."""
     described = Operation(
-        summary, responses, body, idempotent, limited, tuple(params or ()), security
+        summary, responses, body, idempotent, limited, tuple(params or ()), security, returns
     )
 
     def mark(endpoint: F) -> F:
@@ -109,15 +109,29 @@ ID = {"type": "integer", "format": "int64", "minimum": 1, "maximum": 2**63 - 1}
 # row by its bigint id.
 TEXT_PARAMS = frozenset({"user_id", "creator_id", "provider", "app_id"})
 
-# Models nested in request bodies, by name: pydantic's $defs, moved to components.schemas (a
-# `#/$defs/...` reference inside a path's schema resolves against the document, not the body).
+# Models nested in request bodies and the response models with theirs, by name: pydantic's
+# $defs, moved to components.schemas (a `#/$defs/...` reference inside a path's schema resolves
+# against the document, not the body).
 _NESTED: dict[str, Any] = {}
 
 
 def body_schema(model: type[BaseModel]) -> dict[str, Any]:
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    _NESTED.update(schema.pop("$defs", {}))
+    for name, nested in schema.pop("$defs", {}).items():
+        _component(name, nested)
     return schema
+
+
+def response_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A reference to `model` in components.schemas, where it and the models it nests land."""
+    _component(model.__name__, body_schema(model))
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _component(name: str, schema: dict[str, Any]) -> None:
+    # Components are one namespace: two models of one name would make one reference mean both.
+    if _NESTED.setdefault(name, schema) != schema:
+        raise ValueError(f"two schemas named {name} in the OpenAPI document")
 
 
 def query(name: str, schema: dict[str, Any], text: str) -> dict[str, Any]:
@@ -153,10 +167,15 @@ def _render(path: str, described: Operation, access: Access | None) -> dict[str,
         **(LIMITED if described.limited else {}),
     }
     op: dict[str, Any] = {"summary": described.summary, "responses": {}}
+    succeeded = min((code for code in described.responses if code.startswith("2")), default=None)
     for code, text in sorted({**common, **described.responses}.items()):
         response: dict[str, Any] = {"description": text}
         if code.startswith(("4", "5")):
             response["content"] = _ERROR_BODY
+        elif code == succeeded and described.returns is not None:
+            response["content"] = {
+                "application/json": {"schema": response_schema(described.returns)}
+            }
         op["responses"][code] = response
     parameters = [*_path_params(path), *described.params]
     if described.idempotent:
@@ -229,7 +248,7 @@ def openapi_document() -> dict[str, Any]:
             "are integers in minor units with an ISO 4217 currency.",
         },
         "components": {
-            "schemas": {"Error": ERROR, "Money": MONEY, **_NESTED},
+            "schemas": {"Error": ERROR, **_NESTED},
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
                 "apiKey": {

@@ -39,6 +39,7 @@ from ledger.funding import fund_wallet_for_development
 from ledger.migrate import upgrade
 from ledger.money import Money
 from sandbox.app import SandboxConfig, create_sandbox_app
+from tests.response_check import VIOLATIONS, ResponseCheck
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 # .ci/run installs Debian's nginx-light where it is missing; /usr/sbin may be off a user's PATH.
@@ -185,7 +186,8 @@ def hub_of_app(app: Any) -> Any:
 
 def hub_server(settings: Settings, port: int | None = None) -> LiveServer:
     """The hub served as `hub serve` serves it (hub.serving's options)."""
-    return LiveServer(create_app(make_runtime(settings)), port, **uvicorn_options(settings))
+    app = ResponseCheck(create_app(make_runtime(settings)))  # answers match their models
+    return LiveServer(app, port, **uvicorn_options(settings))
 
 
 @dataclass(frozen=True)
@@ -273,6 +275,16 @@ async def sandbox(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
 async def http(live: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=live.url, timeout=10, limits=KEEPALIVE) as client:
         yield client
+
+
+@pytest.fixture(autouse=True)
+def _answers_match_their_models() -> Iterator[None]:
+    """Fails the test whose requests got an answer unlike its OpenAPI model
+    (tests/response_check.py)."""
+    before = len(VIOLATIONS)
+    yield
+    found = VIOLATIONS[before:]
+    assert not found, "answers unlike their OpenAPI models:\n" + "\n".join(found[:5])
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hub import responses
 from hub.errors import ApiError
 from hub.guard import principal_of
 from hub.http import (
@@ -55,6 +56,7 @@ class FeeRequest(BaseModel):
     },
     body=RefundRequest,
     idempotent=True,
+    returns=responses.Refund,
 )
 async def refund(request: Request) -> Response:
     hub = hub_of(request)
@@ -77,7 +79,9 @@ async def refund(request: Request) -> Response:
 
 
 @operation(
-    "The platform fee in force, in basis points (admins)", {"200": "{bps}", "403": "Not an admin"}
+    "The platform fee in force, in basis points (admins)",
+    {"200": "{bps}", "403": "Not an admin"},
+    returns=responses.PlatformFee,
 )
 async def platform_fee(request: Request) -> Response:
     hub = hub_of(request)
@@ -90,6 +94,7 @@ async def platform_fee(request: Request) -> Response:
     "Change the platform fee (admins); every node applies it at once",
     {"200": "{bps}", "403": "Not an admin"},
     body=FeeRequest,
+    returns=responses.PlatformFee,
 )
 async def set_platform_fee(request: Request) -> Response:
     hub = hub_of(request)
@@ -108,6 +113,7 @@ async def set_platform_fee(request: Request) -> Response:
         "retried_at, retried_by, retry_job_id}]}",
         "403": "Not an admin",
     },
+    returns=responses.FailedJobs,
 )
 async def failed_jobs(request: Request) -> Response:
     """Jobs that failed for good, newest first (admins)."""
@@ -127,6 +133,7 @@ async def failed_jobs(request: Request) -> Response:
         "this release does not run)",
         "503": "service_unavailable: Redis did not take the job; nothing changed",
     },
+    returns=responses.FailedJob,
 )
 async def retry_failed_job(request: Request) -> Response:
     """Enqueue a dead-lettered job again with its arguments, once per entry (admins)."""

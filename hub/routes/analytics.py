@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hub import responses
 from hub.errors import ApiError
 from hub.http import check_currency, day, hub_of, json_response, query_int
 from hub.openapi import operation, query
@@ -37,6 +38,7 @@ def _range(request: Request) -> tuple[date, date]:
         query("to", {"type": "string", "format": "date"}, "Default today (UTC)"),
         query("currency", {"type": "string"}, "All when absent"),
     ],
+    returns=responses.RevenueReport,
 )
 async def revenue_report(request: Request) -> Response:
     """Gross volume and platform fees per day, week or month over a range."""
@@ -62,6 +64,7 @@ async def revenue_report(request: Request) -> Response:
         "403": "Not an admin",
         "422": "A bad date, currency or limit",
     },
+    returns=responses.TopCreatorsReport,
 )
 async def top_creators_report(request: Request) -> Response:
     hub = hub_of(request)
@@ -85,6 +88,7 @@ async def top_creators_report(request: Request) -> Response:
         "403": "Not an admin",
         "422": "A bad date",
     },
+    returns=responses.PaymentsReport,
 )
 async def payments_report(request: Request) -> Response:
     """Payment success rate per provider over a range (users connected now: /api/v1/presence)."""

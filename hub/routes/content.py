@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hub import responses
 from hub.guard import principal_of
 from hub.http import (
     MAX_SAFE_INTEGER,
@@ -67,6 +68,7 @@ def _content_id(request: Request) -> int:
     "Register pay-per-view content with a price (creators)",
     {"201": "The content", "403": "Not a creator"},
     body=ContentRequest,
+    returns=responses.Content,
 )
 async def create(request: Request) -> Response:
     hub = hub_of(request)
@@ -90,6 +92,7 @@ async def create(request: Request) -> Response:
         "200": "The content with has_access, and body when has_access is true",
         "404": "content_not_found",
     },
+    returns=responses.ContentView,
 )
 async def show(request: Request) -> Response:
     hub = hub_of(request)
@@ -111,6 +114,7 @@ async def show(request: Request) -> Response:
         "422": "A bad query parameter",
     },
     params=[*PAGE],
+    returns=responses.ContentPage,
 )
 async def by_creator(request: Request) -> Response:
     """A creator's content, newest first, as the caller sees it; `?limit=&before=`."""
@@ -142,6 +146,9 @@ async def by_creator(request: Request) -> Response:
     body=PurchaseRequest,
     idempotent=True,
     limited=True,
+    # the wallet's 201 only: `returns` is one model, the lowest 2xx's, and a card's 202 is
+    # {payment, checkout_url} (responses.CardCheckout)
+    returns=responses.Purchase,
 )
 async def buy(request: Request) -> Response:
     hub = hub_of(request)

@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hub import responses
 from hub.errors import ApiError
 from hub.guard import by_key, principal_of
 from hub.http import (
@@ -39,6 +40,7 @@ def _key_id(request: Request) -> int:
     "A new overlay key for the public tip-alert page (creators); shown once",
     {"201": "The key record with `key`", "403": "Not a creator"},
     body=OverlayKeyRequest,
+    returns=responses.OverlayKeyWithKey,
 )
 async def create(request: Request) -> Response:
     """A new overlay key; the key itself is in this answer only."""
@@ -52,7 +54,11 @@ async def create(request: Request) -> Response:
     return json_response({**record.as_json(), "key": key}, 201)
 
 
-@operation("The creator's overlay keys (never the keys themselves)", {"200": "Keys"})
+@operation(
+    "The creator's overlay keys (never the keys themselves)",
+    {"200": "Keys"},
+    returns=responses.OverlayKeys,
+)
 async def index(request: Request) -> Response:
     hub = hub_of(request)
     principal = principal_of(request)
@@ -64,6 +70,7 @@ async def index(request: Request) -> Response:
 @operation(
     "Revoke: refused from now on, live overlays cut on every node",
     {"200": "The revoked key", "404": "overlay_key_not_found"},
+    returns=responses.OverlayKey,
 )
 async def revoke(request: Request) -> Response:
     """Revoke a key: new connections with it are refused, live ones are cut on every node."""
@@ -83,6 +90,7 @@ async def revoke(request: Request) -> Response:
 @operation(
     "A new key in place of this one (revoked in the same transaction)",
     {"201": "The new key record with `key`", "404": "overlay_key_not_found"},
+    returns=responses.OverlayKeyWithKey,
 )
 async def rotate(request: Request) -> Response:
     """A new key in place of this one, which is revoked in the same transaction."""
@@ -112,6 +120,7 @@ async def rotate(request: Request) -> Response:
         "403": "Not an admin, or the key lacks `read`",
     },
     params=[query("user_id", {"type": "string"}, "A user to count (repeatable)")],
+    returns=responses.Presence,
 )
 async def presence(request: Request) -> Response:
     """Cluster-wide: users connected now, and with `?user_id=` one user's connections
@@ -133,6 +142,7 @@ async def presence(request: Request) -> Response:
 @operation(
     "A creator's live overlays and viewers (that creator or an admin)",
     {"200": "{creator_id, overlays, viewers}", "403": "Neither"},
+    returns=responses.CreatorPresence,
 )
 async def creator_presence(request: Request) -> Response:
     """A creator's live overlays and viewers (the creator, or an admin)."""

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hub import responses
 from hub.errors import ApiError
 from hub.guard import principal_of
 from hub.http import (
@@ -63,6 +64,9 @@ class TipRequest(BaseModel):
     body=TipRequest,
     idempotent=True,
     limited=True,
+    # the wallet's 201 only: `returns` is one model, the lowest 2xx's, and a card's 202 is
+    # {payment, checkout_url} (responses.CardCheckout)
+    returns=responses.Tip,
 )
 async def create_tip(request: Request) -> Response:
     hub = hub_of(request)
@@ -128,6 +132,7 @@ async def create_tip(request: Request) -> Response:
         ),
         *PAGE,
     ],
+    returns=responses.TipPage,
 )
 async def tips(request: Request) -> Response:
     """The caller's tips, newest first; `?direction=received|sent&limit=&before=`."""
@@ -161,6 +166,7 @@ async def tips(request: Request) -> Response:
             "Posted balances as of this time",
         )
     ],
+    returns=responses.WalletAnswer,
 )
 async def wallet(request: Request) -> Response:
     """The caller's balances now, or with `?as_of=<ISO 8601 time>` the posted balances then."""
@@ -199,6 +205,7 @@ async def wallet(request: Request) -> Response:
         query("account", {"enum": ["wallet", "earnings"]}, "Which account"),
         query("currency", {"type": "string"}, "ISO 4217 code"),
     ],
+    returns=responses.StatementPage,
 )
 async def transactions(request: Request) -> Response:
     """The caller's entries, newest first; `?limit=&before=&kind=&account=&currency=`."""

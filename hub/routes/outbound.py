@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hub import responses
 from hub.errors import ApiError
 from hub.guard import key_of
 from hub.http import (
@@ -94,6 +95,7 @@ def _endpoint_id(request: Request) -> int:
         "409": "too_many_webhook_endpoints (20 an app)",
     },
     body=EndpointRequest,
+    returns=responses.WebhookEndpointWithSecret,
 )
 async def create(request: Request) -> Response:
     """POST /api/v1/webhook-endpoints: a new endpoint and its signing secret (201)."""
@@ -109,7 +111,9 @@ async def create(request: Request) -> Response:
     return json_response({**endpoint.as_json(), "secret": secret}, 201)
 
 
-@operation("The app's webhook endpoints", {"200": "{data: [endpoint]}"})
+@operation(
+    "The app's webhook endpoints", {"200": "{data: [endpoint]}"}, returns=responses.WebhookEndpoints
+)
 async def index(request: Request) -> Response:
     hub = hub_of(request)
     key = key_of(request)
@@ -121,6 +125,7 @@ async def index(request: Request) -> Response:
 @operation(
     "One endpoint (enabled, failing_since, disabled_reason)",
     {"200": "The endpoint", "404": "webhook_endpoint_not_found"},
+    returns=responses.WebhookEndpoint,
 )
 async def show(request: Request) -> Response:
     hub = hub_of(request)
@@ -135,6 +140,7 @@ async def show(request: Request) -> Response:
     "back on (and clears its failure record)",
     {"200": "The endpoint", "404": "webhook_endpoint_not_found"},
     body=EndpointChange,
+    returns=responses.WebhookEndpoint,
 )
 async def change(request: Request) -> Response:
     """PATCH: url, event_types, description; `enabled` turns it off or back on."""
@@ -175,6 +181,7 @@ async def delete(request: Request) -> Response:
     "overlap_seconds (default 86400)",
     {"200": "The endpoint and its new secret", "404": "webhook_endpoint_not_found"},
     body=RotateRequest,
+    returns=responses.WebhookEndpointWithSecret,
 )
 async def rotate_secret(request: Request) -> Response:
     """A new secret; for `overlap_seconds` (default a day) deliveries carry both signatures."""
@@ -202,6 +209,7 @@ async def rotate_secret(request: Request) -> Response:
             "Only these",
         ),
     ],
+    returns=responses.DeliveryPage,
 )
 async def deliveries(request: Request) -> Response:
     """The endpoint's delivery log, newest first: `?status=pending|delivered|failed`."""
@@ -222,6 +230,7 @@ async def deliveries(request: Request) -> Response:
     "Send every delivery made since `since` again (each user's in order)",
     {"202": "{redelivering: n}", "404": "webhook_endpoint_not_found"},
     body=RedeliverRequest,
+    returns=responses.Redelivering,
 )
 async def redeliver_since(request: Request) -> Response:
     """POST .../redeliver {since}: every delivery made since then, sent again in order."""
@@ -248,6 +257,7 @@ def _delivery_id(request: Request) -> int:
     "One delivery: its body and every attempt (status code, first 1 KiB of "
     "the response, duration, error)",
     {"200": "The delivery", "404": "webhook_delivery_not_found"},
+    returns=responses.DeliveryDetail,
 )
 async def delivery(request: Request) -> Response:
     """One delivery with its body and every attempt."""
@@ -261,6 +271,7 @@ async def delivery(request: Request) -> Response:
 @operation(
     "Send the delivery again now, with a fresh round of retries",
     {"202": "The delivery, pending", "404": "webhook_delivery_not_found"},
+    returns=responses.DeliveryDetail,
 )
 async def redeliver(request: Request) -> Response:
     hub = hub_of(request)

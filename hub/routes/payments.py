@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from hub import responses
 from hub.errors import ApiError
 from hub.guard import principal_of
 from hub.http import (
@@ -108,6 +109,7 @@ async def start_payment(
     body=PaymentRequest,
     idempotent=True,
     limited=True,
+    returns=responses.Payment,
 )
 async def create(request: Request) -> Response:
     hub = hub_of(request)
@@ -134,7 +136,11 @@ async def create(request: Request) -> Response:
     return await respond_once(hub, request, principal, key, payload, command, headers)
 
 
-@operation("One of the caller's payments", {"200": "The payment", "404": "payment_not_found"})
+@operation(
+    "One of the caller's payments",
+    {"200": "The payment", "404": "payment_not_found"},
+    returns=responses.Payment,
+)
 async def show(request: Request) -> Response:
     hub = hub_of(request)
     principal = principal_of(request)

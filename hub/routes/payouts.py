@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hub import responses
 from hub.guard import principal_of
 from hub.http import (
     MAX_SAFE_INTEGER,
@@ -48,6 +49,7 @@ class PayoutRequest(BaseModel):
     body=PayoutRequest,
     idempotent=True,
     limited=True,
+    returns=responses.Payout,
 )
 async def create(request: Request) -> Response:
     hub = hub_of(request)
@@ -73,7 +75,11 @@ async def create(request: Request) -> Response:
     return answered(await hub.payouts.submit(command), headers)
 
 
-@operation("One of the caller's payouts", {"200": "The payout", "404": "payout_not_found"})
+@operation(
+    "One of the caller's payouts",
+    {"200": "The payout", "404": "payout_not_found"},
+    returns=responses.Payout,
+)
 async def show(request: Request) -> Response:
     hub = hub_of(request)
     principal = principal_of(request)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hub import responses
 from hub.auth import CONTROL
 from hub.errors import ApiError
 from hub.guard import key_of
@@ -107,6 +108,7 @@ def _recipients(body: NotificationRequest) -> tuple[list[str], bool]:
     },
     body=NotificationRequest,
     idempotent=True,
+    returns=responses.Published,
 )
 async def publish(request: Request) -> Response:
     """POST /api/v1/notifications: one event into each named user's log (missing users of the
@@ -167,6 +169,7 @@ async def publish(request: Request) -> Response:
             "Default 100",
         ),
     ],
+    returns=responses.EventPage,
 )
 async def events(request: Request) -> Response:
     """GET /api/v1/events?user_id=&after=&limit=: a user's log in order, from the event after
@@ -237,6 +240,7 @@ class UserRequest(BaseModel):
         "409": "role_change_refused",
     },
     body=UserRequest,
+    returns=responses.User,
 )
 async def put_user(request: Request) -> Response:
     """PUT /api/v1/users/{user_id}: create the app's user (and accounts) ahead of their first
@@ -270,6 +274,7 @@ async def put_user(request: Request) -> Response:
 @operation(
     "One of the app's users",
     {"200": "{id, role, name, email, created_at}", "404": "user_not_found"},
+    returns=responses.User,
 )
 async def get_user(request: Request) -> Response:
     hub = hub_of(request)
@@ -288,6 +293,7 @@ async def get_user(request: Request) -> Response:
         "200": "{user_id, connections}: the sockets open before",
         "404": "user_not_found",
     },
+    returns=responses.Disconnected,
 )
 async def disconnect(request: Request) -> Response:
     """POST /api/v1/users/{user_id}/disconnect: close the user's sockets on every node (the
@@ -316,6 +322,7 @@ class BanRequest(BaseModel):
     "a ban made again replaces the last",
     {"200": "{user_id, banned_until, connections}", "404": "user_not_found"},
     body=BanRequest,
+    returns=responses.Banned,
 )
 async def ban(request: Request) -> Response:
     hub = hub_of(request)
@@ -340,6 +347,7 @@ async def ban(request: Request) -> Response:
 @operation(
     "Lift the user's ban (their tokens work again on every node within 5 s)",
     {"200": "{user_id, banned_until: null}", "404": "user_not_found"},
+    returns=responses.Unbanned,
 )
 async def unban(request: Request) -> Response:
     hub = hub_of(request)
@@ -380,6 +388,7 @@ class KeyRotation(BaseModel):
         "200": "{id, name, created_at, own: {fee_bps, currencies, rate_limit_server, "
         "allowed_origins}, effective: {fee_bps, currencies, rate_limit_server, allowed_origins}}"
     },
+    returns=responses.App,
 )
 async def show_app(request: Request) -> Response:
     hub = hub_of(request)
@@ -405,6 +414,7 @@ def _key_id(request: Request) -> int:
     "The app's API keys: prefix, scopes, label, created, expires, revoked, last "
     "used; never a secret",
     {"200": "{data: [key]}"},
+    returns=responses.ApiKeys,
 )
 async def list_api_keys(request: Request) -> Response:
     """GET /api/v1/api-keys: the app's keys (prefixes, scopes, use; never a secret)."""
@@ -419,6 +429,7 @@ async def list_api_keys(request: Request) -> Response:
     "A new key of the app; `secret` is in this answer only (kept as a hash)",
     {"201": "The key and its secret"},
     body=KeyRequest,
+    returns=responses.ApiKeyWithSecret,
 )
 async def create_api_key(request: Request) -> Response:
     """POST /api/v1/api-keys: a new key of the app; its secret is in this answer only."""
@@ -441,6 +452,7 @@ async def create_api_key(request: Request) -> Response:
         "409": "api_key_not_rotatable: revoked, expired or rotated already",
     },
     body=KeyRotation,
+    returns=responses.ApiKeyWithSecret,
 )
 async def rotate_api_key(request: Request) -> Response:
     """POST /api/v1/api-keys/{id}/rotate: a successor with the same scopes; the old key works
@@ -458,6 +470,7 @@ async def rotate_api_key(request: Request) -> Response:
 @operation(
     "Revoke the key: refused on every node within 5 seconds",
     {"200": "The key, with revoked_at", "404": "api_key_not_found"},
+    returns=responses.ApiKey,
 )
 async def revoke_api_key(request: Request) -> Response:
     """DELETE /api/v1/api-keys/{id}: ended at once (every node within 5 s)."""

@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hub import responses
 from hub.errors import ApiError
 from hub.guard import principal_of
 from hub.http import hub_of, json_object, json_response, parse
@@ -49,6 +50,7 @@ def _public_key(hub: Hub) -> str | None:
 @operation(
     "Whether Web Push is on, and the hub's VAPID public key (applicationServerKey)",
     {"200": "{enabled, public_key}"},
+    returns=responses.PushConfig,
 )
 async def config(request: Request) -> Response:
     """Whether push is on, and the applicationServerKey to subscribe with (public)."""
@@ -88,6 +90,7 @@ def _check(body: SubscriptionRequest, hosts: tuple[str, ...]) -> None:
         "422": "An endpoint that is not an allowed push service, or bad keys",
     },
     body=SubscriptionRequest,
+    returns=responses.PushSubscription,
 )
 async def subscribe(request: Request) -> Response:
     """Save the browser's subscription for the caller (the same endpoint again moves or renews

@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hub import responses
 from hub.guard import principal_of
 from hub.http import (
     MAX_SAFE_INTEGER,
@@ -22,7 +23,7 @@ from ledger.ids import stored_id
 from ledger.users import find_user, get_creator
 
 
-@operation("The caller: {id, role, name}", {"200": "The caller"})
+@operation("The caller: {id, role, name}", {"200": "The caller"}, returns=responses.Me)
 async def me(request: Request) -> Response:
     """The caller: `role` from the token (what this request may do), `name` as stored."""
     hub = hub_of(request)
@@ -36,6 +37,7 @@ async def me(request: Request) -> Response:
 @operation(
     "A creator's public profile: name, goal with what it raised, live state",
     {"200": "{id, name, goal, live}", "404": "creator_not_found"},
+    returns=responses.Creator,
 )
 async def creator(request: Request) -> Response:
     """A creator's public profile: name, goal (with what it raised so far) and live state."""
@@ -72,6 +74,7 @@ class LiveRequest(BaseModel):
         "403": "Not a creator",
     },
     body=GoalRequest,
+    returns=responses.GoalAnswer,
 )
 async def put_goal(request: Request) -> Response:
     """PUT /api/v1/goal: the creator's tipping goal, counted from now (replaces any)."""
@@ -104,6 +107,7 @@ async def delete_goal(request: Request) -> Response:
     "public.live when it changes",
     {"200": "{live: {since, title} | null}", "403": "Not a creator"},
     body=LiveRequest,
+    returns=responses.LiveAnswer,
 )
 async def put_live(request: Request) -> Response:
     """PUT /api/v1/live: the creator is live now (with a title), or not any more."""

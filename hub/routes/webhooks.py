@@ -8,6 +8,7 @@ import time
 from starlette.requests import Request
 from starlette.responses import Response
 
+from hub import responses
 from hub.errors import ApiError
 from hub.http import hub_of, json_response, rate_limit
 from hub.metrics import WEBHOOKS
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
         "404": "No sender by that name",
     },
     limited=True,
+    returns=responses.WebhookReceipt,
 )
 async def receive(request: Request) -> Response:
     hub = hub_of(request)
