@@ -24,7 +24,7 @@ import urllib.request
 from hub.auth import issue_token
 from hub.cli import CommandError, _check_port
 from hub.embedded import free_port, port_is_free
-from hub.runtime import Runtime, resolve
+from hub.runtime import Runtime, resolve, resolve_secrets_key
 from hub.seed import ADMIN, CREATOR, FANS, seed, seed_key
 from hub.settings import Settings
 from hub.vapid import generate as generate_vapid_keys
@@ -111,6 +111,13 @@ def _sandbox_env(settings: Settings, sandbox_url: str) -> dict[str, str]:
         senders["sandbox"] = keys["sandbox_webhook"]
         env["HUB_STANDARD_WEBHOOK_SECRETS"] = json.dumps(senders)
     return env
+
+
+def _secrets_key_env(settings: Settings) -> dict[str, str]:
+    """The key of the apps' own provider secrets for the node and worker: kept under HUB_HOME
+    like the JWT secret, so `hub apps providers` in another shell seals with the same one."""
+    key = resolve_secrets_key(settings)
+    return {"HUB_SECRETS_KEY": key} if key else {}
 
 
 def _vapid_env(settings: Settings) -> dict[str, str]:
@@ -252,6 +259,7 @@ def run_dev(settings: Settings) -> int:
             # Pages on any loopback port (a front-end's dev server) may open sockets.
             "HUB_CORS_ORIGINS": os.environ.get("HUB_CORS_ORIGINS", DEV_ORIGINS),
             **_vapid_env(settings),
+            **_secrets_key_env(settings),
         }
         url = f"http://{settings.host}:{settings.port}"
         sandbox, sandbox_url = _start_sandbox(settings, env, url)

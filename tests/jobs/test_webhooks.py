@@ -121,7 +121,10 @@ async def running_worker(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        await worker.close()
+        # close() awaits the worker's job tasks; one that was running when main() was
+        # cancelled ends cancelled, and close() raises that: it is this helper's own stop
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker.close()
         await client.aclose()
 
 
