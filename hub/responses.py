@@ -364,10 +364,11 @@ class TopCreatorsReport(ResponseModel):
 
 
 class ProviderPayments(ResponseModel):
-    """A provider's payments started in the range and how they ended (success_rate: null when
-    none ended)."""
+    """A provider account's payments started in the range and how they ended (success_rate:
+    null when none ended); app_id: whose account, "default" for the deployment's."""
 
     provider: str
+    app_id: str
     started: int
     succeeded: int
     failed: int

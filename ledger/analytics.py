@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ledger.ids import owner_of
+
 PERIODS = ("day", "week", "month")
 
 _ROLLUP_REVENUE = text(
@@ -107,7 +109,8 @@ async def top_creators(
 
 
 async def payment_success(session: AsyncSession, start: date, end: date) -> list[dict[str, Any]]:
-    """Per provider: payments started in the range and how they ended (an index range scan)."""
+    """Per provider account (the deployment's, or an app's own: ledger.app_providers): payments
+    started in the range and how they ended (an index range scan)."""
     rows = await session.execute(
         text(
             """
@@ -128,9 +131,11 @@ async def payment_success(session: AsyncSession, start: date, end: date) -> list
     result = []
     for row in rows:
         settled = row.succeeded + row.failed
+        app_id, provider = owner_of(row.provider)
         result.append(
             {
-                "provider": row.provider,
+                "provider": provider,
+                "app_id": app_id,  # whose account: "default" for the deployment's
                 "started": row.started,
                 "succeeded": row.succeeded,
                 "failed": row.failed,

@@ -11,7 +11,11 @@ path, query or body) turn it into the stored id with the caller's app, and every
 goes out (HTTP bodies, socket packets, webhook bodies) passes through ``platform_json``, which
 shows each stored id as the platform's own id. Since every text Hub takes in is refused when it
 holds the separator (hub.http.json_object, the tokens' checks), the only strings in Hub's JSON
-that hold it are stored ids.
+that hold it are stored ids. (An error message names one after a space, "no creator <id>", so a
+stored id is shown as the platform's at the start of a string or after a space.)
+
+An app's own provider account is named the same way (``<app>\x1fpaystack``,
+ledger.app_providers): what is the app's is stored under its name, and shown as the provider's.
 """
 
 from __future__ import annotations
