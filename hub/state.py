@@ -204,7 +204,6 @@ class Hub:
             principal.role.value,
             viewing=viewing,
             expires_at=principal.expires_at,
-            app_id=principal.app_id,
         )
 
     async def _check_viewing(self, viewing: object, app_id: str) -> str:

@@ -16,7 +16,6 @@ from engineio import packet as eio_packet
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ledger.accounts import DEFAULT_APP
 from ledger.db import BIGINT_MAX, PoolSettings, make_pool
 from realtime.bus import BusEvent, Frame, Subscriber, frame
 from realtime.channels import public_tip
@@ -39,7 +38,6 @@ class Identity:
     overlay_key_id: int | None = None
     viewing: str | None = None  # a fan's socket may say which creator's page it is on
     expires_at: float | None = None  # the token's exp (Unix time): the socket closes then
-    app_id: str = DEFAULT_APP  # the app whose token it showed
 
 
 class Refused(Exception):

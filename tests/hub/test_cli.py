@@ -14,11 +14,14 @@ import pytest
 from tests.conftest import JWT_SECRET, Services
 
 
-def hub(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def hub(
+    *args: str, env: dict[str, str], timeout: float = 60, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     return subprocess.run(
         [sys.executable, "-m", "hub", *args],
         env={**clean, **env},
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -333,15 +336,8 @@ def test_apps_providers_keep_an_apps_own_keys_sealed(services: Services) -> None
     new_key = hub("apps", "secrets-key", env=env)
     assert new_key.returncode == 0 and len(new_key.stdout.strip()) == 44
     env["HUB_SECRETS_KEY"] = SECRETS_KEY
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-    made = subprocess.run(
-        [sys.executable, "-m", "hub", "apps", "providers", app_id, "set", "stripe"],
-        env={**clean, **env},
-        input="sk_live_abc\nwhsec_def\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    made = hub(
+        "apps", "providers", app_id, "set", "stripe", env=env, stdin="sk_live_abc\nwhsec_def\n"
     )
     assert made.returncode == 0, made.stderr
     shown = json.loads(made.stdout)
@@ -350,15 +346,7 @@ def test_apps_providers_keep_an_apps_own_keys_sealed(services: Services) -> None
     listed = hub("apps", "providers", app_id, "list", env=env)
     assert [json.loads(line)["provider"] for line in listed.stdout.splitlines()] == ["stripe"]
     assert "sk_live_abc" not in listed.stdout and "whsec_def" not in listed.stdout
-    short = subprocess.run(
-        [sys.executable, "-m", "hub", "apps", "providers", app_id, "set", "stripe"],
-        env={**clean, **env},
-        input="sk_only\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    short = hub("apps", "providers", app_id, "set", "stripe", env=env, stdin="sk_only\n")
     assert short.returncode == 1 and "webhook_secret" in short.stderr
     gone = hub("apps", "providers", app_id, "remove", "stripe", env=env)
     assert gone.returncode == 0, gone.stderr
