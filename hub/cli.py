@@ -64,7 +64,6 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             log_level=settings.log_level,
             log_config=None,  # hub.logs configured the root logger: JSON lines, redacted
             access_log=False,
-            timeout_graceful_shutdown=10,
             **uvicorn_options(settings),
         )
     finally:

@@ -170,6 +170,9 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "ws_ping_interval": None,
         "ws_ping_timeout": None,
         "lifespan": "on",
+        # On SIGTERM: requests in flight get this long to finish, then are cancelled, and the
+        # app shuts down (a connection left open by a client cannot hold the node forever).
+        "timeout_graceful_shutdown": 10,
     }
 
 

@@ -39,6 +39,7 @@ from ledger.funding import fund_wallet_for_development
 from ledger.migrate import upgrade
 from ledger.money import Money
 from sandbox.app import SandboxConfig, create_sandbox_app
+from tests import watchdog
 from tests.response_check import VIOLATIONS, ResponseCheck
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
@@ -56,6 +57,10 @@ FEE_BPS = 1000
 # equal timeouts a request may go out on a connection the server is closing (httpx.ReadError).
 KEEPALIVE = httpx.Limits(keepalive_expiry=2.0)
 FAST_POSTGRES = ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(watchdog, "hub-watchdog")
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ def services() -> Iterator[Services]:
             warnings.simplefilter("ignore")
             database_url = database_url or embedded.database_url()
             redis_url = redis_url or embedded.redis_url()
+        watchdog.on_hang(embedded.stop)
     settings = Settings(database_url=database_url, redis_url=redis_url)
     assert settings.database_url and settings.redis_url
     upgrade(settings.database_url)
@@ -170,10 +176,25 @@ class LiveServer:
             await asyncio.sleep(0.025)
         raise RuntimeError("live server did not start")
 
-    async def stop(self) -> None:
+    async def stop(self, within: float = 60.0) -> None:
+        """Stop as SIGTERM would. A server still not stopped after `within` seconds fails the
+        caller, saying what it was waiting for (every task's stack), instead of hanging the
+        suite."""
         self.server.should_exit = True
-        if self._task is not None:
-            await self._task
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), within)
+        except TimeoutError:
+            stuck = watchdog.describe_tasks()
+            self.server.force_exit = True
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(self._task, 5)
+            raise RuntimeError(
+                f"the server on {self.url} did not stop within {within:.0f} s "
+                f"({len(self.server.server_state.connections)} connections open); "
+                f"tasks:\n{stuck}"
+            ) from None
 
 
 def hub_of_app(app: Any) -> Any:
