@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -65,7 +65,7 @@ class Operation:
     limited: bool = False
     params: tuple[dict[str, Any], ...] = ()
     security: list[dict[str, list[str]]] | None = None  # an open route's own (the metrics token)
-    returns: type[BaseModel] | None = None
+    returns: dict[str, type[BaseModel]] = field(default_factory=dict)  # status → its body's model
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -80,15 +80,23 @@ def operation(
     limited: bool = False,
     params: list[dict[str, Any]] | None = None,
     security: list[dict[str, list[str]]] | None = None,
-    returns: type[BaseModel] | None = None,
+    returns: type[BaseModel] | dict[str, type[BaseModel]] | None = None,
 ) -> Callable[[F], F]:
     """What an endpoint does, for the document: `summary`, its answers by status code (the
     route table's access adds 401/403, `body` 400/422, `idempotent` the Idempotency-Key header
     and its answers, `limited` 429), the pydantic model of its JSON body, its query
     parameters (path parameters come from the route's path), and `returns`: the model
-    (hub.responses) of the body of its success answer, the lowest 2xx of `responses`."""
+    (hub.responses) of the body of its success answer (the lowest 2xx of `responses`), or
+    the models by status of an endpoint with more than one (a wallet's 201, a card's 202)."""
+    if returns is None:
+        models: dict[str, type[BaseModel]] = {}
+    elif isinstance(returns, dict):
+        models = returns
+    else:
+        models = {min(code for code in responses if code.startswith("2")): returns}
+    assert set(models) <= set(responses), f"{summary}: a model for a status it does not answer"
     described = Operation(
-        summary, responses, body, idempotent, limited, tuple(params or ()), security, returns
+        summary, responses, body, idempotent, limited, tuple(params or ()), security, models
     )
 
     def mark(endpoint: F) -> F:
@@ -167,14 +175,13 @@ def _render(path: str, described: Operation, access: Access | None) -> dict[str,
         **(LIMITED if described.limited else {}),
     }
     op: dict[str, Any] = {"summary": described.summary, "responses": {}}
-    succeeded = min((code for code in described.responses if code.startswith("2")), default=None)
     for code, text in sorted({**common, **described.responses}.items()):
         response: dict[str, Any] = {"description": text}
         if code.startswith(("4", "5")):
             response["content"] = _ERROR_BODY
-        elif code == succeeded and described.returns is not None:
+        elif code in described.returns:
             response["content"] = {
-                "application/json": {"schema": response_schema(described.returns)}
+                "application/json": {"schema": response_schema(described.returns[code])}
             }
         op["responses"][code] = response
     parameters = [*_path_params(path), *described.params]

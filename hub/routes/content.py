@@ -146,9 +146,7 @@ async def by_creator(request: Request) -> Response:
     body=PurchaseRequest,
     idempotent=True,
     limited=True,
-    # the wallet's 201 only: `returns` is one model, the lowest 2xx's, and a card's 202 is
-    # {payment, checkout_url} (responses.CardCheckout)
-    returns=responses.Purchase,
+    returns={"201": responses.Purchase, "202": responses.CardCheckout},
 )
 async def buy(request: Request) -> Response:
     hub = hub_of(request)

@@ -64,9 +64,7 @@ class TipRequest(BaseModel):
     body=TipRequest,
     idempotent=True,
     limited=True,
-    # the wallet's 201 only: `returns` is one model, the lowest 2xx's, and a card's 202 is
-    # {payment, checkout_url} (responses.CardCheckout)
-    returns=responses.Tip,
+    returns={"201": responses.Tip, "202": responses.CardCheckout},
 )
 async def create_tip(request: Request) -> Response:
     hub = hub_of(request)

@@ -244,6 +244,15 @@ async def test_every_api_route_is_in_the_openapi_document(http) -> None:
     }
     assert undocumented == {("/checkout/return", "GET"), ("/openapi.json", "GET")}
     assert "body" in content_body["content"]["application/json"]["schema"]["properties"]
+    # an endpoint with two success answers has a schema for each
+    for path in ("/api/v1/tips", "/api/v1/content/{content_id}/purchase"):
+        answers = document["paths"][path]["post"]["responses"]
+        schemas = {
+            code: answers[code]["content"]["application/json"]["schema"] for code in ["201", "202"]
+        }
+        assert schemas["202"] == {"$ref": "#/components/schemas/CardCheckout"}, path
+        assert schemas["201"] != schemas["202"]
+    assert "checkout_url" in document["components"]["schemas"]["CardCheckout"]["properties"]
 
 
 async def test_who_may_call_each_route_is_said_once_in_the_route_table(http) -> None:
