@@ -60,33 +60,21 @@ def describe_tasks(loop: asyncio.AbstractEventLoop | None = None) -> str:
 
 
 def _awaits(awaitable: Any) -> Iterator[FrameType]:
-    for _ in range(64):
-        frame = next(
-            (
-                getattr(awaitable, a)
-                for a in ("cr_frame", "gi_frame", "ag_frame")
-                if getattr(awaitable, a, None)
-            ),
-            None,
-        )
+    for _ in range(64):  # a chain of awaits, each a coroutine, generator or async generator
+        frame = _first(awaitable, "cr_frame", "gi_frame", "ag_frame")
         if frame is None:
             return
         yield frame
-        inner = next(
-            (
-                getattr(awaitable, a)
-                for a in ("cr_await", "gi_yieldfrom", "ag_await")
-                if getattr(awaitable, a, None)
-            ),
-            None,
-        )
-        if inner is not None and not any(
-            hasattr(inner, a) for a in ("cr_frame", "gi_frame", "ag_frame")
-        ):
+        inner = _first(awaitable, "cr_await", "gi_yieldfrom", "ag_await")
+        if inner is not None and _first(inner, "cr_frame", "gi_frame", "ag_frame") is None:
             # `await anext(gen)` (an async context manager's exit) hides the generator it
             # resumes: take it from the manager
             inner = getattr(frame.f_locals.get("self"), "gen", inner)
         awaitable = inner
+
+
+def _first(thing: Any, *names: str) -> Any:
+    return next((found for name in names if (found := getattr(thing, name, None))), None)
 
 
 def _hung(nodeid: str) -> None:
