@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 from ledger.apps import AppSettings
+from ledger.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +29,7 @@ class AppDirectory:
         self._load = load
         self._apps: dict[str, AppSettings] = {}
         self._origins: frozenset[str] = frozenset()
-        self._loaded_at = -self.REFRESH
-        self._lock = asyncio.Lock()
+        self._snapshot = Snapshot(self._read, "the apps' settings")
         self._task: asyncio.Task[None] | None = None
 
     async def get(self, app_id: str) -> AppSettings:
@@ -38,12 +37,12 @@ class AppDirectory:
         A request waits for a query only for an app not read yet (at most every
         UNKNOWN_REFRESH), or when no background task keeps the copy fresh: a known app's
         copy is served as it is meanwhile, even while the database hangs."""
-        age = time.monotonic() - self._loaded_at
+        snapshot = self._snapshot
         if app_id not in self._apps:
-            if age > self.UNKNOWN_REFRESH:
-                await self._reload(self.UNKNOWN_REFRESH)
-        elif self._task is None and age > self.REFRESH:
-            await self._reload(self.REFRESH)
+            if snapshot.older_than(self.UNKNOWN_REFRESH):
+                await snapshot.refresh(self.UNKNOWN_REFRESH)
+        elif self._task is None and snapshot.older_than(self.REFRESH):
+            await snapshot.refresh(self.REFRESH)
         return self._apps.get(app_id) or AppSettings(app_id)
 
     def origins(self) -> frozenset[str]:
@@ -57,7 +56,7 @@ class AppDirectory:
 
         async def refresh() -> None:
             while True:
-                await self._reload(0.0)
+                await self._snapshot.refresh(0.0)
                 await asyncio.sleep(self.REFRESH)
 
         self._task = asyncio.create_task(refresh(), name="app-settings")
@@ -68,15 +67,7 @@ class AppDirectory:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def _reload(self, older_than: float) -> None:
-        async with self._lock:
-            if time.monotonic() - self._loaded_at <= older_than:
-                return  # another request read them while this one waited
-            try:
-                loaded = await self._load()
-            except Exception as exc:  # the database away: keep what was loaded
-                log.warning("could not read the apps' settings: %s", exc)
-            else:
-                self._apps = {app.app_id: app for app in loaded}
-                self._origins = frozenset(o for app in loaded for o in app.allowed_origins)
-            self._loaded_at = time.monotonic()
+    async def _read(self) -> None:
+        loaded = await self._load()
+        self._apps = {app.app_id: app for app in loaded}
+        self._origins = frozenset(o for app in loaded for o in app.allowed_origins)

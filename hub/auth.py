@@ -19,6 +19,7 @@ import jwt
 from ledger.accounts import DEFAULT_APP, Role
 from ledger.apps import TokenConfig
 from ledger.ids import stored_id
+from ledger.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -244,12 +245,12 @@ class Verifiers:
         self._max_lifetime = max_lifetime
         self._configs: dict[str, TokenConfig] = {}  # by issuer
         self._verifiers: dict[str, HS256Verifier] = {}
-        self._loaded_at = -self.REFRESH
-        self._lock = asyncio.Lock()
+        self._snapshot = Snapshot(self._read, "the apps' token settings")
 
     async def verify(self, token: str) -> Principal:
-        if time.monotonic() - self._loaded_at > self.REFRESH:
-            await self._reload(self.REFRESH)
+        snapshot = self._snapshot
+        if snapshot.older_than(self.REFRESH):
+            await snapshot.refresh(self.REFRESH)
         known = self.default.remembered(token)  # the common case: read nothing of it again
         if known is not None:
             return known
@@ -258,9 +259,9 @@ class Verifiers:
             issuer is not None
             and issuer not in self._verifiers
             and issuer != self.default.issuer
-            and time.monotonic() - self._loaded_at > self.UNKNOWN_ISSUER_REFRESH
+            and snapshot.older_than(self.UNKNOWN_ISSUER_REFRESH)
         ):
-            await self._reload(self.UNKNOWN_ISSUER_REFRESH)  # an app configured a moment ago
+            await snapshot.refresh(self.UNKNOWN_ISSUER_REFRESH)  # an app configured a moment ago
         verifier = self._verifiers.get(issuer) if issuer is not None else None
         return await (verifier or self.default).verify(token)
 
@@ -272,30 +273,21 @@ class Verifiers:
             return None  # the default verifier says what is wrong with it
         return issuer if isinstance(issuer, str) else None
 
-    async def _reload(self, older_than: float) -> None:
-        async with self._lock:
-            if time.monotonic() - self._loaded_at <= older_than:
-                return  # another request read them while this one waited
-            try:
-                configs = {config.issuer: config for config in await self._load()}
-            except Exception as exc:  # the database away: keep what was loaded
-                log.warning("could not read the apps' token settings: %s", exc)
-                self._loaded_at = time.monotonic()
-                return
-            verifiers = {}
-            for issuer, config in list(configs.items()):
-                if issuer == self.default.issuer:  # the settings' own: it stays the default's
-                    log.warning("app %s's token issuer is HUB_JWT_ISSUER: ignored", config.app_id)
-                    del configs[issuer]
-                    continue
-                kept = self._verifiers.get(issuer)
-                verifiers[issuer] = (
-                    kept
-                    if kept is not None and self._configs.get(issuer) == config
-                    else self._verifier(config)
-                )
-            self._configs, self._verifiers = configs, verifiers
-            self._loaded_at = time.monotonic()
+    async def _read(self) -> None:
+        configs = {config.issuer: config for config in await self._load()}
+        verifiers = {}
+        for issuer, config in list(configs.items()):
+            if issuer == self.default.issuer:  # the settings' own: it stays the default's
+                log.warning("app %s's token issuer is HUB_JWT_ISSUER: ignored", config.app_id)
+                del configs[issuer]
+                continue
+            kept = self._verifiers.get(issuer)
+            verifiers[issuer] = (
+                kept
+                if kept is not None and self._configs.get(issuer) == config
+                else self._verifier(config)
+            )
+        self._configs, self._verifiers = configs, verifiers
 
     def _verifier(self, config: TokenConfig) -> HS256Verifier:
         options: dict[str, Any] = {

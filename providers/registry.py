@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import math
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ledger.app_providers import AppProvider, all_app_providers
 from ledger.ids import SEPARATOR, stored_id
+from ledger.snapshot import Snapshot
 from providers.base import Provider
 from providers.paystack import Paystack
 from providers.standard import StandardWebhooks
@@ -96,8 +94,7 @@ class Providers:
         self._load: Callable[[], Awaitable[Sequence[AppProvider]]] | None = None
         self._own: dict[str, Provider] = {}
         self._versions: dict[str, datetime] = {}  # what each of _own was built from
-        self._loaded_at = -math.inf
-        self._lock = asyncio.Lock()
+        self._snapshot = Snapshot(self._read, "the apps' provider accounts")
 
     def read_apps_from(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         """Read the apps' own accounts from this database (a process that does not knows
@@ -116,8 +113,8 @@ class Providers:
         if found is not None or SEPARATOR not in name or self._load is None:
             return found
         stale_after = self.REFRESH if name in self._own else self.UNKNOWN_REFRESH
-        if time.monotonic() - self._loaded_at > stale_after:
-            await self._reload(stale_after)
+        if self._snapshot.older_than(stale_after):
+            await self._snapshot.refresh(stale_after)
         return self._own.get(name)
 
     async def of_app(self, app_id: str, provider: str) -> str | None:
@@ -139,23 +136,15 @@ class Providers:
             self._http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
         return self._http
 
-    async def _reload(self, older_than: float) -> None:
+    async def _read(self) -> None:
         assert self._load is not None
-        async with self._lock:
-            if time.monotonic() - self._loaded_at <= older_than:
-                return  # another caller read them while this one waited
-            try:
-                accounts = await self._load()
-            except Exception as exc:  # the database away: keep what was read
-                log.warning("could not read the apps' provider accounts: %s", exc)
-            else:
-                own: dict[str, Provider] = {}
-                for account in accounts:
-                    kept = self._own.get(account.name)
-                    unchanged = self._versions.get(account.name) == account.updated_at
-                    if kept is None or not unchanged:
-                        kept = app_provider(account, self._client())
-                    own[account.name] = kept
-                self._own = own
-                self._versions = {account.name: account.updated_at for account in accounts}
-            self._loaded_at = time.monotonic()
+        accounts = await self._load()
+        own: dict[str, Provider] = {}
+        for account in accounts:
+            kept = self._own.get(account.name)
+            unchanged = self._versions.get(account.name) == account.updated_at
+            if kept is None or not unchanged:
+                kept = app_provider(account, self._client())
+            own[account.name] = kept
+        self._own = own
+        self._versions = {account.name: account.updated_at for account in accounts}
