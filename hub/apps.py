@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Awaitable, Callable
 
 from ledger.apps import AppSettings
 from ledger.snapshot import Snapshot
-
-log = logging.getLogger(__name__)
 
 
 class AppDirectory:

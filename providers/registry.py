@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,8 +17,6 @@ from providers.base import Provider
 from providers.paystack import Paystack
 from providers.standard import StandardWebhooks
 from providers.stripe import Stripe
-
-log = logging.getLogger(__name__)
 
 PAYSTACK_API = "https://api.paystack.co"
 STRIPE_API = "https://api.stripe.com"
